@@ -1,0 +1,5 @@
+"""ecgexp: config-driven deep learning on the 12-lead ECG."""
+
+from ecgexp import config as _config  # noqa: F401  (registers the OmegaConf resolvers)
+
+__version__ = "0.1.0"

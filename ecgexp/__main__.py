@@ -1,0 +1,3 @@
+from ecgexp.cli import main
+
+main()

@@ -1,0 +1,26 @@
+"""The one place that turns model outputs into a predictions table."""
+
+from __future__ import annotations
+
+import pandas as pd
+import torch
+
+
+def predictions_table(batches: list[dict | None], objective) -> pd.DataFrame:
+    """``exam_id``, one ``score_*`` column per output and one ``target_*`` column per target.
+
+    ``batches`` are ``predict_step`` outputs (``exam_id``, ``score``, ``target`` tensors).
+    """
+    batches = [b for b in batches if b is not None]
+    columns = ["exam_id", *objective.prediction_columns,
+               *(f"target_{name}" for name in objective.target_columns)]
+    if not batches:
+        return pd.DataFrame(columns=columns)
+    exam_ids = torch.cat([b["exam_id"] for b in batches]).numpy()
+    scores = torch.cat([b["score"] for b in batches]).float().numpy()
+    targets = torch.cat([b["target"] for b in batches]).float().numpy()
+    table = pd.DataFrame(scores.reshape(len(exam_ids), -1), columns=objective.prediction_columns)
+    table.insert(0, "exam_id", exam_ids)
+    for i, name in enumerate(objective.target_columns):
+        table[f"target_{name}"] = targets.reshape(len(exam_ids), -1)[:, i]
+    return table[columns]
