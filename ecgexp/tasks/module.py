@@ -43,7 +43,8 @@ class ECGModule(pl.LightningModule):
         if batch is None:  # every exam of the batch was skipped (dataset.nan_policy=skip)
             return None
         loss, _ = self.model_step(batch)
-        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["exam_id"]))
+        self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True,
+                 batch_size=len(batch["exam_id"]))
         return loss
 
     def _evaluation_step(self, batch: dict | None, stage: str, metrics) -> None:

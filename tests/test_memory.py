@@ -1,0 +1,81 @@
+"""Memory: one epoch over an 8,000-exam file (about 1.5 GB) must not load the file.
+
+The loader runs in a subprocess so its peak resident set size is its own; the data-loader
+workers are counted through RUSAGE_CHILDREN once they have exited.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import numpy as np
+import pandas as pd
+
+N_EXAMS, N_SAMPLES, N_LEADS, CHUNK = 8000, 4096, 12, 500
+GIB_KIB = 1024 * 1024  # ru_maxrss is in KiB on Linux
+
+SCRIPT = textwrap.dedent("""
+    import gc, json, resource, sys
+    from functools import partial
+    from ecgexp.data.datamodule import ExamDataModule
+    from ecgexp.data.source import HDF5Source
+    from ecgexp.data.splits import random_split
+
+    h5, csv = sys.argv[1], sys.argv[2]
+    source = HDF5Source(name="memory", tracing_files=h5, labels_csv=csv,
+                        split=partial(random_split, val_fraction=0.05, test_fraction=0.0,
+                                      seed=0, group_column=None))
+    leads = ["DI", "DII", "DIII", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+    dm = ExamDataModule(source, ["y"], leads=leads, batch_size=64, num_workers=2, seed=0)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    n_items = n_batches = 0
+    for batch in loader:
+        assert batch["tracing"].shape[1:] == (12, 4096)
+        n_items += batch["tracing"].shape[0]
+        n_batches += 1
+    del batch, loader, dm  # shuts the persistent workers down and reaps them
+    gc.collect()
+    main = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(json.dumps({"n_items": n_items, "n_batches": n_batches, "main_kib": main,
+                      "worker_max_kib": workers}))
+""")
+
+
+def test_epoch_memory_stays_small(tmp_path):
+    h5_path, csv_path = tmp_path / "big.hdf5", tmp_path / "big.csv"
+    rng = np.random.default_rng(0)
+    exam_ids = np.arange(1, N_EXAMS + 1, dtype=np.int64)
+    try:
+        with h5py.File(h5_path, "w") as handle:
+            tracings = handle.create_dataset("tracings", (N_EXAMS, N_SAMPLES, N_LEADS), "float32")
+            handle.create_dataset("exam_id", data=exam_ids)
+            for start in range(0, N_EXAMS, CHUNK):
+                tracings[start:start + CHUNK] = rng.standard_normal(
+                    (CHUNK, N_SAMPLES, N_LEADS), dtype=np.float32)
+        pd.DataFrame({"exam_id": exam_ids, "y": rng.random(N_EXAMS)}).to_csv(csv_path,
+                                                                            index=False)
+        assert h5_path.stat().st_size > 1.5e9
+
+        result = subprocess.run([sys.executable, "-c", SCRIPT, str(h5_path), str(csv_path)],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        report = json.loads(result.stdout.strip().splitlines()[-1])
+    finally:
+        h5_path.unlink(missing_ok=True)
+        csv_path.unlink(missing_ok=True)
+
+    main, workers = report["main_kib"], report["worker_max_kib"]
+    print(f"\npeak RSS over one epoch of {report['n_items']} exams "
+          f"({report['n_batches']} batches of 64, 2 workers): main {main / 1024:.0f} MiB, "
+          f"worker max {workers / 1024:.0f} MiB, sum {(main + workers) / 1024:.0f} MiB "
+          f"(file {N_EXAMS * N_SAMPLES * N_LEADS * 4 / 2**30:.2f} GiB)")
+    assert report["n_items"] == N_EXAMS - round(0.05 * N_EXAMS)
+    assert workers > 0, "the workers were not reaped, so RUSAGE_CHILDREN saw nothing"
+    assert main < GIB_KIB
+    assert workers < GIB_KIB
