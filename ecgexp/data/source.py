@@ -1,0 +1,98 @@
+"""An exam source: HDF5 tracings plus a label CSV, as described by one ``dataset`` config."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from ecgexp.data.hdf5 import TracingReader, index_tracings, resolve_tracing_files
+from ecgexp.data.labels import join_labels, read_label_table
+from ecgexp.data.splits import SPLITS
+from ecgexp.signal.leads import CANONICAL_LEADS
+
+log = logging.getLogger(__name__)
+
+NAN_POLICIES = ("error", "skip")
+
+
+class HDF5Source:
+    """HDF5 tracings ``(N, n_samples, leads)`` joined with a label table.
+
+    Args:
+        name: dataset name, used in messages and run folders.
+        tracing_files: an HDF5 path, a glob (``exams_part*.hdf5``) or a list of them.
+        labels_csv: the label table.
+        tracings_dataset: HDF5 dataset holding the tracings.
+        exam_id_dataset: HDF5 dataset holding the exam ids; ``null`` means row numbers.
+        id_column: label column holding the exam id; may be ``null`` for row-order labels.
+        join: ``exam_id`` or ``row_order`` (CODE-test annotations).
+        leads: the lead order stored in the files.
+        scale: factor applied to the stored amplitudes.
+        sampling_rate: Hz.
+        n_samples: samples per tracing.
+        drop_padding_rows: drop rows whose exam id is 0 (CODE-15% part padding).
+        missing_exams: ``error`` or ``drop`` labelled exams that are not in the tracings.
+        nan_policy: ``error`` (stop at the first NaN/Inf tracing) or ``skip`` it.
+        rename_columns: CSV column name -> name used by the task.
+        split: a split rule (see ``ecgexp.data.splits``), called with the exam table.
+    """
+
+    def __init__(self, name: str, tracing_files: str | Sequence[str], labels_csv: str,
+                 split: Callable[[pd.DataFrame], pd.Series], tracings_dataset: str = "tracings",
+                 exam_id_dataset: str | None = "exam_id", id_column: str | None = "exam_id",
+                 join: str = "exam_id", leads: Sequence[str] = CANONICAL_LEADS,
+                 scale: float = 1.0, sampling_rate: float = 400, n_samples: int = 4096,
+                 drop_padding_rows: bool = True, missing_exams: str = "error",
+                 nan_policy: str = "error", rename_columns: Mapping[str, str] | None = None):
+        if nan_policy not in NAN_POLICIES:
+            raise ValueError(f"dataset.nan_policy: '{nan_policy}' is not one of {NAN_POLICIES}")
+        if join == "exam_id" and id_column is None:
+            raise ValueError("dataset.id_column: join=exam_id needs the label column holding "
+                             "the exam id")
+        self.name = name
+        self.tracing_files = tracing_files
+        self.labels_csv = Path(labels_csv)
+        self.split = split
+        self.tracings_dataset = tracings_dataset
+        self.exam_id_dataset = exam_id_dataset
+        self.id_column = id_column
+        self.join = join
+        self.leads = list(leads)
+        self.scale = scale
+        self.sampling_rate = sampling_rate
+        self.n_samples = n_samples
+        self.drop_padding_rows = drop_padding_rows
+        self.missing_exams = missing_exams
+        self.nan_policy = nan_policy
+        self.rename_columns = dict(rename_columns or {})
+
+    def load(self, target_columns: Sequence[str]) -> tuple[pd.DataFrame, TracingReader]:
+        """Returns the exam table and a reader.
+
+        The table has one row per usable exam, in tracing order, with ``exam_id``,
+        ``file_index``, ``row``, ``split`` and the label columns. Exams with a missing target
+        or outside the three splits are left out, with a log line saying how many.
+        """
+        files = resolve_tracing_files(self.tracing_files)
+        index = index_tracings(files, self.tracings_dataset, self.exam_id_dataset,
+                               self.n_samples, len(self.leads), self.drop_padding_rows)
+        labels = read_label_table(self.labels_csv, self.id_column, target_columns,
+                                  self.rename_columns)
+        table = join_labels(index, labels, self.join, self.labels_csv, self.missing_exams)
+        table["split"] = self.split(table).to_numpy()
+        unlabelled = table[list(target_columns)].isna().any(axis=1)
+        if unlabelled.any():
+            log.warning("%s: %d exams without a value in %s left out", self.name,
+                        int(unlabelled.sum()), list(target_columns))
+        outside = ~table.split.isin(SPLITS)
+        if outside.any():
+            log.info("%s: %d exams outside the train/val/test splits left out", self.name,
+                     int(outside.sum()))
+        table = table[~unlabelled & ~outside].reset_index(drop=True)
+        if table.empty:
+            raise ValueError(f"dataset: no labelled exams left in '{self.name}' after joining "
+                             f"{self.labels_csv} with the tracings")
+        return table, TracingReader(files, self.tracings_dataset)
