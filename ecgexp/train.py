@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ecgexp.data.datamodule import ExamDataModule
 from ecgexp.evaluation.report import flatten_report, print_report
+from ecgexp.provenance import provenance
 from ecgexp.tasks.module import ECGModule
 from ecgexp.tasks.predictions import predictions_table
 
@@ -37,6 +38,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     objective = instantiate(cfg.task.objective)
     datamodule = build_datamodule(cfg, objective)
+    datamodule.setup()  # bad data fails here, before any training
+    (output_dir / "provenance.json").write_text(json.dumps(
+        provenance(datamodule.reader.files, datamodule.source.labels_csv), indent=2))
     module = ECGModule(instantiate(cfg.model), objective, instantiate(cfg.optimizer),
                        instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
                        monitor=cfg.task.monitor)

@@ -1,6 +1,8 @@
 """The console scripts, run as a user would (subprocess, fresh working directory)."""
 
+import hashlib
 import json
+from importlib import metadata
 import os
 import subprocess
 import sys
@@ -48,6 +50,12 @@ def test_train_writes_the_run_folder(tmp_path):
     assert folder.is_relative_to(tmp_path / "outputs" / "abnormality" / "runs")
     assert f"Run folder: {folder}" in result.stdout
     assert (folder / "config.yaml").is_file()
+    provenance = json.loads((folder / "provenance.json").read_text())
+    assert provenance["packages"]["torch"] == metadata.version("torch")
+    labels_csv = tmp_path / "data" / "synthetic_n120_seed0" / "exams.csv"
+    assert provenance["dataset"]["labels_csv"]["sha256"] == hashlib.sha256(
+        labels_csv.read_bytes()).hexdigest()
+    assert len(provenance["dataset"]["tracing_files"]) == 2
     assert {p.name for p in (folder / "checkpoints").iterdir()} == {"best.ckpt", "last.ckpt"}
     history = pd.read_csv(folder / "history" / "metrics.csv")
     assert {"train_loss", "val_loss", "epoch"} <= set(history.columns)

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ecgexp.data.dataset import ExamDataset, collate_exams
+from ecgexp.data.hdf5 import TracingReader
 from ecgexp.data.source import HDF5Source
 from ecgexp.signal.leads import lead_indices
 
@@ -38,14 +39,15 @@ class ExamDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.table: pd.DataFrame | None = None
+        self.reader: TracingReader | None = None
         self.datasets: dict[str, ExamDataset] = {}
 
     def setup(self, stage: str | None = None) -> None:
         if self.table is not None:
             return
-        self.table, reader = self.source.load(self.target_columns)
+        self.table, self.reader = self.source.load(self.target_columns)
         for split, rows in self.table.groupby("split"):
-            self.datasets[split] = ExamDataset(rows, reader, self.target_columns, self.lead_index,
+            self.datasets[split] = ExamDataset(rows, self.reader, self.target_columns, self.lead_index,
                                                self.source.scale, self.source.nan_policy)
         log.info("%s: %s exams", self.source.name,
                  ", ".join(f"{s} {len(d)}" for s, d in self.datasets.items()))
