@@ -26,5 +26,6 @@ def synth(cfg: DictConfig) -> None:
     """``ecgexp-synth``: write a synthetic dataset in the CODE-15% layout."""
     from ecgexp.data.synthetic import write_code15
 
-    directory = write_code15(cfg.output_dir, n_exams=cfg.n_exams, n_parts=cfg.n_parts, seed=cfg.seed)
+    directory = write_code15(cfg.output_dir, n_exams=cfg.n_exams, n_parts=cfg.n_parts,
+                             seed=cfg.seed)
     print(f"Synthetic CODE-15% dataset: {Path(directory).resolve()}")

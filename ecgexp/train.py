@@ -45,8 +45,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
                        instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
                        monitor=cfg.task.monitor)
     loggers = _instantiate_group(cfg.get("logger"))
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=_instantiate_group(cfg.get("callbacks")),
-                                      logger=loggers or False)
+    trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False,
+                                      callbacks=_instantiate_group(cfg.get("callbacks")))
     trainer.fit(module, datamodule=datamodule)
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

@@ -2,10 +2,10 @@
 
 import hashlib
 import json
-from importlib import metadata
 import os
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import h5py

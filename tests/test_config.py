@@ -3,11 +3,11 @@
 import pytest
 import pytorch_lightning as pl
 import torch
+from conftest import CONF_DIR
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf.errors import MissingMandatoryValue
 
-from conftest import CONF_DIR
 from ecgexp.data.source import HDF5Source
 from ecgexp.models.resnet1d import ResNet1d
 
@@ -74,6 +74,29 @@ def test_runtime_groups_instantiate(compose_train, group, monkeypatch):
         else:
             for entry in (cfg[group] or {}).values():
                 instantiate(entry)
+
+
+def conv_multiply_adds(model: torch.nn.Module) -> int:
+    """Multiply-accumulates of every convolution for one 12 x 4096 tracing."""
+    total = 0
+
+    def count(module, inputs, output):
+        nonlocal total
+        total += output.numel() * module.weight[0].numel()
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()
+             if isinstance(m, torch.nn.Conv1d)]
+    model.eval()(torch.zeros(1, 12, 4096))
+    for hook in hooks:
+        hook.remove()
+    return total
+
+
+def test_small_model_is_at_least_20x_cheaper(compose_train):
+    """Convolution multiply-adds, a proxy for training time."""
+    default = instantiate(compose_train("model=resnet1d").model)
+    small = instantiate(compose_train("model=resnet1d_small").model)
+    assert conv_multiply_adds(default) / conv_multiply_adds(small) >= 20
 
 
 def test_experiment_demo_selects_small_model(compose_train):

@@ -23,8 +23,13 @@ from torch.utils.data import DataLoader
 from ecgexp.data.datamodule import ExamDataModule
 from ecgexp.data.dataset import ExamDataset, collate_exams
 from ecgexp.data.source import HDF5Source
-from ecgexp.data.splits import (column_split, first_n_split, last_fraction_split, random_split,
-                                single_split)
+from ecgexp.data.splits import (
+    column_split,
+    first_n_split,
+    last_fraction_split,
+    random_split,
+    single_split,
+)
 
 N_SAMPLES = 4096
 CANONICAL = ["DI", "DII", "DIII", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6"]
@@ -145,7 +150,7 @@ def test_code15_parts_padding_and_join(tmp_path):
     dm.setup("fit")
     by_id = labels.set_index("exam_id")
     seen = []
-    for split, dataset in dm.datasets.items():
+    for dataset in dm.datasets.values():
         for item in all_items(dataset):
             exam_id = int(item["exam_id"])
             seen.append(exam_id)

@@ -54,7 +54,8 @@ def test_single_class_gives_nan_ranking_scores():
 def code_test():
     gold = pd.read_csv(FIXTURES / "annotations" / "gold_standard.csv")
     model_1 = np.load(FIXTURES / "dnn_predicts" / "other_seeds" / "model_1.npy")
-    published = pd.read_csv(FIXTURES / "published_tables" / "scores.csv", header=[0, 1], index_col=0)
+    published = pd.read_csv(FIXTURES / "published_tables" / "scores.csv", header=[0, 1],
+                            index_col=0)
     return gold, model_1, published
 
 
@@ -73,7 +74,8 @@ def test_metrics_at_published_thresholds_reproduce_table_2(code_test):
         result = scores_at_threshold(model_1[:, i], gold[label].to_numpy(), PUBLISHED_THRESHOLDS[i])
         for ours, theirs in [("precision", "Precision"), ("recall", "Recall"),
                              ("specificity", "Specificity"), ("f1", "F1 score")]:
-            assert round(result[ours], 3) == pytest.approx(published.loc[label, (theirs, "DNN")]), (label, ours)
+            expected = published.loc[label, (theirs, "DNN")]
+            assert round(result[ours], 3) == pytest.approx(expected), (label, ours)
 
 
 def test_report_tunes_thresholds_on_val_and_applies_them_to_test(code_test):
@@ -85,10 +87,11 @@ def test_report_tunes_thresholds_on_val_and_applies_them_to_test(code_test):
     val, test = table.iloc[::2], table.iloc[1::2]
     report = binary_report({"val": val, "test": test}, LABELS)
     for label in LABELS:
-        expected = max_f1_threshold(val[f"score_{label}"].to_numpy(), val[f"target_{label}"].to_numpy())
+        score, target = f"score_{label}", f"target_{label}"
+        expected = max_f1_threshold(val[score].to_numpy(), val[target].to_numpy())
         assert report["test"][label]["threshold"] == expected
         assert report["test"][label]["f1"] == pytest.approx(
-            brute_force_f1(test[f"score_{label}"].to_numpy(), test[f"target_{label}"].to_numpy(), expected))
+            brute_force_f1(test[score].to_numpy(), test[target].to_numpy(), expected))
     assert report["test"]["macro"]["auroc"] == pytest.approx(
         np.mean([report["test"][label]["auroc"] for label in LABELS]))
     assert report["test"]["macro"]["auroc"] > 0.95  # the published network is that good

@@ -92,8 +92,9 @@ def test_keras_like_kernel16_network_runs_at_published_lengths():
 
 def test_stem_relu_option_changes_output():
     torch.manual_seed(0)
-    without = ResNet1d(blocks=[[8, 64], [8, 16]], n_samples=64, kernel_size=3).eval()
-    with_relu = ResNet1d(blocks=[[8, 64], [8, 16]], n_samples=64, kernel_size=3, stem_relu=True).eval()
+    options = dict(blocks=[[8, 64], [8, 16]], n_samples=64, kernel_size=3)
+    without = ResNet1d(**options).eval()
+    with_relu = ResNet1d(**options, stem_relu=True).eval()
     with_relu.load_state_dict(without.state_dict())
     x = torch.randn(4, 12, 64)
     assert not torch.allclose(without(x), with_relu(x))
@@ -110,17 +111,3 @@ def test_bad_block_lengths_and_dropout_are_rejected():
     with pytest.raises(ValueError, match="model.dropout"):
         ResNet1d(dropout=1.0)
 
-
-def test_small_configuration_is_at_least_20x_cheaper():
-    """Multiply-accumulate count of the convolutions (a proxy for training time)."""
-    def conv_macs(model):
-        total, hooks = [0], []
-        for m in model.modules():
-            if isinstance(m, torch.nn.Conv1d):
-                hooks.append(m.register_forward_hook(
-                    lambda mod, inp, out: total.__setitem__(0, total[0] + out.numel() * mod.weight[0].numel())))
-        model.eval()(torch.zeros(1, 12, 4096))
-        return total[0]
-
-    small = ResNet1d(blocks=[[16, 1024], [32, 256], [48, 64], [64, 16]], kernel_size=9, n_outputs=6)
-    assert conv_macs(ResNet1d(n_outputs=6)) / conv_macs(small) >= 20

@@ -9,8 +9,14 @@ from scipy.signal import butter, filtfilt, find_peaks
 from scipy.stats import spearmanr
 
 from ecgexp.data import synthetic
-from ecgexp.data.synthetic import (ABNORMALITIES, LEADS, N_SAMPLES, SAMPLING_RATE,
-                                   synthesize_exams, write_code15)
+from ecgexp.data.synthetic import (
+    ABNORMALITIES,
+    LEADS,
+    N_SAMPLES,
+    SAMPLING_RATE,
+    synthesize_exams,
+    write_code15,
+)
 
 FS = SAMPLING_RATE
 CSV_COLUMNS = ["exam_id", "age", "is_male", "nn_predicted_age", "1dAVb", "RBBB", "LBBB", "SB",

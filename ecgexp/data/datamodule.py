@@ -47,8 +47,9 @@ class ExamDataModule(pl.LightningDataModule):
             return
         self.table, self.reader = self.source.load(self.target_columns)
         for split, rows in self.table.groupby("split"):
-            self.datasets[split] = ExamDataset(rows, self.reader, self.target_columns, self.lead_index,
-                                               self.source.scale, self.source.nan_policy)
+            self.datasets[split] = ExamDataset(rows, self.reader, self.target_columns,
+                                               self.lead_index, self.source.scale,
+                                               self.source.nan_policy)
         log.info("%s: %s exams", self.source.name,
                  ", ".join(f"{s} {len(d)}" for s, d in self.datasets.items()))
         for split in ("train", "val"):

@@ -23,7 +23,8 @@ def resolve_tracing_files(tracing_files: str | Sequence[str]) -> list[Path]:
     patterns = [tracing_files] if isinstance(tracing_files, (str, os.PathLike)) else tracing_files
     files: list[Path] = []
     for pattern in map(str, patterns):
-        matches = sorted(glob.glob(pattern), key=_natural_key) if glob.has_magic(pattern) else [pattern]
+        matches = (sorted(glob.glob(pattern), key=_natural_key) if glob.has_magic(pattern)
+                   else [pattern])
         if not matches or not all(Path(m).is_file() for m in matches):
             raise FileNotFoundError(
                 f"dataset.tracing_files: no HDF5 file at '{pattern}' "
@@ -59,8 +60,9 @@ def index_tracings(files: Sequence[Path], tracings_dataset: str, exam_id_dataset
         with h5py.File(path, "r") as handle:
             tracings = _dataset(handle, tracings_dataset, "dataset.tracings_dataset")
             if tracings.ndim != 3 or tracings.shape[1:] != (n_samples, n_leads):
+                transposed = tracings.ndim == 3 and tracings.shape[1:] == (n_leads, n_samples)
                 hint = (" (it looks transposed: the files must be stored as (N, samples, leads))"
-                        if tracings.ndim == 3 and tracings.shape[1:] == (n_leads, n_samples) else "")
+                        if transposed else "")
                 raise ValueError(
                     f"dataset.n_samples / dataset.leads: tracings '{tracings_dataset}' in '{path}' "
                     f"have shape {tracings.shape}, expected (N, {n_samples}, {n_leads}){hint}"
@@ -69,8 +71,8 @@ def index_tracings(files: Sequence[Path], tracings_dataset: str, exam_id_dataset
             if exam_id_dataset is None:
                 exam_ids = np.arange(offset, offset + n_rows, dtype=np.int64)
             else:
-                exam_ids = np.asarray(_dataset(handle, exam_id_dataset, "dataset.exam_id_dataset")[:],
-                                      dtype=np.int64).reshape(-1)
+                ids = _dataset(handle, exam_id_dataset, "dataset.exam_id_dataset")
+                exam_ids = np.asarray(ids[:], dtype=np.int64).reshape(-1)
                 if exam_ids.shape[0] != n_rows:
                     raise ValueError(
                         f"dataset.exam_id_dataset: '{exam_id_dataset}' in '{path}' has "
@@ -111,7 +113,8 @@ class TracingReader:
         if self._pid != os.getpid():
             self._handles, self._pid = {}, os.getpid()
         if file_index not in self._handles:
-            self._handles[file_index] = h5py.File(self.files[file_index], "r")[self.tracings_dataset]
+            handle = h5py.File(self.files[file_index], "r")
+            self._handles[file_index] = handle[self.tracings_dataset]
         return self._handles[file_index][row]
 
     def close(self) -> None:

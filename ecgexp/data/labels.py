@@ -59,8 +59,9 @@ def join_labels(index: pd.DataFrame, labels: pd.DataFrame, join: str, labels_pat
     if "exam_id" in labels.columns:
         duplicated = labels.exam_id.duplicated()
         if duplicated.any():
+            example = labels.exam_id[duplicated].iloc[0]
             raise ValueError(f"dataset.labels_csv: {int(duplicated.sum())} exam_ids occur more "
-                             f"than once in {labels_path} (e.g. {labels.exam_id[duplicated].iloc[0]})")
+                             f"than once in {labels_path} (e.g. {example})")
     if join == "row_order":
         if len(labels) != len(index):
             raise ValueError(

@@ -21,10 +21,18 @@ from torchmetrics.functional.classification import (
 THRESHOLD_SPLIT = "val"
 
 
+def _scores(scores: np.ndarray) -> torch.Tensor:
+    return torch.tensor(np.asarray(scores), dtype=torch.float32)
+
+
+def _labels(targets: np.ndarray) -> torch.Tensor:
+    return torch.tensor(np.asarray(targets), dtype=torch.long)
+
+
 def max_f1_threshold(scores: np.ndarray, targets: np.ndarray) -> float:
     """The score threshold (``score >= t`` is positive) that maximises F1."""
-    precision, recall, thresholds = binary_precision_recall_curve(
-        torch.tensor(np.asarray(scores), dtype=torch.float32), torch.tensor(np.asarray(targets), dtype=torch.long))
+    precision, recall, thresholds = binary_precision_recall_curve(_scores(scores),
+                                                                  _labels(targets))
     precision, recall = precision[:-1], recall[:-1]
     f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
     return float(thresholds[int(torch.argmax(f1))])
@@ -37,7 +45,7 @@ def _ratio(numerator: float, denominator: float) -> float:
 def scores_at_threshold(scores: np.ndarray, targets: np.ndarray, threshold: float) -> dict:
     """Precision, recall (sensitivity), specificity and F1 of ``score >= threshold``."""
     predicted = torch.as_tensor(scores >= threshold, dtype=torch.long)
-    tp, fp, tn, fn, _ = binary_stat_scores(predicted, torch.tensor(np.asarray(targets), dtype=torch.long)).tolist()
+    tp, fp, tn, fn, _ = binary_stat_scores(predicted, _labels(targets)).tolist()
     return {"precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn),
             "specificity": _ratio(tn, tn + fp), "f1": _ratio(2 * tp, 2 * tp + fp + fn)}
 
@@ -51,9 +59,8 @@ def ranking_scores(scores: np.ndarray, targets: np.ndarray) -> dict:
     """AUROC and average precision; NaN when the targets hold a single class."""
     if len(np.unique(targets)) < 2:
         return {"auroc": math.nan, "ap": math.nan}
-    preds, target = torch.tensor(np.asarray(scores), dtype=torch.float32), torch.tensor(np.asarray(targets), dtype=torch.long)
-    return {"auroc": float(binary_auroc(preds, target)),
-            "ap": float(binary_average_precision(preds, target))}
+    return {"auroc": float(binary_auroc(_scores(scores), _labels(targets))),
+            "ap": float(binary_average_precision(_scores(scores), _labels(targets)))}
 
 
 def binary_report(predictions: dict[str, pd.DataFrame], labels: Sequence[str]) -> dict:

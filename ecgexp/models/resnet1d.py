@@ -107,7 +107,8 @@ class ResNet1d(nn.Module):
         if not blocks:
             raise ValueError("model.blocks: at least one (filters, length) block is needed")
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"model.dropout: a drop probability in [0, 1) is needed, got {dropout}")
+            raise ValueError(f"model.dropout: a drop probability in [0, 1) is needed, "
+                             f"got {dropout}")
         blocks = [(int(filters), int(length)) for filters, length in blocks]
         self.in_leads, self.n_samples = in_leads, n_samples
         filters_out, length_out = blocks[0]
