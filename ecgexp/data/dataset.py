@@ -44,7 +44,8 @@ class ExamDataset(Dataset):
 
     def __getitem__(self, item: int) -> dict[str, torch.Tensor] | None:
         file_index, row = self.locations[item]
-        tracing = self.reader.read(file_index, row)[:, self.lead_index].T
+        stored = self.reader.read(file_index, row)  # (samples, stored leads)
+        tracing = np.ascontiguousarray(stored[:, self.lead_index].T, dtype=np.float32)
         if not np.isfinite(tracing).all():
             message = (f"exam_id {self.exam_ids[item]} (row {row} of "
                        f"{self.reader.files[file_index]}) has NaN/Inf samples")
@@ -52,7 +53,9 @@ class ExamDataset(Dataset):
                 raise ValueError(f"{message}; set dataset.nan_policy=skip to leave such exams out")
             log.warning("%s; skipped (dataset.nan_policy=skip)", message)
             return None
-        return {"tracing": torch.from_numpy(np.ascontiguousarray(tracing, np.float32) * self.scale),
+        if self.scale != 1:
+            tracing *= self.scale
+        return {"tracing": torch.from_numpy(tracing),
                 "target": torch.from_numpy(self.targets[item]),
                 "exam_id": torch.tensor(self.exam_ids[item])}
 
