@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import LearningRateMonitor
 
 from ecgexp.data.datamodule import ExamDataModule
 from ecgexp.evaluation.report import flatten_report, print_report
@@ -24,9 +26,43 @@ def _instantiate_group(group: DictConfig | None) -> list:
     return [instantiate(entry) for entry in (group or {}).values() if entry is not None]
 
 
-def build_datamodule(cfg: DictConfig, objective) -> ExamDataModule:
-    return ExamDataModule(instantiate(cfg.dataset), objective.target_columns,
-                          cfg.preprocessing.leads, seed=cfg.seed, **cfg.loader)
+def _callbacks(cfg: DictConfig, has_logger: bool) -> list:
+    """The ``callbacks`` group; the LR monitor is left out when there is no logger to feed."""
+    callbacks = _instantiate_group(cfg.get("callbacks"))
+    if not has_logger:
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    return callbacks
+
+
+def dataset_config(cfg: DictConfig) -> DictConfig:
+    """The ``dataset`` config with its split rule replaced by the ``split`` group when one is
+    chosen (``split=age_balanced``), else by the task's own rule (``task.split``, e.g. AF risk)."""
+    dataset = copy.deepcopy(cfg.dataset)
+    rule = cfg.get("split") or cfg.task.get("split")
+    if rule is not None:
+        dataset.split = rule
+    return dataset
+
+
+def build_datamodule(cfg: DictConfig) -> ExamDataModule:
+    task = cfg.task
+    return ExamDataModule(
+        instantiate(dataset_config(cfg)), task.target_columns, cfg.preprocessing.leads,
+        seed=cfg.seed, metadata_columns=task.get("metadata_columns") or (),
+        standardise_metadata=task.get("standardise_metadata") or (),
+        target_builder=instantiate(task.targets) if task.get("targets") else None,
+        sampler=instantiate(task.sampler) if task.get("sampler") else None, **cfg.loader)
+
+
+def fit_training_statistics(objective, datamodule: ExamDataModule, output_dir: Path) -> dict:
+    """Loss weights, target and metadata normalisation from the training split only; written
+    to ``training_statistics.json`` and logged."""
+    statistics = {"objective": objective.fit(datamodule.training_targets()),
+                  "metadata": datamodule.metadata_statistics}
+    (output_dir / "training_statistics.json").write_text(json.dumps(statistics, indent=2))
+    if any(statistics.values()):
+        log.info("training-split statistics: %s", json.dumps(statistics))
+    return statistics
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -37,16 +73,23 @@ def train(cfg: DictConfig) -> dict[str, float]:
     OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
 
     objective = instantiate(cfg.task.objective)
-    datamodule = build_datamodule(cfg, objective)
+    if cfg.task.n_outputs != objective.n_outputs:
+        raise ValueError(f"task.n_outputs: {cfg.task.n_outputs}, but the {cfg.task.name} "
+                         f"objective has {objective.n_outputs} outputs; set "
+                         f"task.n_outputs={objective.n_outputs}")
+    datamodule = build_datamodule(cfg)
     datamodule.setup()  # bad data fails here, before any training
     (output_dir / "provenance.json").write_text(json.dumps(
         provenance(datamodule.reader.files, datamodule.source.labels_csv), indent=2))
+    statistics = fit_training_statistics(objective, datamodule, output_dir)
     module = ECGModule(instantiate(cfg.model), objective, instantiate(cfg.optimizer),
                        instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
                        monitor=cfg.task.monitor)
     loggers = _instantiate_group(cfg.get("logger"))
+    for logger in loggers:
+        logger.log_hyperparams({"training_statistics": statistics})
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False,
-                                      callbacks=_instantiate_group(cfg.get("callbacks")))
+                                      callbacks=_callbacks(cfg, has_logger=bool(loggers)))
     trainer.fit(module, datamodule=datamodule)
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

@@ -1,7 +1,7 @@
 """Memory: one epoch over an 8,000-exam file (about 1.5 GB) must not load the file.
 
-The loader runs in a subprocess so its peak resident set size is its own; the data-loader
-workers are counted through RUSAGE_CHILDREN once they have exited.
+The loader runs in a subprocess so its peak resident set size (VmHWM) is its own; the
+data-loader workers are counted through RUSAGE_CHILDREN once they have exited.
 """
 
 from __future__ import annotations
@@ -40,7 +40,10 @@ SCRIPT = textwrap.dedent("""
         n_batches += 1
     del batch, loader, dm  # shuts the persistent workers down and reaps them
     gc.collect()
-    main = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # VmHWM, not RUSAGE_SELF: Linux carries ru_maxrss over exec from the forking (pytest)
+    # process, so RUSAGE_SELF would report the test runner's peak after heavy tests.
+    with open("/proc/self/status") as status:
+        main = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
     workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     print(json.dumps({"n_items": n_items, "n_batches": n_batches, "main_kib": main,
                       "worker_max_kib": workers}))

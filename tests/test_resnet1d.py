@@ -111,3 +111,129 @@ def test_bad_block_lengths_and_dropout_are_rejected():
     with pytest.raises(ValueError, match="model.dropout"):
         ResNet1d(dropout=1.0)
 
+
+
+# Electrolyte-study heads. F = 5120 features for the default trunk; the published parameter
+# count of the default linear model minus its lin layer (5120 weights + 1 bias) is the trunk's.
+TRUNK_PARAMS = 6_924_705 - (5120 + 1)
+SMALL = dict(n_samples=256, blocks=[[8, 256], [16, 64]], kernel_size=3)
+SMALL_F = 16 * 64
+
+
+def trunk_shapes():
+    return {k: s for k, s in published_state_dict_shapes().items() if not k.startswith("lin.")}
+
+
+def n_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def n_params_of(shapes):
+    return sum(math.prod(s) for s in shapes.values())
+
+
+def test_gaussian_head_keys_and_parameter_count_match_published_prob_resnet():
+    head = {"lin.weight": (1, 5120), "lin.bias": (1,),
+            "lin_log_var_1.weight": (5120, 5120), "lin_log_var_1.bias": (5120,),
+            "lin_log_var_2.weight": (1, 5120), "lin_log_var_2.bias": (1,)}
+    state = ResNet1d(head="gaussian").state_dict()
+    assert len(state) == 76
+    assert {k: tuple(v.shape) for k, v in state.items()} == {**trunk_shapes(), **head}
+    expected = TRUNK_PARAMS + n_params_of(head)
+    assert expected == TRUNK_PARAMS + 5121 + 5120 * 5120 + 5120 + 5121
+    assert n_params(ResNet1d(head="gaussian")) == expected
+    assert round(expected / 1e6, 1) == 33.1
+
+
+def test_gaussian_head_outputs_means_then_log_variances():
+    torch.manual_seed(0)
+    model = ResNet1d(**SMALL, head="gaussian").eval()
+    x = torch.randn(3, 12, 256)
+    with torch.no_grad():
+        out, feats = model(x), model.features(x)
+        mean = feats @ model.lin.weight.T + model.lin.bias
+        hidden = torch.relu(feats @ model.lin_log_var_1.weight.T + model.lin_log_var_1.bias)
+        log_var = hidden @ model.lin_log_var_2.weight.T + model.lin_log_var_2.bias
+    assert out.shape == (3, 2)
+    torch.testing.assert_close(out[:, :1], mean)
+    torch.testing.assert_close(out[:, 1:], log_var)
+
+
+def test_gaussian_hidden_width_and_several_outputs():
+    model = ResNet1d(**SMALL, n_outputs=3, head="gaussian", gaussian_hidden=7).eval()
+    assert model.lin_log_var_1.weight.shape == (7, SMALL_F)
+    assert model.lin_log_var_2.weight.shape == (3, 7)
+    assert model(torch.randn(2, 12, 256)).shape == (2, 6)
+    with pytest.raises(ValueError, match="model.gaussian_hidden"):
+        ResNet1d(**SMALL, gaussian_hidden=7)
+
+
+def test_coral_head_shares_weights_across_logits():
+    torch.manual_seed(0)
+    k = 5
+    model = ResNet1d(**SMALL, n_outputs=k - 1, head="coral").eval()
+    state = model.state_dict()
+    assert state["lin.weight"].shape == (1, SMALL_F)
+    assert "lin.bias" not in state
+    assert state["lin_bias"].shape == (1, k - 1)
+    # CORAL initialisation: decreasing biases 4/4, 3/4, 2/4, 1/4.
+    torch.testing.assert_close(state["lin_bias"], torch.tensor([[1.0, 0.75, 0.5, 0.25]]))
+    with torch.no_grad():
+        model.lin_bias.copy_(torch.randn(1, k - 1))
+        x = torch.randn(3, 12, 256)
+        out = model(x)
+        shared = model.features(x) @ model.lin.weight.T
+    assert out.shape == (3, k - 1)
+    centred = out - model.lin_bias
+    torch.testing.assert_close(centred, centred[:, :1].expand(-1, k - 1))
+    torch.testing.assert_close(centred[:, :1], shared)
+
+
+def test_metadata_head_keys_and_parameter_count_match_published_resnet_metadata():
+    head = {"meta_to_features.0.weight": (64, 2), "meta_to_features.0.bias": (64,),
+            "meta_to_features.2.weight": (128, 64), "meta_to_features.2.bias": (128,),
+            "meta_to_features.4.weight": (512, 128), "meta_to_features.4.bias": (512,),
+            "combined_lin.0.weight": (2816, 5632), "combined_lin.0.bias": (2816,),
+            "combined_lin.2.weight": (1, 2816), "combined_lin.2.bias": (1,)}
+    model = ResNet1d(n_metadata=2)
+    state = model.state_dict()
+    assert len(state) == 80
+    assert {k: tuple(v.shape) for k, v in state.items()} == {**trunk_shapes(), **head}
+    assert isinstance(model.lin, torch.nn.Identity)
+    expected = TRUNK_PARAMS + n_params_of(head)
+    assert n_params(model) == expected
+    assert round(expected / 1e6, 2) == 22.86
+
+
+def test_metadata_changes_output_and_is_checked():
+    torch.manual_seed(0)
+    model = ResNet1d(**SMALL, n_outputs=3, n_metadata=2).eval()
+    x, meta = torch.randn(4, 12, 256), torch.randn(4, 2)
+    with torch.no_grad():
+        out = model(x, meta)
+        other = model(x, meta + 1.0)
+    assert out.shape == (4, 3)
+    assert not torch.allclose(out, other)
+    with pytest.raises(ValueError, match=r"metadata of shape \(4, 2\).*got None"):
+        model(x)
+    with pytest.raises(ValueError, match=r"metadata of shape \(4, 2\).*got \(4, 3\)"):
+        model(x, torch.randn(4, 3))
+    with pytest.raises(ValueError, match="without metadata"):
+        ResNet1d(**SMALL)(x, meta)
+
+
+@pytest.mark.parametrize("head, n_outputs, width", [("coral", 4, 4), ("gaussian", 2, 4)])
+def test_metadata_with_coral_and_gaussian_heads(head, n_outputs, width):
+    model = ResNet1d(**SMALL, n_outputs=n_outputs, head=head, n_metadata=2).eval()
+    hidden = (SMALL_F + 512) // 2
+    state = model.state_dict()
+    assert state["combined_lin.0.weight"].shape == (hidden, SMALL_F + 512)
+    assert not any(k.startswith("combined_lin.2") for k in state)
+    assert state["lin.weight"].shape[1] == hidden
+    with torch.no_grad():
+        assert model(torch.randn(3, 12, 256), torch.randn(3, 2)).shape == (3, width)
+
+
+def test_unknown_head_is_rejected():
+    with pytest.raises(ValueError, match=r"model.head.*linear, gaussian, coral.*'softmax'"):
+        ResNet1d(head="softmax")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from ecgexp.data.dataset import ExamDataset, collate_exams
 from ecgexp.data.hdf5 import TracingReader
@@ -27,35 +28,80 @@ class ExamDataModule(pl.LightningDataModule):
         leads: the lead order the model receives (the ``preprocessing.leads`` config).
         batch_size, num_workers: loader settings; each worker opens its own HDF5 handles.
         seed: seeds the shuffling of the training batches.
+        metadata_columns: exam-table columns fed to the network beside the tracing
+            (``task.metadata_columns``, e.g. age and sex for the electrolyte fusion head).
+        standardise_metadata: those of them z-scored with the training split's statistics.
+        target_builder: a task's derived targets (``task.targets``), run on the exam table.
+        sampler: builds the training batch sampler from the training exams, the batch size and
+            the seed (``task.sampler``, e.g. two-source mixing); ``None`` shuffles.
     """
 
     def __init__(self, source: HDF5Source, target_columns: Sequence[str], leads: Sequence[str],
-                 batch_size: int = 32, num_workers: int = 0, seed: int = 0):
+                 batch_size: int = 32, num_workers: int = 0, seed: int = 0,
+                 metadata_columns: Sequence[str] = (), standardise_metadata: Sequence[str] = (),
+                 target_builder: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+                 sampler: Callable[..., Sampler] | None = None):
         super().__init__()
+        unknown = [c for c in standardise_metadata if c not in metadata_columns]
+        if unknown:
+            raise ValueError(f"task.standardise_metadata: {unknown} are not in "
+                             f"task.metadata_columns ({list(metadata_columns)})")
         self.source = source
         self.target_columns = list(target_columns)
         self.lead_index = lead_indices(source.leads, leads)
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.seed = seed
+        self.metadata_columns = list(metadata_columns)
+        self.standardise_metadata = list(standardise_metadata)
+        self.target_builder = target_builder
+        self.sampler = sampler
         self.table: pd.DataFrame | None = None
         self.reader: TracingReader | None = None
         self.datasets: dict[str, ExamDataset] = {}
+        self.metadata_statistics: dict[str, dict[str, float]] = {}
+        self.train_batch_sampler: Sampler | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.table is not None:
             return
-        self.table, self.reader = self.source.load(self.target_columns)
-        for split, rows in self.table.groupby("split"):
-            self.datasets[split] = ExamDataset(rows, self.reader, self.target_columns,
-                                               self.lead_index, self.source.scale,
-                                               self.source.nan_policy)
-        log.info("%s: %s exams", self.source.name,
-                 ", ".join(f"{s} {len(d)}" for s, d in self.datasets.items()))
+        self.table, self.reader = self.source.load(self.target_columns, self.metadata_columns,
+                                                   self.target_builder)
         for split in ("train", "val"):
-            if split not in self.datasets:
+            if not (self.table.split == split).any():
                 raise ValueError(f"dataset.split: the '{split}' split of '{self.source.name}' "
                                  f"is empty")
+        metadata = self._scaled_metadata()
+        for split, rows in self.table.groupby("split"):
+            self.datasets[split] = ExamDataset(
+                rows, self.reader, self.target_columns, self.lead_index, self.source.scale,
+                self.source.nan_policy, None if metadata is None else metadata[rows.index])
+        log.info("%s: %s exams", self.source.name,
+                 ", ".join(f"{s} {len(d)}" for s, d in self.datasets.items()))
+        if self.sampler is not None:
+            train_rows = self.table[self.table.split == "train"].reset_index(drop=True)
+            self.train_batch_sampler = self.sampler(table=train_rows,
+                                                    batch_size=self.batch_size, seed=self.seed)
+
+    def _scaled_metadata(self) -> np.ndarray | None:
+        """Metadata columns as ``(exams, n_metadata)``, standardised with training statistics."""
+        if not self.metadata_columns:
+            return None
+        metadata = self.table[self.metadata_columns].to_numpy(np.float64)
+        train = (self.table.split == "train").to_numpy()
+        for name in self.standardise_metadata:
+            column = self.metadata_columns.index(name)
+            mean, std = metadata[train, column].mean(), metadata[train, column].std()
+            if not std > 0:
+                raise ValueError(f"task.standardise_metadata: '{name}' is constant in the "
+                                 f"training split")
+            metadata[:, column] = (metadata[:, column] - mean) / std
+            self.metadata_statistics[name] = {"mean": float(mean), "std": float(std)}
+        return metadata
+
+    def training_targets(self) -> np.ndarray:
+        """``(exams, targets)`` of the training split, for the objective's statistics."""
+        return self.datasets["train"].targets
 
     def has_split(self, split: str) -> bool:
         return split in self.datasets
@@ -67,7 +113,11 @@ class ExamDataModule(pl.LightningDataModule):
                           collate_fn=collate_exams, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
-        return self.loader("train", shuffle=True)
+        if self.train_batch_sampler is None:
+            return self.loader("train", shuffle=True)
+        return DataLoader(self.datasets["train"], batch_sampler=self.train_batch_sampler,
+                          num_workers=self.num_workers, collate_fn=collate_exams,
+                          persistent_workers=self.num_workers > 0)
 
     def val_dataloader(self) -> DataLoader:
         return self.loader("val")

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 class ExamDataset(Dataset):
     """Items are ``{"tracing": (leads, samples) float32, "target": (n_targets,) float32,
-    "exam_id": int64}``.
+    "exam_id": int64}``, plus ``"metadata": (n_metadata,) float32`` when ``metadata`` is given.
 
     Args:
         table: exam table from ``HDF5Source.load`` (``exam_id``, ``file_index``, ``row``, targets).
@@ -27,10 +27,13 @@ class ExamDataset(Dataset):
         scale: amplitude factor.
         nan_policy: ``error`` raises on a tracing with NaN/Inf samples; ``skip`` returns ``None``
             for it, which ``collate_exams`` drops from the batch.
+        metadata: ``(exams, n_metadata)`` values fed to the network beside the tracing (age,
+            sex), already scaled; ``None`` for none.
     """
 
     def __init__(self, table: pd.DataFrame, reader: TracingReader, target_columns: Sequence[str],
-                 lead_index: Sequence[int], scale: float = 1.0, nan_policy: str = "error"):
+                 lead_index: Sequence[int], scale: float = 1.0, nan_policy: str = "error",
+                 metadata: np.ndarray | None = None):
         self.exam_ids = table.exam_id.to_numpy(np.int64)
         self.locations = table[["file_index", "row"]].to_numpy(np.int64)
         self.targets = np.array(table[list(target_columns)], dtype=np.float32)  # own, writable copy
@@ -38,6 +41,7 @@ class ExamDataset(Dataset):
         self.lead_index = np.asarray(lead_index)
         self.scale = np.float32(scale)
         self.nan_policy = nan_policy
+        self.metadata = None if metadata is None else np.asarray(metadata, dtype=np.float32)
 
     def __len__(self) -> int:
         return len(self.exam_ids)
@@ -55,9 +59,12 @@ class ExamDataset(Dataset):
             return None
         if self.scale != 1:
             tracing *= self.scale
-        return {"tracing": torch.from_numpy(tracing),
-                "target": torch.from_numpy(self.targets[item]),
-                "exam_id": torch.tensor(self.exam_ids[item])}
+        item_tensors = {"tracing": torch.from_numpy(tracing),
+                        "target": torch.from_numpy(self.targets[item]),
+                        "exam_id": torch.tensor(self.exam_ids[item])}
+        if self.metadata is not None:
+            item_tensors["metadata"] = torch.from_numpy(self.metadata[item])
+        return item_tensors
 
 
 def collate_exams(items: list[dict | None]) -> dict[str, torch.Tensor] | None:

@@ -31,15 +31,20 @@ def read_label_table(path: str | Path, id_column: str | None, required_columns: 
             raise KeyError(f"dataset.id_column: column '{id_column}' not in {path} "
                            f"(columns: {', '.join(map(str, table.columns))})")
         table = table.rename(columns={id_column: "exam_id"})
+    check_columns(table, required_columns, path)
+    return table
+
+
+def check_columns(table: pd.DataFrame, required_columns: Sequence[str], path: str | Path) -> None:
+    """Raises a ``KeyError`` naming the task keys when a column the task needs is missing."""
     missing = [c for c in required_columns if c not in table.columns]
     if missing:
         raise KeyError(
-            f"task.target_columns: column{'s' if len(missing) > 1 else ''} "
+            f"task.target_columns / task.metadata_columns: column{'s' if len(missing) > 1 else ''} "
             f"{', '.join(repr(c) for c in missing)} not in {path} "
             f"(columns: {', '.join(map(str, table.columns))}); "
             f"map CSV names with dataset.rename_columns"
         )
-    return table
 
 
 def join_labels(index: pd.DataFrame, labels: pd.DataFrame, join: str, labels_path: str | Path,

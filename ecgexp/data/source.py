@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from ecgexp.data.hdf5 import TracingReader, index_tracings, resolve_tracing_files
-from ecgexp.data.labels import join_labels, read_label_table
+from ecgexp.data.labels import check_columns, join_labels, read_label_table
 from ecgexp.data.splits import SPLITS
 from ecgexp.signal.leads import CANONICAL_LEADS
 
@@ -69,24 +69,33 @@ class HDF5Source:
         self.nan_policy = nan_policy
         self.rename_columns = dict(rename_columns or {})
 
-    def load(self, target_columns: Sequence[str]) -> tuple[pd.DataFrame, TracingReader]:
+    def load(self, target_columns: Sequence[str], metadata_columns: Sequence[str] = (),
+             target_builder: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+             ) -> tuple[pd.DataFrame, TracingReader]:
         """Returns the exam table and a reader.
 
         The table has one row per usable exam, in tracing order, with ``exam_id``,
-        ``file_index``, ``row``, ``split`` and the label columns. Exams with a missing target
-        or outside the three splits are left out, with a log line saying how many.
+        ``file_index``, ``row``, ``split`` and the label columns. ``target_builder`` (a task's
+        derived targets, e.g. the AF-risk classes) runs on the joined table before the split.
+        Exams with a missing target or input column (``metadata_columns``, e.g. age and sex fed
+        to the network) or outside the three splits are left out, with a log line.
         """
         files = resolve_tracing_files(self.tracing_files)
         index = index_tracings(files, self.tracings_dataset, self.exam_id_dataset,
                                self.n_samples, len(self.leads), self.drop_padding_rows)
-        labels = read_label_table(self.labels_csv, self.id_column, target_columns,
+        required = [*target_columns, *metadata_columns] if target_builder is None else []
+        labels = read_label_table(self.labels_csv, self.id_column, required,
                                   self.rename_columns)
         table = join_labels(index, labels, self.join, self.labels_csv, self.missing_exams)
+        if target_builder is not None:
+            table = target_builder(table)
+            check_columns(table, [*target_columns, *metadata_columns], self.labels_csv)
         table["split"] = self.split(table).to_numpy()
-        unlabelled = table[list(target_columns)].isna().any(axis=1)
+        needed = [*target_columns, *metadata_columns]
+        unlabelled = table[needed].isna().any(axis=1)
         if unlabelled.any():
             log.warning("%s: %d exams without a value in %s left out", self.name,
-                        int(unlabelled.sum()), list(target_columns))
+                        int(unlabelled.sum()), needed)
         outside = ~table.split.isin(SPLITS)
         if outside.any():
             log.info("%s: %d exams outside the train/val/test splits left out", self.name,

@@ -81,3 +81,49 @@ def single_split(table: pd.DataFrame, name: str = "test") -> pd.Series:
     if name not in SPLITS:
         raise ValueError(f"dataset.split.name: '{name}' is not one of {SPLITS}")
     return pd.Series(name, index=table.index, dtype=object)
+
+
+def age_balanced_split(table: pd.DataFrame, val_fraction: float = 0.05,
+                       test_fraction: float = 0.15, seed: int = 0, age_column: str = "age",
+                       group_column: str = "patient_id",
+                       balanced_ages: tuple[float, float] = (16, 85)) -> pd.Series:
+    """ECG-age ``formulate_problem.py`` rule (studies.md §2.2), at patient level: test and val
+    come out about uniform over the ages in ``balanced_ages`` (years, inclusive).
+
+    Each patient gets the age at one randomly chosen exam of theirs (among the exams with an
+    age). The ages, and the patients within each age, are shuffled; patients are then drawn one
+    per age per pass, first over the ages in ``balanced_ages``, then over the others. Of the P
+    patients, the first floor(test_fraction P) drawn go to test, the next floor(val_fraction P)
+    to val and the rest to train; all exams of a patient share its split. Patients without
+    any age are left out (NaN).
+    """
+    _check_fractions(val_fraction, test_fraction)
+    if len(balanced_ages) != 2 or balanced_ages[0] > balanced_ages[1]:
+        raise ValueError(f"dataset.split.balanced_ages: expected [lowest, highest] ages, got "
+                         f"{list(balanced_ages)}")
+    for key, column in (("age_column", age_column), ("group_column", group_column)):
+        if column not in table.columns:
+            raise KeyError(f"dataset.split.{key}: column '{column}' not in the label table "
+                           f"(columns: {', '.join(map(str, table.columns))})")
+    rng = np.random.default_rng(seed)
+    exams = table[[group_column, age_column]].dropna(subset=[age_column])
+    chosen = exams.iloc[rng.permutation(len(exams))].drop_duplicates(group_column)
+    chosen = chosen.iloc[rng.permutation(len(chosen))]  # patients in random order
+    order = _one_per_age_order(chosen[age_column].to_numpy(), balanced_ages, rng)
+    n_test = math.floor(test_fraction * len(chosen))
+    n_val = math.floor(val_fraction * len(chosen))
+    names = np.full(len(chosen), "train", dtype=object)
+    names[:n_test] = "test"
+    names[n_test:n_test + n_val] = "val"
+    return table[group_column].map(dict(zip(chosen[group_column].to_numpy()[order], names)))
+
+
+def _one_per_age_order(ages: np.ndarray, balanced_ages, rng: np.random.Generator) -> np.ndarray:
+    """Drawing order of patients (indices into ``ages``, one age per patient, patients already
+    shuffled): pass k takes the k-th patient of every age that has one, ages in a shuffled
+    order; all passes over the ages in ``balanced_ages`` come before those over the others."""
+    unique_ages, age_index = np.unique(ages, return_inverse=True)
+    age_position = rng.permutation(len(unique_ages))[age_index]
+    draw_pass = pd.Series(age_index).groupby(age_index).cumcount().to_numpy()
+    outside = (ages < balanced_ages[0]) | (ages > balanced_ages[1])
+    return np.lexsort((age_position, draw_pass, outside))

@@ -10,7 +10,9 @@ Cohort
     have a prevalence of about 5-8 %. About 5 % of the patients seen again after a first exam
     without AF show AF in a later exam (and keep it); their earlier sinus exams carry the atrial
     substrate of AF risk, a longer and larger P wave. Chagas raises the chance of RBBB four
-    times and of left anterior fascicular block (frontal QRS axis -45 to -90 degrees). Death,
+    times and of left anterior fascicular block (frontal QRS axis -45 to -90 degrees), and 60 %
+    of the Chagas patients have a cardiomyopathy that widens the QRS by 12 ms and lowers its
+    voltage by 20 %. Death,
     recorded with ``timey`` (years to death or to the end of follow-up) on each patient's first
     exam only, is more likely for older patients and with AF or LBBB. Serum potassium
     (mmol/L) is about 4.2 +- 0.5 with heavier tails into hypo- (< 3.5) and hyperkalaemia (> 5.5).
@@ -41,7 +43,8 @@ Signal model (a dipole, or vectorcardiogram, model)
     QRS 125-160 ms) with a T wave discordant to the QRS.
     Repolarisation: QT and the T width scale with the square root of RR (Bazett). The T wave
     grows taller and narrower with serum potassium (peaked T in hyperkalaemia) and flattens
-    below 3.5 mmol/L, where a U wave appears. QRS and T amplitudes fall with age.
+    below 3.5 mmol/L, where a U wave appears. QRS and T amplitudes fall with age (1 and 1.2 % per
+    year), and the P wave widens with age.
 
 Record lengths are 7 s (2800 samples) or 10 s (4000 samples) at 400 Hz, centre-padded with
 zeros to 4096 samples as in CODE-15%. Amplitudes are in mV.
@@ -88,7 +91,9 @@ POTASSIUM_MEAN, POTASSIUM_SCALE, POTASSIUM_RANGE = 4.2, 0.45, (2.0, 8.0)  # mmol
 PREVALENCE = 0.065  # target of each abnormality
 AF_INCIDENCE = 0.05  # AF at a later exam, patients seen again without AF at their first
 CHAGAS_RBBB_RISK = 4.0
-LAFB_PROBABILITY = {"chagas": 0.35, "other": 0.02}
+LAFB_PROBABILITY = {"chagas": 0.45, "other": 0.02}
+# Chagas cardiomyopathy (a share of the Chagas patients): QRS widening (s), QRS voltage factor.
+CARDIOMYOPATHY_SHARE, CARDIOMYOPATHY_QRS_WIDENING, CARDIOMYOPATHY_QRS_VOLTAGE = 0.6, 0.012, 0.8
 MAX_TIMEY = 8.0  # years
 
 # Rhythm.
@@ -102,7 +107,7 @@ RESPIRATION_HZ = (0.2, 0.33)
 BEAT_MARGIN = 0.8  # s: beats this far outside the record still reach into it
 
 # Waves: durations in s, amplitudes in mV.
-NORMAL_PR = (0.12, 0.17)  # plus 0.4 ms per year of age above 16, at most 0.20
+NORMAL_PR = (0.12, 0.17)  # plus 0.8 ms per year of age above 16, at most 0.20
 AVB1_PR = (0.22, 0.32)
 NORMAL_QRS = (0.08, 0.10)
 LBBB_QRS = (0.125, 0.16)
@@ -238,7 +243,8 @@ def _sigmoid(x):
 def _sample_cohort(n_exams: int, rng: np.random.Generator) -> pd.DataFrame:
     """One row per exam, in a random order: the public label columns plus the hidden traits
     the renderer needs (``age_years``, exact age; ``qrs_axis``, frontal QRS axis in degrees;
-    ``atrial_substrate``, a sinus exam of a patient who later has AF)."""
+    ``atrial_substrate``, a sinus exam of a patient who later has AF; ``cardiomyopathy``, Chagas
+    heart disease)."""
     exam_counts = rng.choice(4, size=n_exams, p=EXAMS_PER_PATIENT_PROBABILITIES) + 1
     n_patients = int(np.searchsorted(np.cumsum(exam_counts), n_exams)) + 1
     exam_counts = exam_counts[:n_patients]
@@ -283,6 +289,7 @@ def _sample_cohort(n_exams: int, rng: np.random.Generator) -> pd.DataFrame:
         "age_years": age,
         "qrs_axis": _qrs_axis(baseline_age, chagas, rng)[patient],
         "atrial_substrate": atrial_substrate,
+        "cardiomyopathy": (chagas & (rng.random(n_patients) < CARDIOMYOPATHY_SHARE))[patient],
     })
     return exams.iloc[rng.permutation(n_exams)].reset_index(drop=True)
 
@@ -405,7 +412,7 @@ def _heart_rate(exams: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
     """Mean heart rate per exam (beats/min) from the rhythm labels, age and sex."""
     n = len(exams)
     age, male = exams["age_years"].to_numpy(), exams["is_male"].to_numpy()
-    sinus = np.clip(rng.uniform(62, 95, n) - 0.08 * (age - 50) - 3 * male, *SINUS_RATE)
+    sinus = np.clip(rng.uniform(62, 95, n) - 0.2 * (age - 50) - 3 * male, *SINUS_RATE)
     rate = np.where(exams["SB"], rng.uniform(*BRADYCARDIA_RATE, n), sinus)
     rate = np.where(exams["ST"], rng.uniform(*TACHYCARDIA_RATE, n), rate)
     return np.where(exams["AF"], rng.uniform(*AF_RATE, n), rate)
@@ -489,11 +496,14 @@ def _waves(exams: pd.DataFrame, rr_mean: np.ndarray, rng: np.random.Generator) -
     age, male = exams["age_years"].to_numpy(), exams["is_male"].to_numpy()
     rbbb, lbbb = exams["RBBB"].to_numpy(), exams["LBBB"].to_numpy()
     axis = exams["qrs_axis"].to_numpy()
-    qrs_scale = np.clip(1 - 0.005 * (age - 50), 0.75, 1.2) * np.where(male, 1.15, 1.0)
+    cardiomyopathy = exams["cardiomyopathy"].to_numpy()
+    qrs_scale = (np.clip(1 - 0.01 * (age - 50), 0.55, 1.35) * np.where(male, 1.15, 1.0)
+                 * np.where(cardiomyopathy, CARDIOMYOPATHY_QRS_VOLTAGE, 1.0))
 
     # Normal (or right-bundle-blocked) depolarisation of duration `qrs`: septal Q, main R,
     # terminal S and, in RBBB, the delayed right-ventricular R'.
-    qrs = np.clip(rng.uniform(*NORMAL_QRS, n) + 0.005 * male, *NORMAL_QRS)
+    qrs = (np.clip(rng.uniform(*NORMAL_QRS, n) + 0.005 * male, *NORMAL_QRS)
+           + CARDIOMYOPATHY_QRS_WIDENING * cardiomyopathy)
     septal = _Wave(-0.3 * qrs, 0.08 * qrs,
                    np.where(lbbb, 0.0, rng.uniform(0.12, 0.2, n) * qrs_scale),
                    _jittered((-0.6, 0.25, 0.75), n, rng))
@@ -528,9 +538,10 @@ def _p_wave(exams, qrs_onset, rng) -> _Wave:
     n = len(exams)
     age = exams["age_years"].to_numpy()
     substrate = exams["atrial_substrate"].to_numpy()
-    pr = np.minimum(rng.uniform(*NORMAL_PR, n) + 0.0004 * (age - 16), 0.2)
+    pr = np.minimum(rng.uniform(*NORMAL_PR, n) + 0.0008 * (age - 16), 0.2)
     pr = np.where(exams["1dAVb"], rng.uniform(*AVB1_PR, n), pr)
-    sigma = rng.uniform(0.018, 0.022, n) * np.where(substrate, 1.3, 1.0)
+    sigma = (rng.uniform(0.018, 0.022, n) * np.where(substrate, 1.3, 1.0)
+             * np.clip(1 + 0.004 * (age - 50), 0.8, 1.15))  # P widens with age
     amplitude = rng.uniform(0.1, 0.2, n) * np.where(substrate, 1.2, 1.0)
     return _Wave(qrs_onset - pr + 2.5 * sigma, sigma, np.where(exams["AF"], 0.0, amplitude),
                  _jittered(_direction(55.0, 0.1), n, rng, spread=0.1))
@@ -544,7 +555,7 @@ def _repolarisation(exams, qrs_onset, rr_mean, qrs_direction, rng) -> tuple[_Wav
     sigma = (rng.uniform(0.04, 0.05, n) * np.sqrt(rr_mean)
              * np.clip(1 - 0.12 * (potassium - POTASSIUM_MEAN), 0.6, 1.2))
     qt = rng.uniform(*QTC, n) * np.sqrt(rr_mean)
-    amplitude = (rng.uniform(0.25, 0.4, n) * np.clip(1 - 0.004 * (age - 50), 0.75, 1.15)
+    amplitude = (rng.uniform(0.25, 0.4, n) * np.clip(1 - 0.012 * (age - 50), 0.4, 1.4)
                  * np.clip(1 + 0.75 * (potassium - POTASSIUM_MEAN), 0.12, 3.2))
     direction = np.where(lbbb[:, None], -qrs_direction,
                          _direction(rng.normal(40, 15, n), 0.45))

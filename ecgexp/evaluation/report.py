@@ -19,10 +19,10 @@ def flatten_report(report: dict, prefix: str = "") -> dict[str, float]:
 
 
 def print_report(report: dict, title: str) -> None:
-    """One table per split: a row per output (and macro), a column per metric."""
+    """One table per split: a row per output (or threshold rule), a column per metric."""
     console = Console(width=120)
     for split, rows in report.items():
-        metric_names = list(next(iter(rows.values())))
+        metric_names = list(dict.fromkeys(m for values in rows.values() for m in values))
         table = Table(title=f"{title}: {split} split")
         table.add_column("label")
         for name in metric_names:

@@ -13,8 +13,10 @@ class ECGModule(pl.LightningModule):
     """Trains ``net`` on the ``objective`` of a task.
 
     Args:
-        net: maps ``(batch, leads, samples)`` tracings to ``(batch, n_outputs)`` logits.
-        objective: the task objective (``ecgexp.tasks.objectives``).
+        net: maps ``(batch, leads, samples)`` tracings (and ``(batch, n_metadata)`` metadata
+            when the batch has some) to the network outputs.
+        objective: the task objective (``ecgexp.tasks.objectives``); its training statistics
+            travel in the checkpoint under ``objective_state``.
         optimizer: partial optimiser, called with the parameters.
         scheduler: partial LR scheduler, called with the optimiser, or ``None``.
         monitor: logged value the scheduler follows (e.g. ``val_loss``).
@@ -32,12 +34,13 @@ class ECGModule(pl.LightningModule):
         self.val_metrics = metrics.clone(prefix="val_")
         self.test_metrics = metrics.clone(prefix="test_")
 
-    def forward(self, tracings: torch.Tensor) -> torch.Tensor:
-        return self.net(tracings)
+    def forward(self, tracings: torch.Tensor, metadata: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        return self.net(tracings) if metadata is None else self.net(tracings, metadata)
 
     def model_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self(batch["tracing"])
-        return self.objective.loss(logits, batch["target"]), logits
+        outputs = self(batch["tracing"], batch.get("metadata"))
+        return self.objective.loss(outputs, batch["target"]), outputs
 
     def training_step(self, batch: dict | None, batch_idx: int) -> torch.Tensor | None:
         if batch is None:  # every exam of the batch was skipped (dataset.nan_policy=skip)
@@ -64,8 +67,15 @@ class ECGModule(pl.LightningModule):
     def predict_step(self, batch: dict | None, batch_idx: int) -> dict | None:
         if batch is None:
             return None
+        outputs = self(batch["tracing"], batch.get("metadata"))
         return {"exam_id": batch["exam_id"], "target": batch["target"],
-                "score": self.objective.activation(self(batch["tracing"]))}
+                "score": self.objective.activation(outputs)}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["objective_state"] = self.objective.state
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.objective.load_state(checkpoint.get("objective_state", {}))
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=self.parameters())

@@ -7,7 +7,8 @@ import torch
 
 
 def predictions_table(batches: list[dict | None], objective) -> pd.DataFrame:
-    """``exam_id``, one ``score_*`` column per output and one ``target_*`` column per target.
+    """``exam_id``, the objective's prediction columns, one ``target_*`` column per target and
+    the objective's derived columns (e.g. ``age_gap``).
 
     ``batches`` are ``predict_step`` outputs (``exam_id``, ``score``, ``target`` tensors).
     """
@@ -23,4 +24,4 @@ def predictions_table(batches: list[dict | None], objective) -> pd.DataFrame:
     table.insert(0, "exam_id", exam_ids)
     for i, name in enumerate(objective.target_columns):
         table[f"target_{name}"] = targets.reshape(len(exam_ids), -1)[:, i]
-    return table[columns]
+    return objective.add_derived_columns(table[columns].copy())

@@ -1,0 +1,84 @@
+"""Batch samplers for the training split.
+
+``TwoSourceBatchSampler`` is the Chagas study's two-source training (studies.md §2.3): every
+batch holds a fixed number of exams from source A (e.g. SaMi-Trop, all positive) and the rest
+from source B (e.g. CODE); an epoch is one pass over source A, and source B is an endless
+stream that keeps its position across epochs and is reshuffled each time it is exhausted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+from torch.utils.data import Sampler
+
+
+class TwoSourceBatchSampler(Sampler[list[int]]):
+    """Yields lists of dataset indices: ``n_a`` from ``source_a`` then ``batch_size - n_a``
+    from ``source_b``, with ``n_a = round(fraction_a * batch_size)``.
+
+    The last batch of an epoch holds the ``len(source_a) % n_a`` remaining A exams (when not
+    zero) and a full share of B exams. With ``shuffle`` the A order is a new permutation each
+    epoch and B is reshuffled each cycle (the published loaders read in file order).
+    """
+
+    def __init__(self, source_a: np.ndarray, source_b: np.ndarray, batch_size: int,
+                 fraction_a: float, seed: int = 0, shuffle: bool = True):
+        self.n_a = int(round(fraction_a * batch_size))
+        if not 0 < self.n_a < batch_size:
+            raise ValueError(f"task.sampler.fraction_a: {fraction_a} of a batch of {batch_size} "
+                             f"gives {self.n_a} source-A exams; both sources need at least one "
+                             f"exam per batch")
+        if len(source_a) == 0 or len(source_b) == 0:
+            raise ValueError(f"task.sampler: the training split has {len(source_a)} source-A "
+                             f"and {len(source_b)} source-B exams; both must be non-empty")
+        self.source_a = np.asarray(source_a, dtype=np.int64)
+        self.source_b = np.asarray(source_b, dtype=np.int64)
+        self.n_b = batch_size - self.n_a
+        self.shuffle = shuffle
+        self.rng = np.random.default_rng(seed)
+        self._b_order = self._order(self.source_b)
+        self._b_position = 0
+
+    def _order(self, indices: np.ndarray) -> np.ndarray:
+        return self.rng.permutation(indices) if self.shuffle else indices.copy()
+
+    def _next_b(self) -> list[int]:
+        taken: list[int] = []
+        while len(taken) < self.n_b:
+            if self._b_position == len(self._b_order):
+                self._b_order, self._b_position = self._order(self.source_b), 0
+            end = min(len(self._b_order), self._b_position + self.n_b - len(taken))
+            taken.extend(self._b_order[self._b_position:end].tolist())
+            self._b_position = end
+        return taken
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.source_a) / self.n_a)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order_a = self._order(self.source_a)
+        for start in range(0, len(order_a), self.n_a):
+            yield order_a[start:start + self.n_a].tolist() + self._next_b()
+
+
+def two_source_batches(table: pd.DataFrame, batch_size: int, seed: int, source_column: str,
+                       source_a, fraction_a: float = 0.5,
+                       shuffle: bool = True) -> TwoSourceBatchSampler:
+    """Two-source sampler over the training exams ``table`` (rows in dataset order): source A
+    is every exam whose ``source_column`` equals ``source_a``, source B the others.
+
+    With the bundled data ``source_column=chagas, source_a=1`` mixes positives and negatives;
+    with SaMi-Trop + CODE-15% (``dataset=chagas_sources``) use ``source_column=source,
+    source_a=samitrop``.
+    """
+    if source_column not in table.columns:
+        raise KeyError(f"task.sampler.source_column: column '{source_column}' not in the exam "
+                       f"table (columns: {', '.join(map(str, table.columns))})")
+    is_a = (table[source_column] == source_a).to_numpy()
+    positions = np.arange(len(table))
+    return TwoSourceBatchSampler(positions[is_a], positions[~is_a], batch_size, fraction_a,
+                                 seed, shuffle)
