@@ -40,11 +40,12 @@ def file_fingerprint(path: Path, hash_content: bool) -> dict:
     return fingerprint
 
 
-def provenance(tracing_files: list[Path], labels_csv: Path) -> dict:
+def provenance(tracing_files: list[Path], label_files: list[Path]) -> dict:
     """Versions, commit and dataset fingerprint (tracing files by size and time, labels hashed)."""
     return {"python": platform.python_version(),
             "packages": {name: _version(name) for name in PACKAGES},
             "git_commit": git_commit(Path(__file__).parent),
             "dataset": {"tracing_files": [file_fingerprint(f, hash_content=False)
                                           for f in tracing_files],
-                        "labels_csv": file_fingerprint(labels_csv, hash_content=True)}}
+                        "label_files": [file_fingerprint(f, hash_content=True)
+                                        for f in label_files]}}

@@ -80,7 +80,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = build_datamodule(cfg)
     datamodule.setup()  # bad data fails here, before any training
     (output_dir / "provenance.json").write_text(json.dumps(
-        provenance(datamodule.reader.files, datamodule.source.labels_csv), indent=2))
+        provenance(datamodule.reader.files, datamodule.source.label_files), indent=2))
     statistics = fit_training_statistics(objective, datamodule, output_dir)
     module = ECGModule(instantiate(cfg.model), objective, instantiate(cfg.optimizer),
                        instantiate(cfg.scheduler) if cfg.get("scheduler") else None,

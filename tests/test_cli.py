@@ -53,7 +53,7 @@ def test_train_writes_the_run_folder(tmp_path):
     provenance = json.loads((folder / "provenance.json").read_text())
     assert provenance["packages"]["torch"] == metadata.version("torch")
     labels_csv = tmp_path / "data" / "synthetic_n120_seed0" / "exams.csv"
-    assert provenance["dataset"]["labels_csv"]["sha256"] == hashlib.sha256(
+    assert provenance["dataset"]["label_files"][0]["sha256"] == hashlib.sha256(
         labels_csv.read_bytes()).hexdigest()
     assert len(provenance["dataset"]["tracing_files"]) == 2
     assert {p.name for p in (folder / "checkpoints").iterdir()} == {"best.ckpt", "last.ckpt"}

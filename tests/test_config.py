@@ -8,7 +8,7 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf.errors import MissingMandatoryValue
 
-from ecgexp.data.source import HDF5Source
+from ecgexp.data.source import CombinedSource, HDF5Source
 from ecgexp.models.resnet1d import ResNet1d
 
 GROUPS = ["dataset", "preprocessing", "model", "task", "trainer", "logger", "callbacks",
@@ -46,7 +46,9 @@ def test_dataset_options_compose(compose_train, option):
         cfg = compose_train(f"dataset={option}", "dataset.tracing_files=a.hdf5",
                             "dataset.labels_csv=a.csv")
     source = instantiate(cfg.dataset)
-    assert isinstance(source, HDF5Source) and source.name == option
+    assert isinstance(source, (HDF5Source, CombinedSource)) and source.name == option
+    if isinstance(source, CombinedSource):
+        assert all(isinstance(s, HDF5Source) for s in source.sources.values())
     assert len(source.leads) == 12 and source.n_samples == 4096
 
 

@@ -155,3 +155,29 @@ def test_af_risk_finds_current_af(compose_train, synthetic_dir, tmp_path):
     assert set(test.target_exam_class) <= {1, 2, 3}
     np.testing.assert_allclose(test[["prob_class1", "prob_class2", "prob_class3"]].sum(axis=1),
                                1, rtol=1e-5)
+
+
+def test_split_group_replaces_the_dataset_rule(compose_train, synthetic_dir):
+    datamodule = build_datamodule(compose_train("task=age", "split=age_balanced",
+                                                f"dataset.directory={synthetic_dir}"))
+    datamodule.setup()
+    table = datamodule.table
+    assert (table.groupby("patient_id").split.nunique() == 1).all()
+    n_patients = table.patient_id.nunique()
+    assert table[table.split == "test"].patient_id.nunique() == int(0.15 * n_patients)
+    assert table[table.split == "val"].patient_id.nunique() == int(0.05 * n_patients)
+
+
+def test_pos_weight_auto_comes_from_the_training_split_and_reaches_the_checkpoint(
+        compose_train, synthetic_dir, tmp_path):
+    cfg, _, run = train_task(compose_train, synthetic_dir, tmp_path, "chagas",
+                             "task.objective.pos_weight=auto", "trainer.max_epochs=1",
+                             "+trainer.limit_train_batches=2")
+    datamodule = build_datamodule(cfg)
+    datamodule.setup()
+    training = datamodule.table[datamodule.table.split == "train"]
+    expected = (training.chagas == 0).sum() / (training.chagas == 1).sum()
+    statistics = json.loads((run / "training_statistics.json").read_text())
+    assert statistics["objective"]["pos_weight"]["chagas"] == pytest.approx(expected)
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["objective_state"]["pos_weight"]["chagas"] == pytest.approx(expected)

@@ -100,9 +100,9 @@ class TracingReader:
     never reads more than the requested row, so memory does not grow with the file size.
     """
 
-    def __init__(self, files: Sequence[Path], tracings_dataset: str):
+    def __init__(self, files: Sequence[Path], tracings_datasets: Sequence[str]):
         self.files = [Path(f) for f in files]
-        self.tracings_dataset = tracings_dataset
+        self.tracings_datasets = list(tracings_datasets)  # one HDF5 dataset name per file
         self._handles: dict[int, h5py.Dataset] = {}
         self._pid: int | None = None
 
@@ -114,7 +114,7 @@ class TracingReader:
             self._handles, self._pid = {}, os.getpid()
         if file_index not in self._handles:
             handle = h5py.File(self.files[file_index], "r")
-            self._handles[file_index] = handle[self.tracings_dataset]
+            self._handles[file_index] = handle[self.tracings_datasets[file_index]]
         return self._handles[file_index][row]
 
     def close(self) -> None:
