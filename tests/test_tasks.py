@@ -112,7 +112,7 @@ def test_electrolyte_regression_beats_the_training_mean(compose_train, synthetic
 
 def test_electrolyte_gaussian_intervals_are_calibrated(compose_train, synthetic_dir, tmp_path):
     cfg, metrics, run = train_task(compose_train, synthetic_dir, tmp_path,
-                                   "electrolyte_gaussian", "trainer.max_epochs=6")
+                                   "electrolyte_gaussian", "trainer.max_epochs=10")
     assert 0.8 <= metrics["test/potassium/coverage_90"] <= 0.97
     test = pd.read_csv(run / "predictions_test.csv")
     assert (test.std_potassium > 0).all()

@@ -72,10 +72,6 @@ class ContinuousTarget(Objective):
     def predicted_column(self) -> str:
         return f"predicted_{self.target_column}"
 
-    def regression_metrics(self) -> MetricCollection:
-        return MetricCollection({"mae": MeanAbsoluteError(), "rmse": MeanSquaredError(False),
-                                 "r2": R2Score(), "pearson": PearsonCorrCoef()})
-
     def evaluate(self, predictions: dict[str, pd.DataFrame]) -> dict[str, dict[str, dict]]:
         return regression_report(predictions, self.target_column, self.events or None)
 
@@ -181,7 +177,9 @@ class Regression(ContinuousTarget):
         return self.activation(outputs)[:, 0], targets[:, 0]
 
     def metrics(self) -> MetricCollection:
-        return self.regression_metrics()
+        return MetricCollection({"mae": MeanAbsoluteError(),
+                                 "rmse": MeanSquaredError(squared=False),
+                                 "r2": R2Score(), "pearson": PearsonCorrCoef()})
 
     def add_derived_columns(self, table: pd.DataFrame) -> pd.DataFrame:
         if self.gap_column:
