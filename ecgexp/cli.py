@@ -29,3 +29,17 @@ def synth(cfg: DictConfig) -> None:
     directory = write_code15(cfg.output_dir, n_exams=cfg.n_exams, n_parts=cfg.n_parts,
                              seed=cfg.seed)
     print(f"Synthetic CODE-15% dataset: {Path(directory).resolve()}")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="preprocess")
+def preprocess(cfg: DictConfig) -> None:
+    """``ecgexp-preprocess``: convert raw ECG records into the CODE HDF5 layout."""
+    from hydra.utils import instantiate
+
+    from ecgexp.preprocess import convert
+
+    result = convert(cfg.input, cfg.output, instantiate(cfg.preprocessing),
+                     workers=cfg.workers, batch_size=cfg.batch_size, ids=cfg.ids)
+    print(f"Converted {result['converted']} records, rejected {result['rejected']}: "
+          f"{result['output']} (metadata {result['metadata_csv']}, "
+          f"rejections {result['report_csv']})")

@@ -8,6 +8,7 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf.errors import MissingMandatoryValue
 
+from ecgexp.data.record_source import RecordFolderSource
 from ecgexp.data.source import CombinedSource, HDF5Source
 from ecgexp.models.resnet1d import ResNet1d
 
@@ -45,8 +46,13 @@ def test_dataset_options_compose(compose_train, option):
             instantiate(cfg.dataset)
         cfg = compose_train(f"dataset={option}", "dataset.tracing_files=a.hdf5",
                             "dataset.labels_csv=a.csv")
+    if option == "wfdb_folder":  # the user must name the folder
+        with pytest.raises(MissingMandatoryValue, match="path"):
+            instantiate(cfg.dataset)
+        cfg = compose_train(f"dataset={option}", "dataset.path=records")
     source = instantiate(cfg.dataset)
-    assert isinstance(source, (HDF5Source, CombinedSource)) and source.name == option
+    assert isinstance(source, (HDF5Source, CombinedSource, RecordFolderSource))
+    assert source.name == option
     if isinstance(source, CombinedSource):
         assert all(isinstance(s, HDF5Source) for s in source.sources.values())
     assert len(source.leads) == 12 and source.n_samples == 4096

@@ -11,6 +11,8 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from ecgexp.data.hdf5 import TracingReader
+from ecgexp.signal.pipeline import RecordRejected
+from ecgexp.signal.readers import RecordError
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +50,14 @@ class ExamDataset(Dataset):
 
     def __getitem__(self, item: int) -> dict[str, torch.Tensor] | None:
         file_index, row = self.locations[item]
-        stored = self.reader.read(file_index, row)  # (samples, stored leads)
+        where = f"exam_id {self.exam_ids[item]} (row {row} of {self.reader.files[file_index]})"
+        try:
+            stored = self.reader.read(file_index, row)  # (samples, stored leads)
+        except (RecordError, RecordRejected) as error:  # raw records: unreadable or rejected
+            return self._unusable(f"{where}: {getattr(error, 'reason', error)}")
         tracing = np.ascontiguousarray(stored[:, self.lead_index].T, dtype=np.float32)
         if not np.isfinite(tracing).all():
-            message = (f"exam_id {self.exam_ids[item]} (row {row} of "
-                       f"{self.reader.files[file_index]}) has NaN/Inf samples")
-            if self.nan_policy == "error":
-                raise ValueError(f"{message}; set dataset.nan_policy=skip to leave such exams out")
-            log.warning("%s; skipped (dataset.nan_policy=skip)", message)
-            return None
+            return self._unusable(f"{where} has NaN/Inf samples")
         if self.scale != 1:
             tracing *= self.scale
         item_tensors = {"tracing": torch.from_numpy(tracing),
@@ -65,6 +66,13 @@ class ExamDataset(Dataset):
         if self.metadata is not None:
             item_tensors["metadata"] = torch.from_numpy(self.metadata[item])
         return item_tensors
+
+
+    def _unusable(self, message: str) -> None:
+        if self.nan_policy == "error":
+            raise ValueError(f"{message}; set dataset.nan_policy=skip to leave such exams out")
+        log.warning("%s; skipped (dataset.nan_policy=skip)", message)
+        return None
 
 
 def collate_exams(items: list[dict | None]) -> dict[str, torch.Tensor] | None:
