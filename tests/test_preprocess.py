@@ -211,3 +211,18 @@ def test_challenge_folder_trains_chagas_directly(compose_train, tmp_path):
     written = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert set(written) == {"val", "test"}
     assert os.path.exists(tmp_path / "run" / "provenance.json")
+
+
+def test_records_file_selects_and_orders_the_records(fixture_records, tmp_path):
+    (fixture_records / "RECORDS").write_text("s0010_re\n\n100\n")
+    pipeline = SignalPipeline(missing_leads="zero")
+    result = convert(fixture_records / "RECORDS", tmp_path / "out.h5", pipeline, workers=1)
+    assert (result["converted"], result["rejected"]) == (2, 0)
+    metadata = pd.read_csv(tmp_path / "out.csv", dtype={"record": str})
+    assert list(metadata.record) == ["s0010_re", "100"]
+    assert list(metadata.exam_id) == [0, 1]
+
+
+def test_missing_input_names_the_key(tmp_path):
+    with pytest.raises(FileNotFoundError, match="input: no folder or RECORDS file"):
+        convert(tmp_path / "nowhere", tmp_path / "out.h5", SignalPipeline(), workers=1)
