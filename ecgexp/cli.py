@@ -43,3 +43,11 @@ def preprocess(cfg: DictConfig) -> None:
     print(f"Converted {result['converted']} records, rejected {result['rejected']}: "
           f"{result['output']} (metadata {result['metadata_csv']}, "
           f"rejections {result['report_csv']})")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
+def evaluate(cfg: DictConfig) -> None:
+    """``ecgexp-evaluate``: recompute a run's metrics and write its report folder."""
+    from ecgexp.evaluate import evaluate as run_evaluation
+
+    run_evaluation(cfg)

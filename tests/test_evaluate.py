@@ -1,0 +1,157 @@
+"""``ecgexp-evaluate``: the published CODE-test Table 2, run folders of every task, ensembles,
+the Challenge export and W&B logging."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import CONF_DIR, FIXTURES
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from matplotlib.image import imread
+from omegaconf import open_dict
+
+from ecgexp.evaluate import evaluate
+from ecgexp.evaluation.report import flatten_report
+from ecgexp.train import train
+
+CODE_TEST = FIXTURES / "code_test"
+LABELS = ["1dAVb", "RBBB", "LBBB", "SB", "AF", "ST"]
+PUBLISHED_THRESHOLDS = [0.124, 0.07, 0.05, 0.278, 0.390, 0.174]  # studies.md §3.1
+READERS = {"cardio.": "cardiology_residents", "emerg.": "emergency_residents",
+           "stud.": "medical_students"}
+METRICS = {"Precision": "precision", "Recall": "recall", "Specificity": "specificity",
+           "F1 score": "f1"}
+FAST = ["bootstrap.n_resamples=100"]
+
+
+def compose_evaluate(*overrides):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("evaluate", overrides=list(overrides))
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+def test_published_table_2_is_reproduced(tmp_path):
+    """The paper's evaluation: seed model_1, the published thresholds, gold standard; the
+    human readers' annotations scored against the same gold standard."""
+    cfg = compose_evaluate(
+        f"predictions={CODE_TEST / 'dnn_predicts/other_seeds/model_1.npy'}",
+        f"labels={CODE_TEST / 'annotations/gold_standard.csv'}",
+        f"thresholds={PUBLISHED_THRESHOLDS}", f"output_dir={tmp_path / 'report'}",
+        *(f"+compare.{name}={CODE_TEST / 'annotations' / f'{name}.csv'}"
+          for name in READERS.values()), *FAST)
+    evaluate(cfg)
+    published = pd.read_csv(CODE_TEST / "published_tables" / "scores.csv", header=[0, 1],
+                            index_col=0)
+    report = json.loads((tmp_path / "report" / "metrics.json").read_text())["test"]
+    readers = pd.read_csv(tmp_path / "report" / "reader_scores.csv").set_index(
+        ["predictor", "label"])
+    checked = 0
+    for column, metric in METRICS.items():
+        for label in LABELS:
+            assert round(report[label][metric], 3) == published.loc[label, (column, "DNN")]
+            for short, name in READERS.items():
+                assert (round(readers.loc[(name, label), metric], 3)
+                        == published.loc[label, (column, short)]), (name, label, metric)
+            checked += 1 + len(READERS)
+    assert checked == 96
+    agreement = pd.read_csv(tmp_path / "report" / "agreement.csv")
+    assert len(agreement) == 18 and agreement.kappa.between(-1, 1).all()
+
+
+@pytest.fixture(scope="module")
+def synthetic_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("data") / "synthetic_n600_seed0"
+
+
+def tiny_run(compose_train, synthetic_dir, folder: Path, task: str, *overrides) -> Path:
+    cfg = compose_train(f"task={task}", "model=resnet1d_small", "dataset.n_exams=600",
+                        f"dataset.directory={synthetic_dir}", "trainer.max_epochs=2",
+                        "+trainer.limit_train_batches=4", "loader.num_workers=0",
+                        "callbacks.progress_bar=null", "logger=none", *overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(folder)
+    train(cfg)
+    return folder
+
+
+def assert_real_png(path: Path):
+    assert path.stat().st_size > 5000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    image = imread(path)
+    assert image.shape[0] > 200 and image.shape[1] > 200 and image.std() > 0
+
+
+@pytest.mark.parametrize("task,files", [
+    ("abnormality", ["bootstrap.csv", "calibration.csv", "roc_pr_AF.png",
+                     "reliability_AF.png", "strata.csv"]),
+    ("chagas", ["bootstrap.md", "calibration.csv", "roc_pr_chagas.png", "strata.csv"]),
+    ("age", ["bootstrap.csv", "scatter_age.png", "bland_altman_age.png", "strata.csv"]),
+    ("electrolyte", ["scatter_potassium.png", "bland_altman_potassium.png"]),
+    ("electrolyte_classification", ["scatter_potassium.png"]),
+    ("electrolyte_ordinal", ["scatter_potassium.png"]),
+    ("electrolyte_gaussian", ["scatter_potassium.png"]),
+    ("af_risk", ["metrics.md", "strata.csv", "bootstrap.csv"]),
+])
+def test_every_task_run_folder_gets_a_report(compose_train, synthetic_dir, tmp_path, task,
+                                             files):
+    run = tiny_run(compose_train, synthetic_dir, tmp_path / task, task)
+    evaluate(compose_evaluate(f"run={run}", *FAST))
+    report = run / "report"
+    for name in ["metrics.json", "metrics.csv", "metrics.md", *files]:
+        assert (report / name).is_file(), name
+    for png in report.glob("*.png"):
+        assert_real_png(png)
+    recomputed = flatten_report(json.loads((report / "metrics.json").read_text()))
+    original = flatten_report(json.loads((run / "metrics.json").read_text()))
+    assert recomputed == pytest.approx(original, rel=1e-4, abs=1e-6, nan_ok=True)
+
+
+def test_ensemble_is_the_mean_of_its_members(compose_train, synthetic_dir, tmp_path):
+    runs = [tiny_run(compose_train, synthetic_dir, tmp_path / f"seed{seed}", "chagas",
+                     f"seed={seed}") for seed in (0, 1)]
+    evaluate(compose_evaluate(f"runs=[{runs[0]},{runs[1]}]", *FAST,
+                              f"output_dir={tmp_path / 'ensemble'}"))
+    members = [pd.read_csv(run / "predictions_test.csv").set_index("exam_id") for run in runs]
+    ensemble = pd.read_csv(tmp_path / "ensemble" / "predictions_test.csv").set_index("exam_id")
+    expected = (members[0].score_chagas + members[1].score_chagas.loc[members[0].index]) / 2
+    np.testing.assert_allclose(ensemble.score_chagas.loc[expected.index], expected, rtol=1e-6)
+    spread = pd.read_csv(tmp_path / "ensemble" / "ensemble_members.csv").set_index("metric")
+    auroc = [json.loads((run / "metrics.json").read_text())["test"]["chagas"]["auroc"]
+             for run in runs]
+    assert spread.loc["test/chagas/auroc", "mean"] == pytest.approx(np.mean(auroc))
+
+
+def test_chagas_predictions_export_in_challenge_format(compose_train, synthetic_dir, tmp_path):
+    run = tiny_run(compose_train, synthetic_dir, tmp_path / "chagas", "chagas")
+    export = tmp_path / "challenge_outputs"
+    evaluate(compose_evaluate(f"run={run}", *FAST, f"challenge_export={export}"))
+    test = pd.read_csv(run / "predictions_test.csv")
+    files = sorted(export.glob("*.txt"))
+    assert len(files) == len(test)
+    first = test.iloc[0]
+    exam_id = int(first.exam_id)
+    lines = (export / f"{exam_id}.txt").read_text().splitlines()
+    assert lines[0] == str(exam_id)
+    assert lines[1] in ("# Chagas label: True", "# Chagas label: False")
+    assert float(lines[2].removeprefix("# Chagas probability: ")) == pytest.approx(
+        first.score_chagas, abs=1e-6)
+
+
+def test_report_is_logged_to_wandb_offline(compose_train, synthetic_dir, tmp_path,
+                                           monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = tiny_run(compose_train, synthetic_dir, tmp_path / "age", "age")
+    evaluate(compose_evaluate(f"run={run}", *FAST, "report_logger=wandb"))
+    assert len(list((run / "report" / "wandb").glob("offline-run-*"))) == 1
+
+
+def test_missing_inputs_name_the_keys(tmp_path):
+    with pytest.raises(ValueError, match="run=<run folder>"):
+        evaluate(compose_evaluate())
+    with pytest.raises(FileNotFoundError, match="run: .* is not a run folder"):
+        evaluate(compose_evaluate(f"run={tmp_path}"))
