@@ -14,7 +14,13 @@ CONFIG_PATH = str(Path(__file__).parent / "conf")
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """``ecgexp``: train, predict and evaluate; returns ``optimized_metric`` for sweepers."""
+    """``ecgexp``: train, predict and evaluate; returns ``optimized_metric`` for sweepers.
+
+    A task whose config names an ``entry`` (``task=heatmap``) runs that function instead."""
+    if cfg.task.get("entry"):
+        from hydra.utils import get_method
+
+        return get_method(cfg.task.entry)(cfg)
     from ecgexp.train import train
 
     metrics = train(cfg)

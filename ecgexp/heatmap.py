@@ -1,0 +1,170 @@
+"""``ecgexp task=heatmap ckpt=<run folder or checkpoint>``: saliency heatmaps of a trained model.
+
+The network is rebuilt from the run's own resolved config (so it matches the checkpoint) and
+its weights loaded; the exams come from the run's dataset (or the ``dataset`` chosen on the
+command line with ``task.dataset=current``). Heatmaps are computed in batches and written to
+``heatmaps.h5`` (``heatmaps`` (N, leads, samples) float32, ``exam_id``, ``score`` = the
+explained network output, ``tracings`` (N, leads, samples), and the method in the attributes),
+with one ECG figure per selected exam under ``figures/`` (signed attributions such as integrated
+gradients are drawn by magnitude).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ecgexp.interpret.attribution import attribute, gradient_intensity
+from ecgexp.interpret.ecg_plot import make_ecg_figure, save
+
+log = logging.getLogger(__name__)
+
+
+def locate_run(ckpt: str | Path | None) -> tuple[Path, Path]:
+    """(run folder, checkpoint file) from a run folder or a checkpoint inside one."""
+    if ckpt is None:
+        raise ValueError("ckpt: give the run folder or checkpoint to interpret "
+                         "(ckpt=outputs/<task>/runs/<date>)")
+    path = Path(ckpt)
+    if path.is_dir():
+        candidates = [path / "checkpoints" / "best.ckpt", path / "checkpoints" / "last.ckpt"]
+        checkpoint = next((c for c in candidates if c.is_file()), None)
+        if checkpoint is None:
+            raise FileNotFoundError(f"ckpt: no checkpoints/best.ckpt or last.ckpt in '{path}'")
+        return path, checkpoint
+    if path.is_file():
+        return path.parent.parent, path
+    raise FileNotFoundError(f"ckpt: no run folder or checkpoint at '{path}'")
+
+
+def load_model(run_config: DictConfig, checkpoint: Path) -> tuple[torch.nn.Module, object]:
+    """The run's network with the checkpoint's weights, and its objective with the training
+    statistics stored beside them."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    net = instantiate(run_config.model)
+    weights = {k.removeprefix("net."): v for k, v in state["state_dict"].items()
+               if k.startswith("net.")}
+    net.load_state_dict(weights)
+    objective = instantiate(run_config.task.objective)
+    objective.load_state(state.get("objective_state", {}))
+    return net.eval(), objective
+
+
+def output_index(target: int | str, objective, n_outputs: int) -> int:
+    """``task.target``: an output index, or a label / prediction-column name."""
+    if isinstance(target, int) or str(target).isdigit():
+        index = int(target)
+    else:
+        names = list(objective.target_columns)
+        columns = [c.split("_", 1)[-1] for c in objective.prediction_columns]
+        index = names.index(target) if target in names else (
+            columns.index(target) if target in columns else -1)
+    if not 0 <= index < n_outputs:
+        raise ValueError(f"task.target: '{target}' is not an output index below {n_outputs} "
+                         f"or one of {list(objective.target_columns)}")
+    return index
+
+
+def select_exams(dataset, scores: np.ndarray, settings: DictConfig,
+                 target_column: int) -> np.ndarray:
+    """Positions in ``dataset``: listed exam ids, else the top/bottom-k by score (optionally
+    among the exams whose target ``target_column`` is positive), else all by score."""
+    if settings.exam_ids:
+        wanted = np.asarray(list(settings.exam_ids), dtype=np.int64)
+        missing = sorted(set(wanted) - set(dataset.exam_ids))
+        if missing:
+            raise ValueError(f"task.select.exam_ids: {missing[:5]} are not in the split")
+        return np.array([int(np.flatnonzero(dataset.exam_ids == e)[0]) for e in wanted])
+    pool = np.arange(len(scores))
+    if settings.only_positives:
+        pool = pool[dataset.targets[:, target_column] == 1]
+    order = pool[np.argsort(-scores[pool], kind="stable")]
+    if settings.top_k is None and settings.bottom_k is None:
+        return order
+    top = order[:settings.top_k or 0]
+    bottom = order[::-1][:settings.bottom_k or 0]
+    return np.concatenate([top, bottom[~np.isin(bottom, top)]])
+
+
+def batch_of(dataset, positions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+    items = [dataset[int(p)] for p in positions]
+    tracings = torch.stack([item["tracing"] for item in items])
+    metadata = (torch.stack([item["metadata"] for item in items])
+                if "metadata" in items[0] else None)
+    return tracings, metadata
+
+
+@torch.no_grad()
+def output_scores(net, dataset, index: int, batch_size: int) -> np.ndarray:
+    """The explained network output ``index`` (before any activation: a logit, a regressed
+    value) for every exam of ``dataset``, in batches."""
+    scores = []
+    for start in range(0, len(dataset), batch_size):
+        tracings, metadata = batch_of(dataset, np.arange(start, min(start + batch_size,
+                                                                    len(dataset))))
+        outputs = net(tracings) if metadata is None else net(tracings, metadata)
+        scores.append(outputs[:, index])
+    return torch.cat(scores).numpy()
+
+
+def extract_heatmaps(cfg: DictConfig) -> dict:
+    """The ``task=heatmap`` entry point; returns where it wrote and how many exams."""
+    from ecgexp.train import build_datamodule
+
+    task = cfg.task
+    run_folder, checkpoint = locate_run(cfg.get("ckpt"))
+    run_config = OmegaConf.load(run_folder / "config.yaml")
+    if task.dataset == "current":
+        run_config.dataset = cfg.dataset
+    net, objective = load_model(run_config, checkpoint)
+    datamodule = build_datamodule(run_config)
+    datamodule.setup()
+    if task.select.split not in datamodule.datasets:
+        raise ValueError(f"task.select.split: '{task.select.split}' is not one of "
+                         f"{sorted(datamodule.datasets)}")
+    dataset = datamodule.datasets[task.select.split]
+    index = output_index(task.target, objective, run_config.model.n_outputs
+                         * (2 if run_config.model.get("head") == "gaussian" else 1))
+    scores = output_scores(net, dataset, index, task.batch_size)
+    positions = select_exams(dataset, scores, task.select,
+                             min(index, len(objective.target_columns) - 1))
+    tracings, metadata = batch_of(dataset, positions)
+    maps = attribute(task.method, net, tracings, index, layer=task.layer, metadata=metadata,
+                     batch_size=task.batch_size)
+    if task.intensity:
+        maps = gradient_intensity(maps)
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    leads = list(run_config.preprocessing.leads)
+    with h5py.File(out / "heatmaps.h5", "w") as handle:
+        handle.create_dataset("heatmaps", data=maps.astype(np.float32))
+        handle.create_dataset("exam_id", data=dataset.exam_ids[positions])
+        handle.create_dataset("score", data=scores[positions].astype(np.float32))
+        handle.create_dataset("tracings", data=tracings.numpy())
+        handle.attrs.update({"method": task.method, "layer": str(task.layer),
+                             "target": str(task.target), "output_index": index,
+                             "checkpoint": str(checkpoint), "leads": leads,
+                             "intensity": bool(task.intensity)})
+    figures = out / "figures"
+    for position in range(min(task.figures.max_exams, len(positions))):
+        exam_id = int(dataset.exam_ids[positions[position]])
+        figure = make_ecg_figure(
+            tracings[position].numpy(), leads, run_config.dataset.get("sampling_rate", 400),
+            heatmap=np.abs(maps[position]), layout=task.figures.layout, style=task.figures.style,
+            title=f"exam {exam_id}: {task.method}, output {task.target}, "
+                  f"score {scores[positions[position]]:.3f}")
+        for suffix in task.figures.formats:
+            save(figure, figures / f"{exam_id}.{suffix}")
+    summary = {"heatmaps": str(out / "heatmaps.h5"), "exams": len(positions),
+               "figures": min(task.figures.max_exams, len(positions)),
+               "run": str(run_folder), "method": task.method}
+    (out / "heatmap_summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"Heatmaps of {len(positions)} exams: {out / 'heatmaps.h5'} (figures in {figures})")
+    return summary

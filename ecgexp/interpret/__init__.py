@@ -1,0 +1,1 @@
+"""Attribution maps (Grad-CAM, saliency, guided backprop, integrated gradients) for ECG models."""
