@@ -10,7 +10,6 @@ from pathlib import Path
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import LearningRateMonitor
 
 from ecgexp.data.datamodule import ExamDataModule
 from ecgexp.evaluation.report import flatten_report, print_report
@@ -24,14 +23,6 @@ log = logging.getLogger(__name__)
 def _instantiate_group(group: DictConfig | None) -> list:
     """Instantiates every entry of a ``callbacks``/``logger`` group (empty when null)."""
     return [instantiate(entry) for entry in (group or {}).values() if entry is not None]
-
-
-def _callbacks(cfg: DictConfig, has_logger: bool) -> list:
-    """The ``callbacks`` group; the LR monitor is left out when there is no logger to feed."""
-    callbacks = _instantiate_group(cfg.get("callbacks"))
-    if not has_logger:
-        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    return callbacks
 
 
 def dataset_config(cfg: DictConfig) -> DictConfig:
@@ -65,8 +56,26 @@ def fit_training_statistics(objective, datamodule: ExamDataModule, output_dir: P
     return statistics
 
 
+def resumed(cfg: DictConfig) -> DictConfig:
+    """With ``resume=<run folder>``: that run's own config, writing into the same folder and
+    continuing from its ``checkpoints/last.ckpt``; otherwise ``cfg`` unchanged."""
+    if not cfg.get("resume"):
+        return cfg
+    folder = Path(cfg.resume)
+    last = folder / "checkpoints" / "last.ckpt"
+    if not (folder / "config.yaml").is_file() or not last.is_file():
+        raise FileNotFoundError(f"resume: '{folder}' is not a run folder with "
+                                f"config.yaml and checkpoints/last.ckpt")
+    run_config = OmegaConf.load(folder / "config.yaml")
+    run_config.resume = None
+    run_config.ckpt_path = str(last)
+    log.info("resuming %s from %s", folder, last)
+    return run_config
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Runs one training job; returns the flattened metrics (``split/label/metric``)."""
+    cfg = resumed(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -89,8 +98,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     for logger in loggers:
         logger.log_hyperparams({"training_statistics": statistics})
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False,
-                                      callbacks=_callbacks(cfg, has_logger=bool(loggers)))
-    trainer.fit(module, datamodule=datamodule)
+                                      callbacks=_instantiate_group(cfg.get("callbacks")))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     predictions = {}

@@ -8,11 +8,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
-import torch
 from torch.utils.data import DataLoader, Sampler
 
 from ecgexp.data.dataset import ExamDataset, collate_exams
 from ecgexp.data.hdf5 import TracingReader
+from ecgexp.data.samplers import EpochShuffleSampler
 from ecgexp.data.source import HDF5Source
 from ecgexp.signal.leads import lead_indices
 
@@ -107,10 +107,12 @@ class ExamDataModule(pl.LightningDataModule):
         return split in self.datasets
 
     def loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle,
-                          generator=generator, num_workers=self.num_workers,
-                          collate_fn=collate_exams, persistent_workers=self.num_workers > 0)
+        """Batches of one split; shuffled with ``seed + epoch`` when ``shuffle``."""
+        dataset = self.datasets[split]
+        sampler = EpochShuffleSampler(len(dataset), self.seed) if shuffle else None
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler,
+                          num_workers=self.num_workers, collate_fn=collate_exams,
+                          persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         if self.train_batch_sampler is None:

@@ -1,4 +1,8 @@
-"""Batch samplers for the training split.
+"""Samplers for the training split.
+
+``EpochShuffleSampler`` shuffles with ``seed + epoch``, so the order of any epoch depends only on
+the seed and the epoch number and a run resumed from a checkpoint sees the same batches as an
+uninterrupted one (Lightning calls ``set_epoch`` before each epoch).
 
 ``TwoSourceBatchSampler`` is the Chagas study's two-source training (studies.md §2.3): every
 batch holds a fixed number of exams from source A (e.g. SaMi-Trop, all positive) and the rest
@@ -13,7 +17,25 @@ from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
+import torch
 from torch.utils.data import Sampler
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A permutation of ``range(n)`` drawn from ``seed + epoch``."""
+
+    def __init__(self, n: int, seed: int = 0):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.n, generator=generator).tolist())
 
 
 class TwoSourceBatchSampler(Sampler[list[int]]):

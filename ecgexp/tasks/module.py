@@ -7,6 +7,8 @@ from collections.abc import Callable
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+from torchmetrics import MeanMetric
 
 
 class ECGModule(pl.LightningModule):
@@ -18,8 +20,12 @@ class ECGModule(pl.LightningModule):
         objective: the task objective (``ecgexp.tasks.objectives``); its training statistics
             travel in the checkpoint under ``objective_state``.
         optimizer: partial optimiser, called with the parameters.
-        scheduler: partial LR scheduler, called with the optimiser, or ``None``.
-        monitor: logged value the scheduler follows (e.g. ``val_loss``).
+        scheduler: partial LR scheduler, called with the optimiser, or ``None``. It is stepped
+            here at the end of each validation epoch with the ``monitor`` value (and saved in
+            checkpoints by us), so a checkpoint written at that point already holds the step:
+            a run resumed from it continues exactly as an uninterrupted one.
+        monitor: the value the scheduler follows: ``val_loss`` or a validation metric
+            (``val_<metric>``).
     """
 
     def __init__(self, net: nn.Module, objective, optimizer: Callable,
@@ -33,6 +39,9 @@ class ECGModule(pl.LightningModule):
         metrics = objective.metrics()
         self.val_metrics = metrics.clone(prefix="val_")
         self.test_metrics = metrics.clone(prefix="test_")
+        self.val_loss_mean = MeanMetric()
+        self.scheduler = None
+        self._scheduler_state: dict | None = None
 
     def forward(self, tracings: torch.Tensor, metadata: torch.Tensor | None = None
                 ) -> torch.Tensor:
@@ -48,6 +57,9 @@ class ECGModule(pl.LightningModule):
         loss, _ = self.model_step(batch)
         self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True,
                  batch_size=len(batch["exam_id"]))
+        if batch_idx == 0:
+            self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=False,
+                     on_epoch=True, batch_size=1)
         return loss
 
     def _evaluation_step(self, batch: dict | None, stage: str, metrics) -> None:
@@ -55,6 +67,8 @@ class ECGModule(pl.LightningModule):
             return
         loss, logits = self.model_step(batch)
         metrics.update(*self.objective.metric_inputs(logits, batch["target"]))
+        if stage == "val":
+            self.val_loss_mean.update(loss, weight=len(batch["exam_id"]))
         self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=len(batch["exam_id"]))
         self.log_dict(metrics, batch_size=len(batch["exam_id"]))
 
@@ -71,16 +85,33 @@ class ECGModule(pl.LightningModule):
         return {"exam_id": batch["exam_id"], "target": batch["target"],
                 "score": self.objective.activation(outputs)}
 
+    def on_validation_epoch_end(self) -> None:
+        monitored = {"val_loss": self.val_loss_mean.compute()}
+        self.val_loss_mean.reset()
+        if self.scheduler is None or self.trainer.sanity_checking:
+            return
+        if self.monitor != "val_loss":
+            monitored.update(self.val_metrics.compute())
+        if self.monitor not in monitored:
+            raise KeyError(f"task.monitor: '{self.monitor}' is not one of {sorted(monitored)}")
+        if isinstance(self.scheduler, ReduceLROnPlateau):
+            self.scheduler.step(monitored[self.monitor].item())
+        else:
+            self.scheduler.step()
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["objective_state"] = self.objective.state
+        if self.scheduler is not None:
+            checkpoint["lr_scheduler_state"] = self.scheduler.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.objective.load_state(checkpoint.get("objective_state", {}))
+        self._scheduler_state = checkpoint.get("lr_scheduler_state")
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer),
-                                 "monitor": self.monitor}}
+        if self.scheduler_factory is not None:
+            self.scheduler = self.scheduler_factory(optimizer=optimizer)
+            if self._scheduler_state is not None:
+                self.scheduler.load_state_dict(self._scheduler_state)
+        return optimizer
