@@ -383,9 +383,13 @@ def test_training_loader_shuffles_reproducibly(tmp_path):
     dm = module(seed=3)
     file_order = ids[5:].tolist()
     loader = dm.train_dataloader()
-    epoch1, epoch2 = loader_exam_ids(loader), loader_exam_ids(loader)
+    epoch1 = loader_exam_ids(loader)
+    loader.sampler.set_epoch(1)  # as Lightning does before each epoch
+    epoch2 = loader_exam_ids(loader)
     assert sorted(epoch1) == sorted(epoch2) == file_order
     assert epoch1 != file_order and epoch2 != file_order and epoch1 != epoch2
+    loader.sampler.set_epoch(0)  # an epoch's order depends only on seed and epoch (resume)
+    assert loader_exam_ids(loader) == epoch1
     assert loader_exam_ids(module(seed=3).train_dataloader()) == epoch1
     assert loader_exam_ids(module(seed=4).train_dataloader()) != epoch1
     assert loader_exam_ids(dm.val_dataloader()) == ids[:5].tolist()  # val stays in order

@@ -1,0 +1,217 @@
+"""The published setups (`experiment=<study>`): each composes with the real train.yaml, carries
+the hyperparameters of its study (values written out from docs/studies.md, not read back from
+the configs) and builds its network and objective."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import CONF_DIR
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
+
+from ecgexp.models.resnet1d import ResNet1d
+
+EXPERIMENT_DIR = CONF_DIR / "experiment"
+PUBLISHED_BLOCK_LENGTHS = [4096, 1024, 256, 64, 16]
+FILTERS = [64, 128, 196, 256, 320]
+AF_FILTERS = [64, 128, 192, 256, 320]  # studies.md §1.1: the AF code uses 192, not 196
+
+# Shared by the four electrolyte variants (studies.md §1.1, §2.5, §4 "Electrolyte data").
+ELECTROLYTE = dict(
+    dataset="electrolyte", in_leads=8, filters=FILTERS, kernel_size=17, dropout=0.5,
+    stem_relu=True, batch_size=32, lr=1e-3, weight_decay=0.0, max_epochs=30,
+    scheduler=dict(factor=0.1, patience=7, min_lr=1e-8), early_stopping=None, seed=0,
+    split=dict(rule="column_split", column="split", train="train", val="val",
+               test="random test"))
+
+EXPECTED = {
+    # studies.md §1.2, §2.1 (Keras; PyTorch patience 6 = Keras patience 7, see the config).
+    "abnormality_ribeiro2020": dict(
+        task="abnormality", n_outputs=6, dataset="code15", in_leads=12, filters=FILTERS,
+        kernel_size=16, dropout=0.2, stem_relu=True, batch_size=64, lr=1e-3, weight_decay=0.0,
+        max_epochs=70, scheduler=dict(factor=0.1, patience=6, min_lr=1e-5, threshold=1e-4,
+                                      threshold_mode="abs"),
+        early_stopping=dict(patience=9, min_delta=1e-5), seed=0,
+        split=dict(rule="last_fraction_split", val_fraction=0.02, test_fraction=0.0),
+        parameters=6_553_238),  # the Keras model's 6,421,910 trainable + block 0 (131,328)
+    # studies.md §2.2 (train.py and formulate_problem.py).
+    "age_lima2021": dict(
+        task="age", n_outputs=1, dataset="code15", in_leads=12, filters=FILTERS, kernel_size=17,
+        dropout=0.8, stem_relu=False, batch_size=32, lr=1e-3, weight_decay=0.0, max_epochs=70,
+        scheduler=dict(factor=0.1, patience=7, min_lr=1e-8), early_stopping=None, seed=2,
+        split_seed=0,
+        split=dict(rule="age_balanced_split", val_fraction=0.05, test_fraction=0.15,
+                   balanced_ages=[16, 85], group_column="patient_id"),
+        parameters=6_924_705),
+    # studies.md §2.3 (run_code.py).
+    "chagas_jidling2023": dict(
+        task="chagas", n_outputs=1, dataset="chagas_sources", in_leads=12, filters=FILTERS,
+        kernel_size=17, dropout=0.5, stem_relu=False, batch_size=32, lr=1e-3, weight_decay=1e-3,
+        max_epochs=200, scheduler=dict(factor=0.1, patience=10, min_lr=1e-8),
+        early_stopping=None, seed=0, split_seed=0, parameters=6_924_705),
+    # studies.md §2.4.
+    "af_risk_habineza2023": dict(
+        task="af_risk", n_outputs=3, dataset="code", in_leads=12, filters=AF_FILTERS,
+        kernel_size=17, dropout=0.5, stem_relu=False, batch_size=32, lr=1e-3,
+        weight_decay=5e-4, max_epochs=70, scheduler=dict(factor=0.1, patience=7, min_lr=1e-8),
+        early_stopping=None, seed=2, split_seed=0, parameters=6_880_899),
+    "electrolyte_regression": dict(ELECTROLYTE, task="electrolyte", n_outputs=1,
+                                   parameters=6_920_353),
+    "electrolyte_classification": dict(ELECTROLYTE, task="electrolyte_classification",
+                                       n_outputs=6),
+    "electrolyte_ordinal": dict(ELECTROLYTE, task="electrolyte_ordinal", n_outputs=5),
+    "electrolyte_gaussian": dict(ELECTROLYTE, task="electrolyte_gaussian", n_outputs=1),
+}
+NOT_STUDIES = {"demo"}
+
+
+def experiments() -> list[str]:
+    return sorted(p.stem for p in EXPERIMENT_DIR.glob("*.yaml"))
+
+
+def test_every_experiment_file_is_checked():
+    assert set(experiments()) == set(EXPECTED) | NOT_STUDIES
+
+
+@pytest.mark.parametrize("name", experiments())
+def test_experiment_builds_its_model_and_objective(compose_train, name):
+    cfg = compose_train(f"experiment={name}")
+    net = instantiate(cfg.model)
+    objective = instantiate(cfg.task.objective)
+    assert isinstance(net, ResNet1d)
+    assert objective.n_outputs == cfg.task.n_outputs
+    assert instantiate(cfg.optimizer)(params=net.parameters()) is not None
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_experiment_has_the_published_hyperparameters(compose_train, name):
+    expected = EXPECTED[name]
+    cfg = compose_train(f"experiment={name}")
+    assert cfg.task.name == expected["task"]
+    assert cfg.task.n_outputs == expected["n_outputs"]
+    assert cfg.dataset.name == expected["dataset"]
+    model = cfg.model
+    assert model.in_leads == expected["in_leads"]
+    assert [f for f, _ in model.blocks] == expected["filters"]
+    assert [length for _, length in model.blocks] == PUBLISHED_BLOCK_LENGTHS
+    assert model.kernel_size == expected["kernel_size"]
+    assert model.dropout == expected["dropout"]
+    assert model.stem_relu is expected["stem_relu"]
+    assert cfg.loader.batch_size == expected["batch_size"]
+    assert cfg.optimizer.lr == expected["lr"]
+    assert cfg.optimizer.weight_decay == expected["weight_decay"]
+    assert cfg.trainer.max_epochs == expected["max_epochs"]
+    for key, value in expected["scheduler"].items():
+        assert cfg.scheduler[key] == value, key
+    if expected["early_stopping"] is None:
+        assert cfg.callbacks.early_stopping is None
+    else:
+        for key, value in expected["early_stopping"].items():
+            assert cfg.callbacks.early_stopping[key] == value, key
+    assert cfg.seed == expected["seed"]
+    if "split_seed" in expected:
+        assert cfg.split_seed == expected["split_seed"]
+    if "split" in expected:
+        split = dict(expected["split"])
+        assert cfg.split._target_ == f"ecgexp.data.splits.{split.pop('rule')}"
+        for key, value in split.items():
+            assert cfg.split[key] == value, key
+    if "parameters" in expected:  # studies.md §1.1 counts (and the Keras variant's)
+        net = instantiate(cfg.model)
+        assert sum(p.numel() for p in net.parameters()) == expected["parameters"]
+
+
+def test_abnormality_validates_on_the_last_two_percent(compose_train):
+    split = instantiate(compose_train("experiment=abnormality_ribeiro2020").split)
+    names = split(pd.DataFrame(index=range(1000)))
+    assert (names[:980] == "train").all() and (names[980:] == "val").all()
+
+
+def test_age_split_is_the_patient_level_age_balanced_rule(compose_train):
+    split = instantiate(compose_train("experiment=age_lima2021").split)
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"patient_id": np.repeat(np.arange(1000), 2),
+                          "age": np.repeat(rng.integers(16, 86, 1000), 2)})
+    names = split(table)
+    assert names.groupby(table.patient_id).nunique().max() == 1  # a patient in one split
+    counts = names.iloc[::2].value_counts()
+    assert counts["test"] == 150 and counts["val"] == 50
+
+
+def test_chagas_mixes_the_two_sources_and_keeps_the_split_across_seeds(compose_train):
+    cfg = compose_train("experiment=chagas_jidling2023", "seed=7")
+    assert cfg.task.sampler.source_column == "source"
+    assert cfg.task.sampler.source_a == "samitrop" and cfg.task.sampler.fraction_a == 0.5
+    assert cfg.task.objective.pos_weight is None  # published: pos_weight never used
+    samitrop, code15 = cfg.dataset.sources.samitrop.split, cfg.dataset.sources.code15.split
+    assert samitrop.val_fraction == 0.3 and samitrop.test_fraction == 0.0
+    assert samitrop.group_column is None
+    assert code15.test_fraction == 0.0 and code15.group_column == "patient_id"
+    # published: 2 n_v = 978 CODE exams, n_v = round(0.3 * 1631) = 489 SaMi-Trop exams; the
+    # fraction of CODE-15%'s patients is about the same fraction of its 345,779 exams
+    assert 900 < code15.val_fraction * 345_779 < 1050
+    assert samitrop.seed == code15.seed == 0  # split_seed, not seed
+    split = instantiate(samitrop)
+    names = split(pd.DataFrame(index=range(1631)))
+    assert (names == "val").sum() == 489
+
+
+def test_chagas_sweeps_the_fifteen_seeds(tmp_path):
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose("train", overrides=["experiment=chagas_jidling2023",
+                                              f"paths.data_dir={tmp_path}"],
+                          return_hydra_config=True)
+    finally:
+        GlobalHydra.instance().clear()
+    assert cfg.hydra.sweeper.params.seed == "range(0,15)"
+
+
+@pytest.mark.parametrize("name", [n for n in EXPECTED if n.startswith("electrolyte")])
+def test_electrolyte_reads_the_eight_lead_private_layout(compose_train, name):
+    cfg = compose_train(f"experiment={name}")
+    assert list(cfg.preprocessing.leads) == ["DI", "DII", "V1", "V2", "V3", "V4", "V5", "V6"]
+    assert list(cfg.dataset.leads) == list(cfg.preprocessing.leads)
+    assert cfg.dataset.join == "row_order" and cfg.dataset.rename_columns.ecg_age == "age"
+    assert cfg.task.target_columns == ["potassium"]
+    split = instantiate(cfg.split)
+    names = split(pd.DataFrame({"split": ["train", "val", "random test", "temporal test"]}))
+    assert names.tolist()[:3] == ["train", "val", "test"] and pd.isna(names.iloc[3])
+
+
+def test_af_risk_reads_the_published_code_layout(compose_train):
+    cfg = compose_train("experiment=af_risk_habineza2023")
+    assert cfg.dataset.tracings_dataset == "signal" and cfg.dataset.exam_id_dataset == "id_exam"
+    assert cfg.dataset.id_column == "id_exam"
+    assert cfg.dataset.rename_columns == {"id_patient": "patient_id", "date_exam": "exam_date"}
+    targets = cfg.task.targets
+    assert (targets.min_weeks, targets.max_weeks) == (0, 1000)
+    assert (targets.val_fraction, targets.test_fraction, targets.seed) == (0.1, 0.3, 0)
+    assert cfg.task.objective.class_weights is None  # the released model: unweighted
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_experiment_header_names_the_paper_and_its_numbers(name):
+    text = (EXPERIMENT_DIR / f"{name}.yaml").read_text()
+    assert text.startswith("# @package _global_\n")
+    header = text.split("\ndefaults:")[0]
+    year = name[-4:] if name[-4:].isdigit() else "2024"
+    assert year in header
+    assert "Published numbers" in header and "differences" in header
+
+
+def test_experiment_prints_from_outside_the_repository(tmp_path):
+    script = Path(sys.executable).parent / "ecgexp"
+    env = {**os.environ, "ECGEXP_DATA_DIR": str(tmp_path / "data")}
+    result = subprocess.run([str(script), "experiment=age_lima2021", "--cfg", "job"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "age_balanced_split" in result.stdout and "dropout: 0.8" in result.stdout
+    assert "seed: 2" in result.stdout and "max_epochs: 70" in result.stdout
