@@ -14,16 +14,15 @@ BLAS can slow the small matrix products down; ``OPENBLAS_NUM_THREADS=1`` shows t
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from report import print_results, write_results
 
 from ecgexp.evaluation.bootstrap import (
     bootstrap_threshold_metrics,
@@ -101,14 +100,10 @@ def main(n_resamples: int = 1000, repeats: int = 10) -> dict:
                "vectorised_s": vectorised_s, "loop_s": loop_s,
                "ratio_loop_to_vectorised": loop_s / vectorised_s,
                "resample_counts_s": counts_s, "same_intervals": True}
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / f"bootstrap-{date.today()}-{platform.node()}.json").write_text(
-        json.dumps(results, indent=2))
+    write_results("bootstrap", results)
     return results
 
 
 if __name__ == "__main__":
     arguments = [int(a) for a in sys.argv[1:]]
-    for name, value in main(*arguments).items():
-        print(f"{name:26s} {value:.4f}" if isinstance(value, float) else f"{name:26s} {value}")
+    print_results(main(*arguments), decimals=4)

@@ -14,21 +14,19 @@ gradients behind it; the figures say how many exams differ by more than 1e-5). T
 32 and of 64 are compared the same way. Each configuration is warmed up on one chunk, then
 timed once (on a GPU in full float32: TF32 off). The script prints exams/s and the ratio
 batched / per-exam and writes them as JSON to ``benchmarks/results/heatmap-<date>-<host>.json``
-(``-cuda`` appended for ``--device cuda``). Uses ``torch.set_num_threads(cpu_count)``.
+(``heatmap-cuda-...`` for ``--device cuda``). Uses ``torch.set_num_threads(cpu_count)``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
-from datetime import date
-from pathlib import Path
 
 import numpy as np
 import torch
+from report import write_results
 
 from ecgexp.interpret.attribution import attribute
 from ecgexp.models.resnet1d import ResNet1d
@@ -96,11 +94,8 @@ def main(n_exams: int = 256, n_loop: int = 32, device: str = "cpu") -> dict:
                "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
     for method in ("gradcam", "saliency"):
         results[method] = benchmark(method, model, tracings, n_loop)
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
     suffix = "" if device == "cpu" else f"-{device.replace(':', '')}"
-    (out / f"heatmap-{date.today()}-{platform.node()}{suffix}.json").write_text(
-        json.dumps(results, indent=2))
+    write_results(f"heatmap{suffix}", results)
     return results
 
 

@@ -9,16 +9,14 @@ Prints records/s of both, their ratio and records/s per worker, and writes them 
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 import wfdb
+from report import print_results, write_results
 from scipy.signal import resample_poly
 
 from ecgexp.data.synthetic import synthesize_exams
@@ -60,14 +58,10 @@ def main(n_records: int = 2000, workers: int = 2) -> dict:
                "parallel_records_per_s": n_records / parallel,
                "ratio_parallel_to_serial": serial / parallel,
                "parallel_records_per_s_per_worker": n_records / parallel / workers}
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / f"preprocess-{date.today()}-{platform.node()}.json").write_text(
-        json.dumps(results, indent=2))
+    write_results("preprocess", results)
     return results
 
 
 if __name__ == "__main__":
     arguments = [int(a) for a in sys.argv[1:]]
-    for name, value in main(*arguments).items():
-        print(f"{name:36s} {value:.3f}" if isinstance(value, float) else f"{name:36s} {value}")
+    print_results(main(*arguments), decimals=3)
