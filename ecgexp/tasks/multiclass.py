@@ -13,7 +13,7 @@ from torchmetrics.classification import MulticlassAUROC, MulticlassAveragePrecis
 
 from ecgexp.evaluation.multiclass import af_risk_report
 from ecgexp.tasks.objectives import Objective
-from ecgexp.tasks.weights import class_weights as auto_class_weights
+from ecgexp.tasks.weights import check_weight_option, class_weights_option
 
 AF_RISK_CLASSES = (1, 2, 3)
 
@@ -34,9 +34,7 @@ class AFRisk(Objective):
     def __init__(self, target_column: str = "exam_class",
                  class_weights: str | Sequence[float] | None = None):
         super().__init__([target_column])
-        if isinstance(class_weights, str) and class_weights != "auto":
-            raise ValueError(f"task.objective.class_weights: '{class_weights}' is not 'auto', "
-                             f"a list or null")
+        check_weight_option(class_weights, "class_weights")
         self.class_weights = class_weights
 
     n_outputs = len(AF_RISK_CLASSES)
@@ -56,15 +54,9 @@ class AFRisk(Objective):
     def training_statistics(self, targets: np.ndarray) -> dict:
         if self.class_weights is None:
             return {}
-        if self.class_weights == "auto":
-            index = self.class_index(torch.as_tensor(targets)).numpy()
-            weights = auto_class_weights(index, self.n_outputs)
-        else:
-            weights = np.asarray(self.class_weights, dtype=float)
-            if weights.shape != (self.n_outputs,):
-                raise ValueError(f"task.objective.class_weights: {self.n_outputs} weights are "
-                                 f"needed, got {weights.tolist()}")
-        return {"class_weights": weights.tolist()}
+        index = self.class_index(torch.as_tensor(targets)).numpy()
+        return {"class_weights": class_weights_option(self.class_weights, index,
+                                                      self.n_outputs)}
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         weights = (logits.new_tensor(self.fitted("class_weights"))

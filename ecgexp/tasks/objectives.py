@@ -25,7 +25,7 @@ from torchmetrics.classification import (
 )
 
 from ecgexp.evaluation.binary import binary_report, single_label_report
-from ecgexp.tasks.weights import positive_weight
+from ecgexp.tasks.weights import check_weight_option, positive_weight
 
 
 class Objective:
@@ -78,9 +78,7 @@ class MultiLabel(Objective):
     def __init__(self, target_columns: Sequence[str],
                  pos_weight: float | str | Sequence[float] | None = None):
         super().__init__(target_columns)
-        if isinstance(pos_weight, str) and pos_weight != "auto":
-            raise ValueError(f"task.objective.pos_weight: '{pos_weight}' is not a number, a "
-                             f"list, 'auto' or null")
+        check_weight_option(pos_weight, "pos_weight")
         self.pos_weight = pos_weight
 
     @property

@@ -24,7 +24,11 @@ from torchmetrics.regression import (
 
 from ecgexp.evaluation.regression import regression_report
 from ecgexp.tasks.objectives import Objective
-from ecgexp.tasks.weights import class_weights, inverse_frequency_weights
+from ecgexp.tasks.weights import (
+    check_weight_option,
+    class_weights_option,
+    inverse_frequency_weights,
+)
 
 WEIGHTINGS = (None, "exact_value", "buckets")
 
@@ -245,9 +249,7 @@ class BucketClassification(ContinuousTarget):
                  events: Mapping[str, Mapping[str, float]] | None = None):
         super().__init__(target_column, events)
         self.buckets = Buckets(buckets)
-        if isinstance(class_weights, str) and class_weights != "auto":
-            raise ValueError(f"task.objective.class_weights: '{class_weights}' is not 'auto', "
-                             f"a list or null")
+        check_weight_option(class_weights, "class_weights")
         self.class_weights = class_weights
 
     @property
@@ -262,15 +264,9 @@ class BucketClassification(ContinuousTarget):
     def training_statistics(self, targets: np.ndarray) -> dict:
         if self.class_weights is None:
             return {}
-        if self.class_weights == "auto":
-            classes = self.buckets.classes(torch.as_tensor(targets[:, 0])).numpy()
-            weights = class_weights(classes, self.buckets.n_classes)
-        else:
-            weights = np.asarray(self.class_weights, dtype=float)
-            if weights.shape != (self.buckets.n_classes,):
-                raise ValueError(f"task.objective.class_weights: {self.buckets.n_classes} "
-                                 f"weights are needed, got {weights.tolist()}")
-        return {"class_weights": weights.tolist()}
+        classes = self.buckets.classes(torch.as_tensor(targets[:, 0])).numpy()
+        return {"class_weights": class_weights_option(self.class_weights, classes,
+                                                      self.buckets.n_classes)}
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         classes = self.buckets.classes(targets[:, 0])

@@ -47,3 +47,22 @@ def positive_weight(targets: np.ndarray) -> float:
         raise ValueError("task.objective.pos_weight=auto: the training split has no positive "
                          "exam")
     return float((targets == 0).sum() / positives)
+
+
+def check_weight_option(option, key: str) -> None:
+    """``task.objective.<key>`` is null, ``auto``, a number or a list."""
+    if isinstance(option, str) and option != "auto":
+        raise ValueError(f"task.objective.{key}: '{option}' is not 'auto', a number, a list "
+                         f"or null")
+
+
+def class_weights_option(option, classes: np.ndarray, n_classes: int) -> list[float]:
+    """Class weights from ``task.objective.class_weights``: ``auto`` (``n_max / n_c`` of the
+    training ``classes``) or one weight per class."""
+    if option == "auto":
+        return class_weights(classes, n_classes).tolist()
+    weights = np.asarray(option, dtype=float)
+    if weights.shape != (n_classes,):
+        raise ValueError(f"task.objective.class_weights: {n_classes} weights are needed, got "
+                         f"{weights.tolist()}")
+    return weights.tolist()
