@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ecgexp.evaluation import plots
 from ecgexp.evaluation.agreement import cohen_kappa, mcnemar
-from ecgexp.evaluation.binary import scores_at_threshold
+from ecgexp.evaluation.binary import binary_report, ranking_scores, scores_at_threshold
 from ecgexp.evaluation.bootstrap import bootstrap_statistic, bootstrap_threshold_metrics
 from ecgexp.evaluation.calibration import expected_calibration_error, reliability_table
 from ecgexp.evaluation.regression import regression_metrics
@@ -141,7 +141,6 @@ def binary_analyses(predictions: dict[str, pd.DataFrame], thresholds: dict[str, 
 
 
 def _auroc(scores: np.ndarray, targets: np.ndarray) -> float:
-    from ecgexp.evaluation.binary import ranking_scores
     return ranking_scores(scores, targets)["auroc"]
 
 
@@ -355,7 +354,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if label_names(first, "score_"):
         thresholds = _thresholds(cfg, report, label_names(first, "score_"))
         if run_config is None:
-            report = _fixed_threshold_report(predictions, thresholds)
+            report = binary_report(predictions, list(thresholds), thresholds)
         tables.update(binary_analyses(predictions, thresholds, cfg, out))
         if cfg.compare:
             tables.update(_compare(cfg, predictions["test"], thresholds))
@@ -410,22 +409,6 @@ def _thresholds(cfg: DictConfig, report: dict, labels: list[str]) -> dict[str, f
     if not all(label in chosen for label in labels):  # single-label report: max_f1 rule
         return {label: chosen.get("max_f1", 0.5) for label in labels}
     return chosen
-
-
-def _fixed_threshold_report(predictions: dict[str, pd.DataFrame],
-                            thresholds: dict[str, float]) -> dict:
-    from ecgexp.evaluation.binary import ranking_scores
-    report = {}
-    for split, table in predictions.items():
-        report[split] = {
-            label: {**ranking_scores(table[f"score_{label}"].to_numpy(),
-                                     table[f"target_{label}"].to_numpy().astype(int)),
-                    "threshold": threshold,
-                    **scores_at_threshold(table[f"score_{label}"].to_numpy(),
-                                          table[f"target_{label}"].to_numpy().astype(int),
-                                          threshold)}
-            for label, threshold in thresholds.items()}
-    return report
 
 
 def _compare(cfg: DictConfig, test: pd.DataFrame, thresholds: dict[str, float]):

@@ -176,17 +176,20 @@ def ranking_scores(scores: np.ndarray, targets: np.ndarray) -> dict:
             "ap": float(binary_average_precision(_scores(scores), _labels(targets)))}
 
 
-def binary_report(predictions: dict[str, pd.DataFrame], labels: Sequence[str]) -> dict:
+def binary_report(predictions: dict[str, pd.DataFrame], labels: Sequence[str],
+                  thresholds: dict[str, float] | None = None) -> dict:
     """``{split: {label | "macro": {auroc, ap, threshold, precision, recall, specificity, f1}}}``.
 
-    ``predictions[split]`` has ``score_<label>`` and ``target_<label>`` columns. Thresholds are
-    chosen on the ``val`` split to maximise F1 and applied unchanged to every split.
+    ``predictions[split]`` has ``score_<label>`` and ``target_<label>`` columns. Unless fixed
+    ``thresholds`` are given, they are chosen on the ``val`` split to maximise F1; either way
+    they are applied unchanged to every split.
     """
-    require_threshold_split(predictions)
-    tuning = predictions[THRESHOLD_SPLIT]
-    thresholds = {label: max_f1_threshold(tuning[f"score_{label}"].to_numpy(),
-                                          tuning[f"target_{label}"].to_numpy())
-                  for label in labels}
+    if thresholds is None:
+        require_threshold_split(predictions)
+        tuning = predictions[THRESHOLD_SPLIT]
+        thresholds = {label: max_f1_threshold(tuning[f"score_{label}"].to_numpy(),
+                                              tuning[f"target_{label}"].to_numpy())
+                      for label in labels}
     report = {}
     for split, table in predictions.items():
         per_label = {}
