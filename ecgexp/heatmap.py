@@ -72,16 +72,19 @@ def output_index(target: int | str, objective, n_outputs: int) -> int:
     return index
 
 
-def select_exams(dataset, scores: np.ndarray, settings: DictConfig,
+def listed_exams(dataset, exam_ids) -> np.ndarray:
+    """Positions in ``dataset`` of ``task.select.exam_ids``, in the order given."""
+    wanted = np.asarray(list(exam_ids), dtype=np.int64)
+    missing = sorted(set(wanted) - set(dataset.exam_ids))
+    if missing:
+        raise ValueError(f"task.select.exam_ids: {missing[:5]} are not in the split")
+    return np.array([int(np.flatnonzero(dataset.exam_ids == e)[0]) for e in wanted])
+
+
+def ranked_exams(dataset, scores: np.ndarray, settings: DictConfig,
                  target_column: int) -> np.ndarray:
-    """Positions in ``dataset``: listed exam ids, else the top/bottom-k by score (optionally
-    among the exams whose target ``target_column`` is positive), else all by score."""
-    if settings.exam_ids:
-        wanted = np.asarray(list(settings.exam_ids), dtype=np.int64)
-        missing = sorted(set(wanted) - set(dataset.exam_ids))
-        if missing:
-            raise ValueError(f"task.select.exam_ids: {missing[:5]} are not in the split")
-        return np.array([int(np.flatnonzero(dataset.exam_ids == e)[0]) for e in wanted])
+    """Positions in ``dataset``: the top/bottom-k by score (optionally among the exams whose
+    target ``target_column`` is positive), else all by score."""
     pool = np.arange(len(scores))
     if settings.only_positives:
         pool = pool[dataset.targets[:, target_column] == 1]
@@ -102,13 +105,13 @@ def batch_of(dataset, positions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor
 
 
 @torch.no_grad()
-def output_scores(net, dataset, index: int, batch_size: int) -> np.ndarray:
+def output_scores(net, dataset, positions: np.ndarray, index: int,
+                  batch_size: int) -> np.ndarray:
     """The explained network output ``index`` (before any activation: a logit, a regressed
-    value) for every exam of ``dataset``, in batches."""
+    value) for the exams at ``positions`` of ``dataset``, in batches."""
     scores = []
-    for start in range(0, len(dataset), batch_size):
-        tracings, metadata = batch_of(dataset, np.arange(start, min(start + batch_size,
-                                                                    len(dataset))))
+    for start in range(0, len(positions), batch_size):
+        tracings, metadata = batch_of(dataset, positions[start:start + batch_size])
         outputs = net(tracings) if metadata is None else net(tracings, metadata)
         scores.append(outputs[:, index])
     return torch.cat(scores).numpy()
@@ -132,9 +135,14 @@ def extract_heatmaps(cfg: DictConfig) -> dict:
     dataset = datamodule.datasets[task.select.split]
     index = output_index(task.target, objective, run_config.model.n_outputs
                          * (2 if run_config.model.get("head") == "gaussian" else 1))
-    scores = output_scores(net, dataset, index, task.batch_size)
-    positions = select_exams(dataset, scores, task.select,
-                             min(index, len(objective.target_columns) - 1))
+    if task.select.exam_ids:  # score only the listed exams
+        positions = listed_exams(dataset, task.select.exam_ids)
+        scores = output_scores(net, dataset, positions, index, task.batch_size)
+    else:
+        every = output_scores(net, dataset, np.arange(len(dataset)), index, task.batch_size)
+        positions = ranked_exams(dataset, every, task.select,
+                                 min(index, len(objective.target_columns) - 1))
+        scores = every[positions]
     tracings, metadata = batch_of(dataset, positions)
     maps = attribute(task.method, net, tracings, index, layer=task.layer, metadata=metadata,
                      batch_size=task.batch_size)
@@ -146,7 +154,7 @@ def extract_heatmaps(cfg: DictConfig) -> dict:
     with h5py.File(out / "heatmaps.h5", "w") as handle:
         handle.create_dataset("heatmaps", data=maps.astype(np.float32))
         handle.create_dataset("exam_id", data=dataset.exam_ids[positions])
-        handle.create_dataset("score", data=scores[positions].astype(np.float32))
+        handle.create_dataset("score", data=scores.astype(np.float32))
         handle.create_dataset("tracings", data=tracings.numpy())
         handle.attrs.update({"method": task.method, "layer": str(task.layer),
                              "target": str(task.target), "output_index": index,
@@ -159,7 +167,7 @@ def extract_heatmaps(cfg: DictConfig) -> dict:
             tracings[position].numpy(), leads, run_config.dataset.get("sampling_rate", 400),
             heatmap=np.abs(maps[position]), layout=task.figures.layout, style=task.figures.style,
             title=f"exam {exam_id}: {task.method}, output {task.target}, "
-                  f"score {scores[positions[position]]:.3f}")
+                  f"score {scores[position]:.3f}")
         for suffix in task.figures.formats:
             save(figure, figures / f"{exam_id}.{suffix}")
     summary = {"heatmaps": str(out / "heatmaps.h5"), "exams": len(positions),
