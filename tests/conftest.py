@@ -1,5 +1,6 @@
 """Shared fixtures: composing the real config tree, a small synthetic dataset."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,9 @@ from omegaconf import open_dict
 import ecgexp  # noqa: F401  (registers the OmegaConf resolvers)
 
 CONF_DIR = Path(ecgexp.__file__).parent / "conf"
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+# The shared real files (../shared/fixtures beside the clone, as in CI); ECGEXP_FIXTURES moves it.
+FIXTURES = Path(os.environ.get("ECGEXP_FIXTURES",
+                               Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"))
 
 
 @pytest.fixture

@@ -3,12 +3,12 @@ a coverage simulation and the published CODE-test tables."""
 
 import warnings
 from io import StringIO
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import FIXTURES
 from scipy.stats import chi2
 from torchmetrics.functional.classification import (
     binary_calibration_error,
@@ -30,8 +30,7 @@ from ecgexp.evaluation.bootstrap import (
 )
 from ecgexp.evaluation.calibration import expected_calibration_error, reliability_table
 
-ANNOTATIONS = (Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "code_test"
-               / "annotations")
+ANNOTATIONS = FIXTURES / "code_test" / "annotations"
 LABELS = ["1dAVb", "RBBB", "LBBB", "SB", "AF", "ST"]
 
 
