@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
 import hydra
@@ -23,8 +25,19 @@ def main(cfg: DictConfig) -> float | None:
         return get_method(cfg.task.entry)(cfg)
     from ecgexp.train import train
 
-    metrics = train(cfg)
-    return metrics.get(cfg.optimized_metric) if cfg.get("optimized_metric") else None
+    return optimized_value(train(cfg), cfg.get("optimized_metric"))
+
+
+def optimized_value(metrics: dict[str, float] | None, name: str | None) -> float | None:
+    """The metric a sweeper optimises (``optimized_metric``), or None when none is named (or
+    in a process of a distributed run that has no metrics)."""
+    if not name or metrics is None:
+        return None
+    if name not in metrics:
+        choices = ", ".join(m for m in metrics if m.startswith("val/"))
+        raise KeyError(f"optimized_metric: the run has no metric '{name}'; validation metrics "
+                       f"are: {choices}")
+    return metrics[name]
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="synth")
@@ -57,3 +70,25 @@ def evaluate(cfg: DictConfig) -> None:
     from ecgexp.evaluate import evaluate as run_evaluation
 
     run_evaluation(cfg)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="convert_keras")
+def _convert_keras(cfg: DictConfig) -> None:
+    from ecgexp.convert_keras import convert, model_overrides
+
+    output, config = convert(cfg.input, cfg.output, n_samples=cfg.n_samples)
+    overrides = [f"model.weights={output.resolve()}", *model_overrides(config)]
+    print(f"Converted {cfg.input} ({config['in_leads']} leads x {config['n_samples']} samples, "
+          f"{config['n_outputs']} outputs): {output.resolve()}\n"
+          f"Load it with: {' '.join(shlex.quote(o) for o in overrides)}\n"
+          f"(the published model: experiment=abnormality_ribeiro2020 or model=resnet1d_keras "
+          f"sets these model keys; task.n_outputs must be {config['n_outputs']})")
+
+
+def convert_keras() -> None:
+    """``ecgexp-convert-keras model.hdf5`` (or ``input=model.hdf5 output=model.pth``): Keras
+    weights of the abnormality model -> a ``model.weights`` file. A first argument without
+    ``=`` is the input path."""
+    if len(sys.argv) > 1 and "=" not in sys.argv[1] and not sys.argv[1].startswith("-"):
+        sys.argv[1] = "input='{}'".format(sys.argv[1].replace("'", "\\'"))
+    _convert_keras()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -379,14 +380,30 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return flatten_report(report)
 
 
+def multirun_members(folder: str | Path) -> list[Path]:
+    """The run folders of a multirun (``<sweep folder>/<job number>``), in job order."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"multirun: no folder '{folder}'")
+    members = sorted((p.parent for p in folder.glob("*/metrics.json")),
+                     key=lambda p: int(p.name) if p.name.isdigit() else math.inf)
+    if not members:
+        raise FileNotFoundError(f"multirun: no finished run (<job>/metrics.json) in '{folder}'")
+    return members
+
+
 def _inputs(cfg: DictConfig):
-    if cfg.runs:
-        loaded = [load_run(folder) for folder in cfg.runs]
+    runs = list(cfg.runs) or (multirun_members(cfg.multirun) if cfg.multirun else [])
+    if runs:
+        loaded = [load_run(folder) for folder in runs]
         run_config, tables = loaded[0]
+        tasks = {config.task.name for config, _ in loaded}
+        if len(tasks) > 1:
+            raise ValueError(f"runs: an ensemble needs runs of one task, got {sorted(tasks)}")
         objective = instantiate(run_config.task.objective)
         members = [t for _, t in loaded]
         predictions = mean_ensemble(members, objective.prediction_columns)
-        out = Path(cfg.output_dir or Path(cfg.runs[0]).parent / "ensemble_report")
+        out = Path(cfg.output_dir or Path(runs[0]).parent / "ensemble_report")
         return out, run_config, predictions, members
     if cfg.run:
         run_config, predictions = load_run(cfg.run)
@@ -394,8 +411,8 @@ def _inputs(cfg: DictConfig):
     if cfg.predictions and cfg.labels:
         predictions = prediction_files(cfg.predictions, cfg.labels, cfg.label_columns)
         return Path(cfg.output_dir or "report"), None, predictions, []
-    raise ValueError("evaluate: give run=<run folder>, runs=[...] or predictions=<file> "
-                     "labels=<csv>")
+    raise ValueError("evaluate: give run=<run folder>, runs=[...], multirun=<sweep folder> or "
+                     "predictions=<file> labels=<csv>")
 
 
 def _thresholds(cfg: DictConfig, report: dict, labels: list[str]) -> dict[str, float]:

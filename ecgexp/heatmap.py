@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ecgexp.interpret.attribution import attribute, gradient_intensity
 from ecgexp.interpret.ecg_plot import make_ecg_figure, save
+from ecgexp.models.weights import build_model
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def load_model(run_config: DictConfig, checkpoint: Path) -> tuple[torch.nn.Modul
     """The run's network with the checkpoint's weights, and its objective with the training
     statistics stored beside them."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    net = instantiate(run_config.model)
+    net = build_model(run_config.model, with_weights=False)  # the checkpoint's weights below
     weights = {k.removeprefix("net."): v for k, v in state["state_dict"].items()
                if k.startswith("net.")}
     net.load_state_dict(weights)

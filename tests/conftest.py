@@ -1,6 +1,8 @@
 """Shared fixtures: composing the real config tree, a small synthetic dataset."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,26 @@ CONF_DIR = Path(ecgexp.__file__).parent / "conf"
 # The shared real files (../shared/fixtures beside the clone, as in CI); ECGEXP_FIXTURES moves it.
 FIXTURES = Path(os.environ.get("ECGEXP_FIXTURES",
                                Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"))
+
+# A short `ecgexp` run: small network, tiny synthetic dataset, one epoch of a few batches.
+SHORT_RUN = ["experiment=demo", "dataset.n_exams=120", "trainer.max_epochs=1",
+             "+trainer.limit_train_batches=3", "loader.num_workers=0", "loader.batch_size=16",
+             "callbacks.progress_bar=null", "dataset.split.val_fraction=0.3",
+             "dataset.split.test_fraction=0.3"]
+
+
+def run(command: str, cwd: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Runs a console script of this environment as a user would, in ``cwd`` (data in
+    ``cwd/data``, W&B offline)."""
+    env = {**os.environ, "WANDB_MODE": "offline", "ECGEXP_DATA_DIR": str(cwd / "data")}
+    script = Path(sys.executable).parent / command
+    return subprocess.run([str(script), *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def run_folders(root: Path) -> list[Path]:
+    """The finished run folders (with metrics.json) under ``root``."""
+    return sorted(p.parent for p in root.rglob("metrics.json"))
 
 
 @pytest.fixture

@@ -2,34 +2,14 @@
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from importlib import metadata
-from pathlib import Path
 
 import h5py
 import pandas as pd
 import pytest
+from conftest import SHORT_RUN, run, run_folders
 
 LABELS = ["1dAVb", "RBBB", "LBBB", "SB", "AF", "ST"]
-# A short run: small network, tiny synthetic dataset, one epoch of a few batches.
-SHORT_RUN = ["experiment=demo", "dataset.n_exams=120", "trainer.max_epochs=1",
-             "+trainer.limit_train_batches=3", "loader.num_workers=0", "loader.batch_size=16",
-             "callbacks.progress_bar=null", "dataset.split.val_fraction=0.3",
-             "dataset.split.test_fraction=0.3"]
-
-
-def run(command, cwd, *args):
-    env = {**os.environ, "WANDB_MODE": "offline", "ECGEXP_DATA_DIR": str(cwd / "data")}
-    script = Path(sys.executable).parent / command
-    return subprocess.run([str(script), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300)
-
-
-def run_folders(root: Path) -> list[Path]:
-    return sorted(p.parent for p in root.rglob("metrics.json"))
-
 
 def test_synth_writes_a_code15_dataset(tmp_path):
     result = run("ecgexp-synth", tmp_path, "n_exams=30", "n_parts=2", "seed=3",

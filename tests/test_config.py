@@ -11,6 +11,7 @@ from omegaconf.errors import MissingMandatoryValue
 from ecgexp.data.record_source import RecordFolderSource
 from ecgexp.data.source import CombinedSource, HDF5Source
 from ecgexp.models.resnet1d import ResNet1d
+from ecgexp.models.weights import build_model
 
 GROUPS = ["dataset", "preprocessing", "model", "task", "trainer", "logger", "callbacks",
           "paths", "hydra", "experiment"]
@@ -34,7 +35,7 @@ def test_primary_config_has_every_group(compose_train):
 @pytest.mark.parametrize("option", options("model"))
 def test_model_options_instantiate(compose_train, option):
     cfg = compose_train(f"model={option}")
-    net = instantiate(cfg.model)
+    net = build_model(cfg.model)
     assert isinstance(net, ResNet1d) and net.lin.out_features == 6
 
 
@@ -102,8 +103,8 @@ def conv_multiply_adds(model: torch.nn.Module) -> int:
 
 def test_small_model_is_at_least_20x_cheaper(compose_train):
     """Convolution multiply-adds, a proxy for training time."""
-    default = instantiate(compose_train("model=resnet1d").model)
-    small = instantiate(compose_train("model=resnet1d_small").model)
+    default = build_model(compose_train("model=resnet1d").model)
+    small = build_model(compose_train("model=resnet1d_small").model)
     assert conv_multiply_adds(default) / conv_multiply_adds(small) >= 20
 
 
@@ -115,7 +116,7 @@ def test_experiment_demo_selects_small_model(compose_train):
 
 def test_overrides_reach_the_model(compose_train):
     cfg = compose_train("model.dropout=0.5", "model.kernel_size=9", "model=resnet1d_small")
-    net = instantiate(cfg.model)
+    net = build_model(cfg.model)
     assert net.resblock1d_0.dropout1.p == 0.5 and net.conv1.kernel_size == (9,)
 
 

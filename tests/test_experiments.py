@@ -16,6 +16,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
 from ecgexp.models.resnet1d import ResNet1d
+from ecgexp.models.weights import build_model
 
 EXPERIMENT_DIR = CONF_DIR / "experiment"
 PUBLISHED_BLOCK_LENGTHS = [4096, 1024, 256, 64, 16]
@@ -32,14 +33,16 @@ ELECTROLYTE = dict(
 
 EXPECTED = {
     # studies.md §1.2, §2.1 (Keras; PyTorch patience 6 = Keras patience 7, see the config).
+    # The Keras model: the stem's 64 filters at 4096 samples, then four residual units.
     "abnormality_ribeiro2020": dict(
         task="abnormality", n_outputs=6, dataset="code15", in_leads=12, filters=FILTERS,
+        keras_stem=True, bn_eps=1e-3,
         kernel_size=16, dropout=0.2, stem_relu=True, batch_size=64, lr=1e-3, weight_decay=0.0,
         max_epochs=70, scheduler=dict(factor=0.1, patience=6, min_lr=1e-5, threshold=1e-4,
                                       threshold_mode="abs"),
         early_stopping=dict(patience=9, min_delta=1e-5), seed=0,
         split=dict(rule="last_fraction_split", val_fraction=0.02, test_fraction=0.0),
-        parameters=6_553_238),  # the Keras model's 6,421,910 trainable + block 0 (131,328)
+        parameters=6_421_910, with_statistics=6_425_638),
     # studies.md §2.2 (train.py and formulate_problem.py).
     "age_lima2021": dict(
         task="age", n_outputs=1, dataset="code15", in_leads=12, filters=FILTERS, kernel_size=17,
@@ -82,7 +85,7 @@ def test_every_experiment_file_is_checked():
 @pytest.mark.parametrize("name", experiments())
 def test_experiment_builds_its_model_and_objective(compose_train, name):
     cfg = compose_train(f"experiment={name}")
-    net = instantiate(cfg.model)
+    net = build_model(cfg.model)
     objective = instantiate(cfg.task.objective)
     assert isinstance(net, ResNet1d)
     assert objective.n_outputs == cfg.task.n_outputs
@@ -98,8 +101,13 @@ def test_experiment_has_the_published_hyperparameters(compose_train, name):
     assert cfg.dataset.name == expected["dataset"]
     model = cfg.model
     assert model.in_leads == expected["in_leads"]
-    assert [f for f, _ in model.blocks] == expected["filters"]
-    assert [length for _, length in model.blocks] == PUBLISHED_BLOCK_LENGTHS
+    # (filters, length) after the stem and each block; a Keras-style stem is its own entry
+    keras_stem = expected.get("keras_stem", False)
+    assert (model.stem is not None) is keras_stem
+    shapes = [model.stem, *model.blocks] if keras_stem else list(model.blocks)
+    assert [f for f, _ in shapes] == expected["filters"]
+    assert [length for _, length in shapes] == PUBLISHED_BLOCK_LENGTHS
+    assert model.bn_eps == expected.get("bn_eps", 1e-5)
     assert model.kernel_size == expected["kernel_size"]
     assert model.dropout == expected["dropout"]
     assert model.stem_relu is expected["stem_relu"]
@@ -122,9 +130,13 @@ def test_experiment_has_the_published_hyperparameters(compose_train, name):
         assert cfg.split._target_ == f"ecgexp.data.splits.{split.pop('rule')}"
         for key, value in split.items():
             assert cfg.split[key] == value, key
-    if "parameters" in expected:  # studies.md §1.1 counts (and the Keras variant's)
-        net = instantiate(cfg.model)
+    if "parameters" in expected:  # studies.md §1.1 and §1.2 counts
+        net = build_model(cfg.model)
         assert sum(p.numel() for p in net.parameters()) == expected["parameters"]
+    if "with_statistics" in expected:  # Keras counts the BN moving mean and variance too
+        statistics = sum(b.numel() for name, b in net.named_buffers()
+                         if name.endswith(("running_mean", "running_var")))
+        assert expected["parameters"] + statistics == expected["with_statistics"]
 
 
 def test_abnormality_validates_on_the_last_two_percent(compose_train):

@@ -90,6 +90,51 @@ def test_keras_like_kernel16_network_runs_at_published_lengths():
     assert model(torch.randn(2, 12, 4096)).shape == (2, 6)
 
 
+# studies.md §1.2: Keras kernel shapes (k, in, out) of the k16 convs, unit by unit (conv1, conv2),
+# and of the 1x1 skips.
+KERAS_K16 = [(16, 64, 128), (16, 128, 128), (16, 128, 196), (16, 196, 196), (16, 196, 256),
+             (16, 256, 256), (16, 256, 320), (16, 320, 320)]
+KERAS_SKIPS = [(1, 64, 128), (1, 128, 196), (1, 196, 256), (1, 256, 320)]
+KERAS_OPTIONS = dict(stem=[64, 4096], blocks=[[128, 1024], [196, 256], [256, 64], [320, 16]],
+                     kernel_size=16, stem_relu=True, bn_eps=1e-3, n_outputs=6, dropout=0.2)
+
+
+def test_keras_structure_has_the_published_kernels_and_parameter_count():
+    model = ResNet1d(**KERAS_OPTIONS)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()
+              if k.endswith("weight") and v.dim() == 3}
+    expected = {"conv1.weight": (64, 12, 16)}
+    for i in range(4):
+        for conv, (k, n_in, n_out) in zip(("conv1", "conv2"), KERAS_K16[2 * i:2 * i + 2]):
+            expected[f"resblock1d_{i}.{conv}.weight"] = (n_out, n_in, k)
+        k, n_in, n_out = KERAS_SKIPS[i]
+        expected[f"resblock1d_{i}.skip_connection.1.weight"] = (n_out, n_in, k)
+    assert shapes == expected
+    assert tuple(model.lin.weight.shape) == (6, 5120)
+    trainable = sum(p.numel() for p in model.parameters())
+    statistics = sum(b.numel() for name, b in model.named_buffers()
+                     if name.endswith(("running_mean", "running_var")))
+    assert (trainable, statistics) == (6_421_910, 3_728)  # 6,425,638 in all
+    assert model.eval()(torch.randn(1, 12, 4096)).shape == (1, 6)
+
+
+def test_bn_eps_reaches_every_batch_norm():
+    model = ResNet1d(**KERAS_OPTIONS)
+    eps = [m.eps for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert eps == [1e-3] * 9
+    assert {m.eps for m in ResNet1d().modules() if isinstance(m, torch.nn.BatchNorm1d)} == {1e-5}
+
+
+def test_stem_option_adds_no_block_and_is_checked():
+    """With a stem, block 0 goes from the stem's shape to blocks[0]; a strided stem works."""
+    model = ResNet1d(n_samples=64, stem=[8, 32], blocks=[[16, 8]], kernel_size=3)
+    assert model.n_blocks == 1 and model.conv1.stride == (2,)
+    assert tuple(model.resblock1d_0.skip_connection[1].weight.shape) == (16, 8, 1)
+    assert model.eval()(torch.randn(2, 12, 64)).shape == (2, 1)
+    with pytest.raises(ValueError, match="model.stem"):
+        ResNet1d(stem=[64])
+
+
 def test_stem_relu_option_changes_output():
     torch.manual_seed(0)
     options = dict(blocks=[[8, 64], [8, 16]], n_samples=64, kernel_size=3)

@@ -17,6 +17,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
+from ecgexp.models.weights import build_model
 from ecgexp.train import build_datamodule, train
 
 TASKS = ["abnormality", "chagas", "age", "electrolyte", "electrolyte_classification",
@@ -51,7 +52,7 @@ def test_network_and_objective_agree_on_every_task(compose_train, task):
     cfg = compose_train(f"task={task}", "model=resnet1d_small")
     objective = instantiate(cfg.task.objective)
     assert cfg.task.n_outputs == objective.n_outputs
-    net = instantiate(cfg.model)
+    net = build_model(cfg.model)
     tracings = torch.randn(4, 12, 4096)
     metadata = torch.randn(4, cfg.model.n_metadata) if cfg.model.n_metadata else None
     outputs = net(tracings) if metadata is None else net(tracings, metadata)

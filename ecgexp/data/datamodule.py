@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from ecgexp.data.dataset import ExamDataset, collate_exams
 from ecgexp.data.hdf5 import TracingReader
-from ecgexp.data.samplers import EpochShuffleSampler
+from ecgexp.data.samplers import EpochShuffleSampler, ShardSampler
 from ecgexp.data.source import HDF5Source
 from ecgexp.signal.leads import lead_indices
 
@@ -32,8 +32,13 @@ class ExamDataModule(pl.LightningDataModule):
             (``task.metadata_columns``, e.g. age and sex for the electrolyte fusion head).
         standardise_metadata: those of them z-scored with the training split's statistics.
         target_builder: a task's derived targets (``task.targets``), run on the exam table.
-        sampler: builds the training batch sampler from the training exams, the batch size and
-            the seed (``task.sampler``, e.g. two-source mixing); ``None`` shuffles.
+        sampler: builds the training batch sampler from the training exams, the batch size,
+            the seed, the process rank and the number of processes (``task.sampler``, e.g.
+            two-source mixing); ``None`` shuffles.
+
+    Under distributed training every process loads its own share of each split (the samplers
+    shard by the trainer's rank; ``trainer.use_distributed_sampler`` is off), so the per-rank
+    batch size is ``batch_size``.
     """
 
     def __init__(self, source: HDF5Source, target_columns: Sequence[str], leads: Sequence[str],
@@ -60,7 +65,6 @@ class ExamDataModule(pl.LightningDataModule):
         self.reader: TracingReader | None = None
         self.datasets: dict[str, ExamDataset] = {}
         self.metadata_statistics: dict[str, dict[str, float]] = {}
-        self.train_batch_sampler: Sampler | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.table is not None:
@@ -78,10 +82,6 @@ class ExamDataModule(pl.LightningDataModule):
                 self.source.nan_policy, None if metadata is None else metadata[rows.index])
         log.info("%s: %s exams", self.source.name,
                  ", ".join(f"{s} {len(d)}" for s, d in self.datasets.items()))
-        if self.sampler is not None:
-            train_rows = self.table[self.table.split == "train"].reset_index(drop=True)
-            self.train_batch_sampler = self.sampler(table=train_rows,
-                                                    batch_size=self.batch_size, seed=self.seed)
 
     def _scaled_metadata(self) -> np.ndarray | None:
         """Metadata columns as ``(exams, n_metadata)``, standardised with training statistics."""
@@ -106,23 +106,36 @@ class ExamDataModule(pl.LightningDataModule):
     def has_split(self, split: str) -> bool:
         return split in self.datasets
 
-    def loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        """Batches of one split; shuffled with ``seed + epoch`` when ``shuffle``."""
+    def _shard(self) -> dict[str, int]:
+        """This process's rank and the number of processes (0 and 1 outside a trainer)."""
+        if self.trainer is None:
+            return {"rank": 0, "world_size": 1}
+        return {"rank": self.trainer.global_rank, "world_size": self.trainer.world_size}
+
+    def loader(self, split: str, shuffle: bool = False, shard: bool = False) -> DataLoader:
+        """Batches of one split; shuffled with ``seed + epoch`` when ``shuffle``; with ``shard``
+        only this process's share of it (all of it in a single process)."""
         dataset = self.datasets[split]
-        sampler = EpochShuffleSampler(len(dataset), self.seed) if shuffle else None
+        if shuffle:
+            sampler = EpochShuffleSampler(len(dataset), self.seed, **self._shard())
+        else:
+            sampler = ShardSampler(len(dataset), **(self._shard() if shard else {}))
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler,
                           num_workers=self.num_workers, collate_fn=collate_exams,
                           persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
-        if self.train_batch_sampler is None:
+        if self.sampler is None:
             return self.loader("train", shuffle=True)
-        return DataLoader(self.datasets["train"], batch_sampler=self.train_batch_sampler,
+        train_rows = self.table[self.table.split == "train"].reset_index(drop=True)
+        batch_sampler = self.sampler(table=train_rows, batch_size=self.batch_size,
+                                     seed=self.seed, **self._shard())
+        return DataLoader(self.datasets["train"], batch_sampler=batch_sampler,
                           num_workers=self.num_workers, collate_fn=collate_exams,
                           persistent_workers=self.num_workers > 0)
 
     def val_dataloader(self) -> DataLoader:
-        return self.loader("val")
+        return self.loader("val", shard=True)
 
     def test_dataloader(self) -> DataLoader:
-        return self.loader("test")
+        return self.loader("test", shard=True)

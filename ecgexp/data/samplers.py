@@ -8,10 +8,16 @@ uninterrupted one (Lightning calls ``set_epoch`` before each epoch).
 batch holds a fixed number of exams from source A (e.g. SaMi-Trop, all positive) and the rest
 from source B (e.g. CODE); an epoch is one pass over source A, and source B is an endless
 stream that keeps its position across epochs and is reshuffled each time it is exhausted.
+
+Under distributed training (``trainer=ddp``) each process builds the same sampler with its
+``rank`` and the ``world_size``: every rank draws the same global order from the seed and keeps
+its share, padded (by repeating the start of the order, as ``DistributedSampler`` does) so that
+all ranks run the same number of steps. ``ShardSampler`` gives evaluation splits out unpadded.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 
@@ -21,21 +27,46 @@ import torch
 from torch.utils.data import Sampler
 
 
-class EpochShuffleSampler(Sampler[int]):
-    """A permutation of ``range(n)`` drawn from ``seed + epoch``."""
+def _check_rank(rank: int, world_size: int) -> None:
+    if not 0 <= rank < world_size:
+        raise ValueError(f"sampler: rank {rank} is not in [0, {world_size}) processes")
 
-    def __init__(self, n: int, seed: int = 0):
+
+class EpochShuffleSampler(Sampler[int]):
+    """A permutation of ``range(n)`` drawn from ``seed + epoch``; with ``world_size > 1`` the
+    positions ``rank, rank + world_size, ...`` of it, padded to ``ceil(n / world_size)``."""
+
+    def __init__(self, n: int, seed: int = 0, rank: int = 0, world_size: int = 1):
+        _check_rank(rank, world_size)
         self.n, self.seed, self.epoch = n, seed, 0
+        self.rank, self.world_size = rank, world_size
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.n
+        return math.ceil(self.n / self.world_size)
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(torch.randperm(self.n, generator=generator).tolist())
+        order = torch.randperm(self.n, generator=generator).tolist()
+        padded = list(itertools.islice(itertools.cycle(order), len(self) * self.world_size))
+        return iter(padded[self.rank::self.world_size])
+
+
+class ShardSampler(Sampler[int]):
+    """The positions ``rank, rank + world_size, ...`` of ``range(n)`` in order, unpadded: an
+    evaluation split shared out among processes, every exam seen once."""
+
+    def __init__(self, n: int, rank: int = 0, world_size: int = 1):
+        _check_rank(rank, world_size)
+        self.n, self.rank, self.world_size = n, rank, world_size
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.n, self.world_size))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.n, self.world_size))
 
 
 class TwoSourceBatchSampler(Sampler[list[int]]):
@@ -48,7 +79,9 @@ class TwoSourceBatchSampler(Sampler[list[int]]):
     """
 
     def __init__(self, source_a: np.ndarray, source_b: np.ndarray, batch_size: int,
-                 fraction_a: float, seed: int = 0, shuffle: bool = True):
+                 fraction_a: float, seed: int = 0, shuffle: bool = True, rank: int = 0,
+                 world_size: int = 1):
+        _check_rank(rank, world_size)
         self.n_a = int(round(fraction_a * batch_size))
         if not 0 < self.n_a < batch_size:
             raise ValueError(f"task.sampler.fraction_a: {fraction_a} of a batch of {batch_size} "
@@ -61,6 +94,7 @@ class TwoSourceBatchSampler(Sampler[list[int]]):
         self.source_b = np.asarray(source_b, dtype=np.int64)
         self.n_b = batch_size - self.n_a
         self.shuffle = shuffle
+        self.rank, self.world_size = rank, world_size
         self.rng = np.random.default_rng(seed)
         self._b_order = self._order(self.source_b)
         self._b_position = 0
@@ -79,17 +113,24 @@ class TwoSourceBatchSampler(Sampler[list[int]]):
         return taken
 
     def __len__(self) -> int:
-        return math.ceil(len(self.source_a) / self.n_a)
+        return math.ceil(math.ceil(len(self.source_a) / self.n_a) / self.world_size)
 
     def __iter__(self) -> Iterator[list[int]]:
+        """Every rank draws the same global batches (the B stream advances identically) and
+        yields batches ``rank, rank + world_size, ...`` of them."""
         order_a = self._order(self.source_a)
-        for start in range(0, len(order_a), self.n_a):
-            yield order_a[start:start + self.n_a].tolist() + self._next_b()
+        batches_a = [order_a[start:start + self.n_a]
+                     for start in range(0, len(order_a), self.n_a)]
+        padded = itertools.islice(itertools.cycle(batches_a), len(self) * self.world_size)
+        for number, batch_a in enumerate(padded):
+            batch_b = self._next_b()
+            if number % self.world_size == self.rank:
+                yield batch_a.tolist() + batch_b
 
 
 def two_source_batches(table: pd.DataFrame, batch_size: int, seed: int, source_column: str,
-                       source_a, fraction_a: float = 0.5,
-                       shuffle: bool = True) -> TwoSourceBatchSampler:
+                       source_a, fraction_a: float = 0.5, shuffle: bool = True, rank: int = 0,
+                       world_size: int = 1) -> TwoSourceBatchSampler:
     """Two-source sampler over the training exams ``table`` (rows in dataset order): source A
     is every exam whose ``source_column`` equals ``source_a``, source B the others.
 
@@ -103,4 +144,4 @@ def two_source_batches(table: pd.DataFrame, batch_size: int, seed: int, source_c
     is_a = (table[source_column] == source_a).to_numpy()
     positions = np.arange(len(table))
     return TwoSourceBatchSampler(positions[is_a], positions[~is_a], batch_size, fraction_a,
-                                 seed, shuffle)
+                                 seed, shuffle, rank, world_size)

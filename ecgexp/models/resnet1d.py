@@ -11,9 +11,12 @@ age and sex) when the model is built with ``n_metadata > 0``. Output, no activat
 
 With odd kernels it is the PyTorch model of the age, Chagas, AF and electrolyte studies, with
 the same ``state_dict`` keys and shapes, so published ``model.pth`` files load with
-``strict=True``. Even kernels (kernel 16 of the Keras study) use TensorFlow-style asymmetric
-"same" padding. Where the studies differ (stem ReLU, dropout, filters, number of blocks,
-kernel size) the difference is a constructor argument; so are the electrolyte study's heads
+``strict=True``. With ``stem=[64, 4096]``, four blocks, kernel 16 and ``bn_eps=1e-3`` it is the
+Keras model of the abnormality study: even kernels use TensorFlow-style asymmetric "same"
+padding, and the skip path (max pooling, then a 1x1 convolution) is Keras's for block lengths
+that divide the previous one. Where the studies differ (stem ReLU, dropout, filters, number of
+blocks, kernel size, BatchNorm epsilon) the difference is a constructor argument; so are the
+electrolyte study's heads
 (gaussian, CORAL, metadata fusion of ``ResNet1dMetaData``), whose ``state_dict`` keys are also
 the published ones.
 """
@@ -70,14 +73,14 @@ class ResBlock1d(nn.Module):
     """
 
     def __init__(self, n_filters_in: int, n_filters_out: int, downsample: int,
-                 kernel_size: int, dropout: float):
+                 kernel_size: int, dropout: float, bn_eps: float = 1e-5):
         super().__init__()
         self.conv1 = conv1d(n_filters_in, n_filters_out, kernel_size)
-        self.bn1 = nn.BatchNorm1d(n_filters_out)
+        self.bn1 = nn.BatchNorm1d(n_filters_out, eps=bn_eps)
         self.relu1 = nn.ReLU()
         self.dropout1 = nn.Dropout(dropout)
         self.conv2 = conv1d(n_filters_out, n_filters_out, kernel_size, stride=downsample)
-        self.bn2 = nn.BatchNorm1d(n_filters_out)
+        self.bn2 = nn.BatchNorm1d(n_filters_out, eps=bn_eps)
         self.relu2 = nn.ReLU()
         self.dropout2 = nn.Dropout(dropout)
         skip_layers: list[nn.Module] = []
@@ -122,13 +125,16 @@ class ResNet1d(nn.Module):
         in_leads: number of input leads (12, or 8 for the electrolyte study).
         n_samples: input length in samples (4096 = 10.24 s at 400 Hz).
         n_outputs: number of outputs per head branch (for ``coral``: number of classes - 1).
-        blocks: ``(filters, length)`` per residual block. The stem maps the leads to
-            ``blocks[0]`` (filters, length); block ``i`` maps ``blocks[i-1]`` to ``blocks[i]``
-            (block 0 keeps the stem's shape). Each length must divide the previous one.
+        blocks: ``(filters, length)`` per residual block; block ``i`` maps the previous shape
+            (the stem's for block 0) to ``blocks[i]``. Each length must divide the previous one.
+        stem: ``(filters, length)`` of the stem's output. None (the PyTorch studies): the
+            stem maps the leads to ``blocks[0]``, so block 0 keeps the stem's shape and has no
+            skip convolution. ``[64, 4096]`` with four blocks: the Keras model.
         kernel_size: convolution kernel size (odd: PyTorch studies; even: Keras study).
         dropout: drop probability after each ReLU inside the blocks.
         stem_relu: apply a ReLU after the stem's batch norm (electrolyte and Keras models do;
             age, Chagas and AF do not).
+        bn_eps: epsilon of every BatchNorm (1e-5, PyTorch's default; the Keras model's 1e-3).
         head: ``"linear"``, ``"gaussian"`` or ``"coral"`` (see above).
         n_metadata: number of metadata inputs fused into the head (2 for age and sex); 0 for
             none, in which case ``forward`` takes the tracings only.
@@ -140,7 +146,8 @@ class ResNet1d(nn.Module):
                  blocks: Sequence[Sequence[int]] = ((64, 4096), (128, 1024), (196, 256),
                                                     (256, 64), (320, 16)),
                  kernel_size: int = 17, dropout: float = 0.8, stem_relu: bool = False,
-                 head: str = "linear", n_metadata: int = 0, gaussian_hidden: int | None = None):
+                 head: str = "linear", n_metadata: int = 0, gaussian_hidden: int | None = None,
+                 stem: Sequence[int] | None = None, bn_eps: float = 1e-5):
         super().__init__()
         if not blocks:
             raise ValueError("model.blocks: at least one (filters, length) block is needed")
@@ -154,18 +161,20 @@ class ResNet1d(nn.Module):
         if gaussian_hidden is not None and (head != "gaussian" or gaussian_hidden < 1):
             raise ValueError(f"model.gaussian_hidden: a width >= 1 for head=gaussian is needed, "
                              f"got {gaussian_hidden} with head={head}")
+        if stem is not None and len(stem) != 2:
+            raise ValueError(f"model.stem: a [filters, length] pair or null is needed, got {stem}")
         blocks = [(int(filters), int(length)) for filters, length in blocks]
         self.in_leads, self.n_samples = in_leads, n_samples
         self.head, self.n_metadata = head, n_metadata
-        filters_out, length_out = blocks[0]
+        filters_out, length_out = blocks[0] if stem is None else (int(stem[0]), int(stem[1]))
         self.conv1 = conv1d(in_leads, filters_out, kernel_size,
                             stride=_downsample(n_samples, length_out))
-        self.bn1 = nn.BatchNorm1d(filters_out)
+        self.bn1 = nn.BatchNorm1d(filters_out, eps=bn_eps)
         self.stem_activation = nn.ReLU() if stem_relu else nn.Identity()
         self.n_blocks = len(blocks)
         for i, (filters, length) in enumerate(blocks):
             block = ResBlock1d(filters_out, filters, _downsample(length_out, length),
-                               kernel_size, dropout)
+                               kernel_size, dropout, bn_eps)
             self.add_module(f"resblock1d_{i}", block)
             filters_out, length_out = filters, length
         n_head_in = filters_out * length_out

@@ -56,7 +56,7 @@ class ECGModule(pl.LightningModule):
             return None
         loss, _ = self.model_step(batch)
         self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True,
-                 batch_size=len(batch["exam_id"]))
+                 batch_size=len(batch["exam_id"]), sync_dist=True)
         if batch_idx == 0:
             self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=False,
                      on_epoch=True, batch_size=1)
@@ -67,9 +67,10 @@ class ECGModule(pl.LightningModule):
             return
         loss, logits = self.model_step(batch)
         metrics.update(*self.objective.metric_inputs(logits, batch["target"]))
-        if stage == "val":
+        if stage == "val":  # logged at the epoch end, over the exams of every process
             self.val_loss_mean.update(loss, weight=len(batch["exam_id"]))
-        self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=len(batch["exam_id"]))
+        else:
+            self.log(f"{stage}_loss", loss, batch_size=len(batch["exam_id"]), sync_dist=True)
         self.log_dict(metrics, batch_size=len(batch["exam_id"]))
 
     def validation_step(self, batch: dict | None, batch_idx: int) -> None:
@@ -88,6 +89,7 @@ class ECGModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         monitored = {"val_loss": self.val_loss_mean.compute()}
         self.val_loss_mean.reset()
+        self.log("val_loss", monitored["val_loss"], prog_bar=True)
         if self.scheduler is None or self.trainer.sanity_checking:
             return
         if self.monitor != "val_loss":

@@ -1,0 +1,230 @@
+"""Loggers: W&B offline (config, summary, history, media, artifact, groups), TensorBoard and
+CSV, several at once. Runs the ``ecgexp`` console script and reads what the loggers wrote:
+the offline ``.wandb`` transaction log, TensorBoard event files, the CSV history."""
+
+import json
+import math
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+EPOCHS = 2
+SHORT_RUN = ["experiment=demo", "dataset.n_exams=120", f"trainer.max_epochs={EPOCHS}",
+             "+trainer.limit_train_batches=3", "loader.num_workers=0", "loader.batch_size=16",
+             "callbacks.progress_bar=null", "dataset.split.val_fraction=0.3",
+             "dataset.split.test_fraction=0.3"]
+
+
+def ecgexp(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """``python -m ecgexp *args`` in ``root`` with W&B offline and its files under ``root``."""
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true",
+           "WANDB_PROJECT": "ecgexp-test", "WANDB_DIR": str(root / "wandb_dir"),
+           "WANDB_DATA_DIR": str(root / "wandb_data"), "WANDB_CACHE_DIR": str(root / "wandb_cache"),
+           "WANDB_CONFIG_DIR": str(root / "wandb_config"),
+           "ECGEXP_DATA_DIR": str(root.parent / "data")}
+    result = subprocess.run([sys.executable, "-m", "ecgexp", *args], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def run_folders(root: Path) -> list[Path]:
+    return sorted(p.parent for p in root.rglob("metrics.json") if p.parent.name != "report")
+
+
+def wandb_records(run_folder: Path) -> list:
+    """The records of the run's offline ``run-<id>.wandb`` file: a LevelDB-style log (7-byte
+    file header; 32 KiB blocks of chunks, each a 7-byte header -- checksum, length, type
+    FULL/FIRST/MIDDLE/LAST -- and its bytes), every record a ``wandb_internal_pb2.Record``.
+    wandb 0.31 writes it from its Go core and has no Python reader left."""
+    from wandb.proto import wandb_internal_pb2
+
+    (path,) = run_folder.glob("wandb/offline-run-*/run-*.wandb")
+    data, block, header = path.read_bytes(), 32768, 7
+    assert data[:4] == b":W&B"
+    records, position, pending = [], header, b""
+    while position + header <= len(data):
+        if block - position % block < header:  # block trailer
+            position += block - position % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position:position + header])
+        pending += data[position + header:position + header + length]
+        position += header + length
+        if kind in (1, 4):  # FULL or LAST: a whole record
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+            pending = b""
+    return records
+
+
+def of_type(records: list, kind: str) -> list:
+    return [getattr(r, kind) for r in records if r.WhichOneof("record_type") == kind]
+
+
+def items(updates) -> dict:
+    """``{key: value}`` of config/summary/history items (nested keys joined by '/')."""
+    return {u.key or "/".join(u.nested_key): json.loads(u.value_json) for u in updates}
+
+
+def leaves(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(leaves(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def csv_val_loss(run_folder: Path) -> list[float]:
+    history = pd.read_csv(run_folder / "history" / "metrics.csv")
+    return history.val_loss.dropna().tolist()
+
+
+@pytest.fixture(scope="module")
+def wandb_run(tmp_path_factory) -> Path:
+    """One run with the CSV and W&B loggers, a checkpoint artifact and a 5-row table."""
+    root = tmp_path_factory.mktemp("wandb_run")
+    ecgexp(root, *SHORT_RUN, "logger=[csv,wandb]", "optimizer.lr=0.0123", "model.kernel_size=7",
+           "seed=3", "logger.wandb.checkpoint_artifact=true", "logger.wandb.table_rows=5",
+           "logger.wandb.tags=[ablation]")
+    (folder,) = run_folders(root / "outputs")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def seed_sweep(tmp_path_factory) -> list[Path]:
+    """A two-seed multirun with the CSV, TensorBoard and W&B loggers (no artifact)."""
+    root = tmp_path_factory.mktemp("seed_sweep")
+    ecgexp(root, "-m", "seed=0,1", *SHORT_RUN, "logger=[csv,tensorboard,wandb]")
+    folders = run_folders(root / "outputs")
+    assert len(folders) == 2
+    return folders
+
+
+def test_wandb_run_identity_and_config(wandb_run):
+    records = wandb_records(wandb_run)
+    (run,) = of_type(records, "run")
+    assert run.display_name == "demo-synthetic-seed3" and run.run_group == "demo"
+    assert set(run.tags) == {"abnormality", "synthetic", "resnet1d_small", "demo", "ablation"}
+    assert run.job_type == "train" and run.project == "ecgexp-test"  # WANDB_PROJECT
+    config = {}
+    for update in of_type(records, "config"):
+        config.update(items(update.update))
+    assert config["optimizer.lr"] == 0.0123 and config["model.kernel_size"] == 7
+    assert config["seed"] == 3 and config["logger.wandb.table_rows"] == 5
+    # every key of the run folder's resolved config, flattened, with its value
+    resolved = leaves(yaml.safe_load((wandb_run / "config.yaml").read_text()))
+    assert {k: config[k] for k in resolved} == resolved
+    statistics = json.loads((wandb_run / "training_statistics.json").read_text())
+    assert {k: config[k] for k in leaves(statistics, "training_statistics.")} == leaves(
+        statistics, "training_statistics.")
+
+
+def test_wandb_summary_holds_the_metrics_and_history_one_val_loss_per_epoch(wandb_run):
+    records = wandb_records(wandb_run)
+    summary = {}
+    for update in of_type(records, "summary"):
+        summary.update(items(update.update))
+    metrics = json.loads((wandb_run / "metrics.json").read_text())
+    assert set(metrics) == {"val", "test"}
+    for split, rows in metrics.items():
+        for label, values in rows.items():
+            for metric, value in values.items():
+                logged = summary[f"{split}/{label}/{metric}"]
+                if math.isnan(value):
+                    assert logged is None  # W&B stores NaN as null
+                else:
+                    assert logged == pytest.approx(value)
+    rows = [items(history.item) for history in of_type(records, "history")]
+    val_loss = [row["val_loss"] for row in rows if "val_loss" in row]
+    assert val_loss == pytest.approx(csv_val_loss(wandb_run)) and len(val_loss) == EPOCHS
+
+
+def test_wandb_gets_plots_predictions_table_and_checkpoint(wandb_run):
+    records = wandb_records(wandb_run)
+    logged = {}
+    for history in of_type(records, "history"):
+        logged.update(items(history.item))
+    plots = sorted((wandb_run / "report").glob("*.png"))
+    assert {p.stem for p in plots} >= {"roc_pr_SB", "reliability_SB"}
+    for plot in plots:
+        assert logged[f"plots/{plot.stem}/_type"] == "image-file"
+    files = [f.path for record in of_type(records, "files") for f in record.files]
+    assert sum(f.startswith("media/images/plots/") for f in files) == len(plots)
+    predictions = pd.read_csv(wandb_run / "predictions_test.csv")
+    assert logged["predictions_test/_type"] == "table-file"
+    assert logged["predictions_test/nrows"] == 5  # logger.wandb.table_rows
+    assert logged["predictions_test/ncols"] == len(predictions.columns)
+    (model,) = [a for a in of_type(records, "artifact") if a.type == "model"]
+    (content,) = model.manifest.contents
+    assert content.path == "best.ckpt"
+    assert content.size == (wandb_run / "checkpoints" / "best.ckpt").stat().st_size
+    assert (wandb_run / "history" / "metrics.csv").is_file()  # the CSV logger beside it
+
+
+def test_seed_sweep_is_one_wandb_group_without_artifacts(seed_sweep):
+    runs = [of_type(wandb_records(folder), "run")[0] for folder in seed_sweep]
+    sweep = seed_sweep[0].parent.name  # outputs/abnormality/multiruns/<sweep>/<job>
+    assert {run.run_group for run in runs} == {f"demo-{sweep}"}
+    assert [run.display_name for run in runs] == ["demo-synthetic-seed0-0",
+                                                  "demo-synthetic-seed1-1"]
+    assert runs[0].run_id != runs[1].run_id
+    for folder in seed_sweep:
+        assert not [a for a in of_type(wandb_records(folder), "artifact") if a.type == "model"]
+
+
+def test_tensorboard_and_csv_write_the_history(seed_sweep):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for folder in seed_sweep:
+        events = EventAccumulator(str(folder / "tensorboard"))
+        events.Reload()
+        val_loss = [event.value for event in events.Scalars("val_loss")]
+        assert len(val_loss) == EPOCHS
+        assert val_loss == pytest.approx(csv_val_loss(folder), rel=1e-6)
+        auroc = json.loads((folder / "metrics.json").read_text())["test"]["SB"]["auroc"]
+        assert events.Scalars("test/SB/auroc")[-1].value == pytest.approx(auroc, rel=1e-6)
+        assert "optimizer.lr: 0.001" in (folder / "tensorboard" / "hparams.yaml").read_text()
+
+
+def test_logger_group_takes_several_options(compose_train):
+    cfg = compose_train("logger=[csv,tensorboard,wandb]")
+    assert set(cfg.logger) == {"csv", "tensorboard", "wandb"}
+    assert set(compose_train("logger=tensorboard").logger) == {"tensorboard"}
+
+
+NO_WANDB = """
+import sys
+from pathlib import Path
+from hydra import compose, initialize_config_dir
+from ecgexp.tracking import instantiate_loggers, log_config, publish_results
+with initialize_config_dir(config_dir=sys.argv[1], version_base="1.3"):
+    cfg = compose("train", overrides=["logger=[csv,tensorboard]",
+                                      "paths.output_dir=" + sys.argv[2]])
+loggers = instantiate_loggers(cfg)
+log_config(loggers, cfg, {"objective": {"pos_weight": [2.0]}})
+publish_results(loggers, Path(sys.argv[2]), {"test/AF/auroc": 0.75}, None)
+print(sorted(type(logger).__name__ for logger in loggers), "wandb" in sys.modules)
+"""
+
+
+def test_csv_and_tensorboard_do_not_import_wandb(tmp_path):
+    import ecgexp
+
+    result = subprocess.run([sys.executable, "-c", NO_WANDB, str(Path(ecgexp.__file__).parent /
+                                                               "conf"), str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split("]")[-1].strip() == "False"
+    assert "CSVLogger" in result.stdout and "TensorBoardLogger" in result.stdout
+    metrics = pd.read_csv(tmp_path / "history" / "metrics.csv")
+    assert metrics["test/AF/auroc"].tolist() == [0.75]
+    assert "pos_weight" in (tmp_path / "tensorboard" / "hparams.yaml").read_text()

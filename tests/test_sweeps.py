@@ -1,0 +1,87 @@
+"""Sweeps from the command line: Optuna search of the task's validation metric, seed ensembles."""
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import CONF_DIR, SHORT_RUN, run, run_folders
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+
+def _validation_metric(folder, label: str, metric: str) -> float:
+    return json.loads((folder / "metrics.json").read_text())["val"][label][metric]
+
+
+def _config(folder) -> dict:
+    return yaml.safe_load((folder / "config.yaml").read_text())
+
+
+def test_optuna_sweep_maximises_the_task_metric_over_the_trials(tmp_path):
+    result = run("ecgexp", tmp_path, "sweep=optuna", "hydra.sweeper.n_trials=3", *SHORT_RUN)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = run_folders(tmp_path / "outputs" / "abnormality" / "multiruns")
+    assert len(trials) == 3
+    [results_file] = (tmp_path / "outputs").rglob("optimization_results.yaml")
+    results = yaml.safe_load(results_file.read_text())
+
+    values = {trial: _validation_metric(trial, "macro", "auroc") for trial in trials}
+    best_trial = max(values, key=values.get)  # abnormality: maximise val/macro/auroc
+    assert results["best_value"] == pytest.approx(values[best_trial])
+    config = _config(best_trial)
+    assert results["best_params"] == pytest.approx({
+        "optimizer.lr": config["optimizer"]["lr"],
+        "optimizer.weight_decay": config["optimizer"]["weight_decay"],
+        "model.dropout": config["model"]["dropout"]})
+    learning_rates = {_config(trial)["optimizer"]["lr"] for trial in trials}
+    assert len(learning_rates) == 3 and all(1e-4 <= lr <= 1e-2 for lr in learning_rates)
+
+
+@pytest.mark.parametrize("task, direction", [("abnormality", "maximize"), ("chagas", "maximize"),
+                                             ("age", "minimize"), ("electrolyte", "minimize"),
+                                             ("af_risk", "maximize")])
+def test_optuna_direction_follows_the_task_metric(task, direction):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"task={task}", "sweep=optuna"],
+                      return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    assert cfg.hydra.sweeper.direction == direction
+    assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
+    assert cfg.optimized_metric.startswith("val/")
+
+
+def test_a_misnamed_optimized_metric_names_the_key(tmp_path):
+    result = run("ecgexp", tmp_path, "optimized_metric=val/macro/aurok", *SHORT_RUN)
+    assert result.returncode != 0
+    assert "optimized_metric" in result.stderr and "val/macro/auroc" in result.stderr
+
+
+def test_a_seed_sweep_is_evaluated_as_an_ensemble(tmp_path):
+    result = run("ecgexp", tmp_path, "-m", "seed=0,1", *SHORT_RUN)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [sweep] = (tmp_path / "outputs" / "abnormality" / "multiruns").iterdir()
+    members = [pd.read_csv(sweep / job / "predictions_test.csv") for job in ("0", "1")]
+    # Different seeds, same split (split_seed): the same test exams, different scores.
+    assert members[0]["exam_id"].tolist() == members[1]["exam_id"].tolist()
+    assert not members[0]["score_AF"].equals(members[1]["score_AF"])
+
+    result = run("ecgexp-evaluate", tmp_path, f"multirun={sweep}", "bootstrap.n_resamples=20")
+    assert result.returncode == 0, result.stderr[-3000:]
+    ensemble = pd.read_csv(sweep / "ensemble_report" / "predictions_test.csv")
+    scores = [c for c in members[0] if c.startswith("score_")]
+    expected = (members[0][scores] + members[1][scores]) / 2
+    pd.testing.assert_frame_equal(ensemble[scores], expected, check_exact=False, atol=1e-7)
+    spread = pd.read_csv(sweep / "ensemble_report" / "ensemble_members.csv")
+    test_auroc = spread.set_index("metric").loc["test/macro/auroc"]
+    member_aurocs = [json.loads((sweep / j / "metrics.json").read_text())["test"]["macro"]["auroc"]
+                     for j in ("0", "1")]
+    assert test_auroc["min"] == pytest.approx(min(member_aurocs))
+    assert test_auroc["max"] == pytest.approx(max(member_aurocs))
+
+
+def test_evaluate_multirun_without_runs_names_the_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run("ecgexp-evaluate", tmp_path, f"multirun={tmp_path / 'empty'}")
+    assert result.returncode != 0 and "multirun" in result.stderr and "empty" in result.stderr
