@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 RUN = ["experiment=demo", "dataset.n_exams=500", "trainer.max_epochs=3", "loader.batch_size=16",
        "loader.num_workers=0", "callbacks.progress_bar=null", "logger=none"]
 
@@ -19,10 +21,17 @@ def ecgexp(tmp_path, *args):
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_killed_run_resumes_to_the_same_metrics(tmp_path):
+@pytest.fixture(scope="module")
+def reference_metrics(tmp_path_factory) -> dict:
+    """metrics.json of an uninterrupted run."""
+    tmp_path = tmp_path_factory.mktemp("reference")
     reference = ecgexp(tmp_path, *RUN, f"hydra.run.dir={tmp_path / 'reference'}")
     assert reference.wait(timeout=600) == 0, reference.stderr.read()[-3000:]
+    return json.loads((tmp_path / "reference" / "metrics.json").read_text())
 
+
+@pytest.mark.parametrize("how", ["resume", "ckpt_path"])
+def test_killed_run_resumes_to_the_same_metrics(tmp_path, reference_metrics, how):
     folder = tmp_path / "interrupted"
     interrupted = ecgexp(tmp_path, *RUN, f"hydra.run.dir={folder}")
     last = folder / "checkpoints" / "last.ckpt"
@@ -36,10 +45,13 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path):
     interrupted.wait()
     assert saves == 2 and not (folder / "metrics.json").exists()
 
-    resumed = ecgexp(tmp_path, f"resume={folder}", f"hydra.run.dir={tmp_path / 'resumed'}")
+    if how == "resume":  # the run's own config, from its folder
+        arguments = [f"resume={folder}", f"hydra.run.dir={tmp_path / 'resumed'}"]
+    else:  # the same command again, in the same folder, from its last checkpoint
+        arguments = [*RUN, f"hydra.run.dir={folder}", "ckpt_path=last"]
+    resumed = ecgexp(tmp_path, *arguments)
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read()[-3000:]
-    expected = json.loads((tmp_path / "reference" / "metrics.json").read_text())
-    assert json.loads((folder / "metrics.json").read_text()) == expected
+    assert json.loads((folder / "metrics.json").read_text()) == reference_metrics
 
 
 def test_resume_needs_a_run_folder(tmp_path):
