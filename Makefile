@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test clean
+.PHONY: install demo test bench clean
 
 install: $(STAMP)
 
@@ -21,6 +21,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	WANDB_MODE=offline $(BIN)/python -m pytest -q
+
+# The benchmark suite (ecgexp/conf/bench.yaml): a table of figures against their baselines,
+# saved to benchmarks/results/<date>-<host>.json. About 10 minutes on 2 cores.
+bench: $(STAMP)
+	$(BIN)/ecgexp-bench
 
 clean:
 	rm -rf $(VENV) outputs data

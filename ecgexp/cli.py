@@ -89,6 +89,34 @@ def convert_keras() -> None:
     """``ecgexp-convert-keras model.hdf5`` (or ``input=model.hdf5 output=model.pth``): Keras
     weights of the abnormality model -> a ``model.weights`` file. A first argument without
     ``=`` is the input path."""
-    if len(sys.argv) > 1 and "=" not in sys.argv[1] and not sys.argv[1].startswith("-"):
-        sys.argv[1] = "input='{}'".format(sys.argv[1].replace("'", "\\'"))
+    bare_arguments_to_override("input")
     _convert_keras()
+
+
+def bare_arguments_to_override(key: str, many: bool = False) -> None:
+    """Rewrites the leading command-line arguments without ``=`` (and not options such as
+    ``-m``) into the Hydra override ``key='value'``: the first one, or with ``many`` all of
+    them as ``key=['a','b']``."""
+    bare = []
+    for argument in sys.argv[1:]:
+        if "=" in argument or argument.startswith("-") or (bare and not many):
+            break
+        bare.append("'{}'".format(argument.replace("'", "\\'")))
+    if bare:
+        value = f"[{','.join(bare)}]" if many else bare[0]
+        sys.argv[1:1 + len(bare)] = [f"{key}={value}"]
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="bench")
+def _bench(cfg: DictConfig) -> None:
+    from ecgexp.bench.runner import run_suite
+
+    run_suite(cfg)
+
+
+def bench() -> None:
+    """``ecgexp-bench [name ...] [key=value ...]``: the benchmark suite (``bench.yaml``); bare
+    leading names choose benchmarks (``ecgexp-bench training data`` is
+    ``benchmarks=['training','data']``), none runs them all."""
+    bare_arguments_to_override("benchmarks", many=True)
+    _bench()

@@ -26,7 +26,13 @@ class ExamDataModule(pl.LightningDataModule):
         source: where the exams come from (the ``dataset`` config).
         target_columns: label columns the task predicts.
         leads: the lead order the model receives (the ``preprocessing.leads`` config).
-        batch_size, num_workers: loader settings; each worker opens its own HDF5 handles.
+        batch_size, num_workers: loader settings; each worker opens its own HDF5 handles and
+            its workers persist across epochs.
+        eval_batch_size: batch size of the validation, test and prediction loaders (no
+            gradients are kept, so larger batches fit and run faster); ``None``: ``batch_size``.
+        prefetch_factor: batches each worker loads ahead (with ``num_workers > 0``).
+        pin_memory: page-locked batches for faster copies to a GPU; ``None``: when the trainer
+            runs on a CUDA device.
         seed: seeds the shuffling of the training batches.
         metadata_columns: exam-table columns fed to the network beside the tracing
             (``task.metadata_columns``, e.g. age and sex for the electrolyte fusion head).
@@ -43,6 +49,8 @@ class ExamDataModule(pl.LightningDataModule):
 
     def __init__(self, source: HDF5Source, target_columns: Sequence[str], leads: Sequence[str],
                  batch_size: int = 32, num_workers: int = 0, seed: int = 0,
+                 eval_batch_size: int | None = None, prefetch_factor: int = 2,
+                 pin_memory: bool | None = None,
                  metadata_columns: Sequence[str] = (), standardise_metadata: Sequence[str] = (),
                  target_builder: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
                  sampler: Callable[..., Sampler] | None = None):
@@ -56,6 +64,9 @@ class ExamDataModule(pl.LightningDataModule):
         self.lead_index = lead_indices(source.leads, leads)
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.prefetch_factor = prefetch_factor
+        self.pin_memory = pin_memory
         self.seed = seed
         self.metadata_columns = list(metadata_columns)
         self.standardise_metadata = list(standardise_metadata)
@@ -113,16 +124,26 @@ class ExamDataModule(pl.LightningDataModule):
         return {"rank": self.trainer.global_rank, "world_size": self.trainer.world_size}
 
     def loader(self, split: str, shuffle: bool = False, shard: bool = False) -> DataLoader:
-        """Batches of one split; shuffled with ``seed + epoch`` when ``shuffle``; with ``shard``
-        only this process's share of it (all of it in a single process)."""
+        """Batches of one split: shuffled with ``seed + epoch`` (``batch_size``) when
+        ``shuffle``, else in order (``eval_batch_size``); with ``shard`` only this process's
+        share of it (all of it in a single process)."""
         dataset = self.datasets[split]
         if shuffle:
             sampler = EpochShuffleSampler(len(dataset), self.seed, **self._shard())
-        else:
-            sampler = ShardSampler(len(dataset), **(self._shard() if shard else {}))
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler,
-                          num_workers=self.num_workers, collate_fn=collate_exams,
-                          persistent_workers=self.num_workers > 0)
+            return self._data_loader(dataset, batch_size=self.batch_size, sampler=sampler)
+        sampler = ShardSampler(len(dataset), **(self._shard() if shard else {}))
+        return self._data_loader(dataset, batch_size=self.eval_batch_size, sampler=sampler)
+
+    def _data_loader(self, dataset: ExamDataset, **batching) -> DataLoader:
+        """A loader of whole batches (``ExamDataset.__getitems__``) with the worker settings."""
+        pin_memory = self.pin_memory
+        if pin_memory is None:
+            pin_memory = (self.trainer is not None
+                          and self.trainer.strategy.root_device.type == "cuda")
+        workers = self.num_workers > 0
+        return DataLoader(dataset, num_workers=self.num_workers, collate_fn=collate_exams,
+                          persistent_workers=workers, pin_memory=pin_memory,
+                          prefetch_factor=self.prefetch_factor if workers else None, **batching)
 
     def train_dataloader(self) -> DataLoader:
         if self.sampler is None:
@@ -130,9 +151,7 @@ class ExamDataModule(pl.LightningDataModule):
         train_rows = self.table[self.table.split == "train"].reset_index(drop=True)
         batch_sampler = self.sampler(table=train_rows, batch_size=self.batch_size,
                                      seed=self.seed, **self._shard())
-        return DataLoader(self.datasets["train"], batch_sampler=batch_sampler,
-                          num_workers=self.num_workers, collate_fn=collate_exams,
-                          persistent_workers=self.num_workers > 0)
+        return self._data_loader(self.datasets["train"], batch_sampler=batch_sampler)
 
     def val_dataloader(self) -> DataLoader:
         return self.loader("val", shard=True)

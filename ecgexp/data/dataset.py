@@ -1,9 +1,10 @@
-"""Torch dataset of exams: one tracing, its targets and its exam id per item."""
+"""Torch dataset of exams: one tracing, its targets and its exam id per item, read a batch at a
+time."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,14 +22,19 @@ class ExamDataset(Dataset):
     """Items are ``{"tracing": (leads, samples) float32, "target": (n_targets,) float32,
     "exam_id": int64}``, plus ``"metadata": (n_metadata,) float32`` when ``metadata`` is given.
 
+    A data loader fetches whole batches through ``__getitems__``: the tracings of a batch are
+    written straight into one ``(batch, leads, samples)`` array, without per-exam tensors or a
+    stacking step, so ``collate_exams`` has nothing left to do. ``dataset[i]`` is the one-exam
+    batch's item.
+
     Args:
         table: exam table from ``HDF5Source.load`` (``exam_id``, ``file_index``, ``row``, targets).
         reader: the source's tracing reader.
         target_columns: label columns stacked into ``target``.
         lead_index: positions of the model's leads in the stored lead order.
         scale: amplitude factor.
-        nan_policy: ``error`` raises on a tracing with NaN/Inf samples; ``skip`` returns ``None``
-            for it, which ``collate_exams`` drops from the batch.
+        nan_policy: ``error`` raises on a tracing with NaN/Inf samples; ``skip`` leaves it out
+            of its batch (a batch left without exams is ``None``; ``dataset[i]`` is ``None``).
         metadata: ``(exams, n_metadata)`` values fed to the network beside the tracing (age,
             sex), already scaled; ``None`` for none.
     """
@@ -49,24 +55,71 @@ class ExamDataset(Dataset):
         return len(self.exam_ids)
 
     def __getitem__(self, item: int) -> dict[str, torch.Tensor] | None:
-        file_index, row = self.locations[item]
-        where = f"exam_id {self.exam_ids[item]} (row {row} of {self.reader.files[file_index]})"
-        try:
-            stored = self.reader.read(file_index, row)  # (samples, stored leads)
-        except (RecordError, RecordRejected) as error:  # raw records: unreadable or rejected
-            return self._unusable(f"{where}: {getattr(error, 'reason', error)}")
-        tracing = np.ascontiguousarray(stored[:, self.lead_index].T, dtype=np.float32)
-        if not np.isfinite(tracing).all():
-            return self._unusable(f"{where} has NaN/Inf samples")
-        if self.scale != 1:
-            tracing *= self.scale
-        item_tensors = {"tracing": torch.from_numpy(tracing),
-                        "target": torch.from_numpy(self.targets[item]),
-                        "exam_id": torch.tensor(self.exam_ids[item])}
-        if self.metadata is not None:
-            item_tensors["metadata"] = torch.from_numpy(self.metadata[item])
-        return item_tensors
+        batch = self.__getitems__([item])
+        return None if batch is None else {name: values[0] for name, values in batch.items()}
 
+    def __getitems__(self, items: Sequence[int]) -> dict[str, torch.Tensor] | None:
+        """The batch of exams ``items``, in that order: ``{"tracing": (batch, leads, samples),
+        "target": (batch, n_targets), "exam_id": (batch,)}`` (and ``"metadata"``), without
+        the exams ``nan_policy=skip`` leaves out; ``None`` when none is left."""
+        items = np.asarray(items, dtype=np.int64).reshape(-1)
+        tracings: np.ndarray | None = None
+        kept: list[int] = []
+        for item, stored in self._stored(items):  # (samples, stored leads)
+            if stored is None:
+                continue
+            if tracings is None:
+                tracings = np.empty((len(items), len(self.lead_index), stored.shape[0]),
+                                    dtype=np.float32)
+            tracing = tracings[len(kept)]
+            tracing[...] = stored[:, self.lead_index].T
+            if not np.isfinite(tracing).all():
+                self._unusable(f"{self._where(item)} has NaN/Inf samples")
+                continue
+            kept.append(item)
+        if not kept:
+            return None
+        tracings = tracings[:len(kept)]
+        if self.scale != 1:
+            tracings *= self.scale
+        kept = np.asarray(kept)
+        batch = {"tracing": torch.from_numpy(tracings),
+                 "target": torch.from_numpy(self.targets[kept]),
+                 "exam_id": torch.from_numpy(self.exam_ids[kept])}
+        if self.metadata is not None:
+            batch["metadata"] = torch.from_numpy(self.metadata[kept])
+        return batch
+
+    def _where(self, item: int) -> str:
+        file_index, row = self.locations[item]
+        return f"exam_id {self.exam_ids[item]} (row {row} of {self.reader.files[file_index]})"
+
+    def _stored(self, items: np.ndarray) -> Iterator[tuple[int, np.ndarray | None]]:
+        """``(item, stored (samples, stored leads) tracing)`` for each of ``items``, in order;
+        ``None`` for a raw record that is unreadable or rejected under ``nan_policy=skip``.
+        Consecutive rows of one HDF5 file (evaluation batches) are read as one block."""
+        locations = self.locations[items]
+        block_reads = hasattr(self.reader, "read_rows")  # HDF5 files; raw records: one by one
+        start = 0
+        while start < len(items):
+            file_index, row = locations[start]
+            stop = start + 1
+            while (block_reads and stop < len(items) and locations[stop, 0] == file_index
+                   and locations[stop, 1] == row + stop - start):
+                stop += 1
+            if stop - start > 1:
+                block = self.reader.read_rows(file_index, row, row + stop - start)
+                yield from zip(items[start:stop], block)
+            else:
+                yield items[start], self._read(items[start])
+            start = stop
+
+    def _read(self, item: int) -> np.ndarray | None:
+        file_index, row = self.locations[item]
+        try:
+            return self.reader.read(file_index, row)
+        except (RecordError, RecordRejected) as error:  # raw records: unreadable or rejected
+            return self._unusable(f"{self._where(item)}: {getattr(error, 'reason', error)}")
 
     def _unusable(self, message: str) -> None:
         if self.nan_policy == "error":
@@ -75,7 +128,12 @@ class ExamDataset(Dataset):
         return None
 
 
-def collate_exams(items: list[dict | None]) -> dict[str, torch.Tensor] | None:
-    """Stacks items, dropping the ``None`` of skipped exams; ``None`` if none is left."""
-    kept = [item for item in items if item is not None]
+def collate_exams(batch: dict[str, torch.Tensor] | list[dict | None] | None
+                  ) -> dict[str, torch.Tensor] | None:
+    """The loaders' ``collate_fn``. A batch from ``ExamDataset.__getitems__`` (or ``None``)
+    passes through; a list of items (``dataset[i]``) is stacked, dropping the ``None`` of
+    skipped exams; ``None`` if none is left."""
+    if batch is None or isinstance(batch, dict):
+        return batch
+    kept = [item for item in batch if item is not None]
     return default_collate(kept) if kept else None

@@ -1,4 +1,4 @@
-"""HDF5 tracing files: indexing exams across files and reading one exam per call.
+"""HDF5 tracing files: indexing exams across files and reading one exam or a run of rows per call.
 
 The published datasets store tracings as ``(N, samples, leads)`` float arrays, optionally with
 an ``exam_id`` array of the same length (CODE-15%, SaMi-Trop) or without ids (CODE-test, where
@@ -94,10 +94,10 @@ def index_tracings(files: Sequence[Path], tracings_dataset: str, exam_id_dataset
 
 
 class TracingReader:
-    """Reads single tracings ``(samples, leads)`` from a list of HDF5 files.
+    """Reads tracings ``(samples, leads)`` from a list of HDF5 files, one row or a run of rows.
 
     Each process (every data-loader worker) opens its own read-only handles on first use and
-    never reads more than the requested row, so memory does not grow with the file size.
+    never reads more than the requested rows, so memory does not grow with the file size.
     """
 
     def __init__(self, files: Sequence[Path], tracings_datasets: Sequence[str]):
@@ -110,12 +110,21 @@ class TracingReader:
         return {**self.__dict__, "_handles": {}, "_pid": None}
 
     def read(self, file_index: int, row: int) -> np.ndarray:
+        """The tracing ``(samples, leads)`` at ``row`` of file ``file_index``."""
+        return self._tracings(file_index)[row]
+
+    def read_rows(self, file_index: int, start: int, stop: int) -> np.ndarray:
+        """The tracings ``(stop - start, samples, leads)`` of rows ``start:stop`` of file
+        ``file_index``, in one contiguous read."""
+        return self._tracings(file_index)[start:stop]
+
+    def _tracings(self, file_index: int) -> h5py.Dataset:
         if self._pid != os.getpid():
             self._handles, self._pid = {}, os.getpid()
         if file_index not in self._handles:
             handle = h5py.File(self.files[file_index], "r")
             self._handles[file_index] = handle[self.tracings_datasets[file_index]]
-        return self._handles[file_index][row]
+        return self._handles[file_index]
 
     def close(self) -> None:
         for tracings in self._handles.values():

@@ -1,0 +1,13 @@
+"""The benchmark suite (``ecgexp-bench``, ``make bench``): one module per benchmark, each with
+``run(cfg, context) -> Result`` (figures against a baseline measured in the same run);
+``runner`` runs them, writes ``benchmarks/results/<date>-<host>.json`` and prints the table.
+
+training    1. ecgexp's training loop vs a plain PyTorch loop (samples/s)
+data        2. the DataModule's shuffled batches vs raw h5py reads and the model's consumption
+inference   3. ecgexp predict vs a plain no_grad loop; inference_mode, eval batch, compile
+preprocess  4. parallel conversion vs serial; cached vs fresh filter designs
+bootstrap   4. vectorised bootstrap vs a per-resample loop
+heatmap     4. batched attribution maps vs a per-exam loop
+gpu         5. bf16 vs fp32, channel/kernel choices, compile, loader starvation (CUDA only)
+scaling     6. time per exam and peak memory against dataset size
+"""

@@ -1,0 +1,141 @@
+"""What a benchmark returns (figures against baselines, targets), the suite's results file and
+its printed table."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+TARGET_SIGNS = {"at_least": ">=", "at_most": "<="}
+
+
+@dataclass
+class Figure:
+    """One measured figure against a baseline measured in the same run.
+
+    ``ratio`` is always ``value / baseline``. ``target`` is the ratio it should reach:
+    ``at_least`` (throughput: higher is better) or ``at_most`` (time, memory); ``None`` when the
+    figure is only reported.
+    """
+
+    name: str
+    value: float
+    baseline: float
+    unit: str
+    baseline_name: str
+    target: float | None = None
+    direction: str = "at_least"
+
+    def __post_init__(self) -> None:
+        self.value, self.baseline = float(self.value), float(self.baseline)
+        if self.direction not in TARGET_SIGNS:
+            raise ValueError(f"Figure {self.name}: direction must be one of {list(TARGET_SIGNS)}")
+
+    @property
+    def ratio(self) -> float:
+        return self.value / self.baseline
+
+    @property
+    def met(self) -> bool | None:
+        if self.target is None:
+            return None
+        return self.ratio >= self.target if self.direction == "at_least" else (
+            self.ratio <= self.target)
+
+    def as_dict(self) -> dict:
+        target = (None if self.target is None
+                  else {"op": TARGET_SIGNS[self.direction], "value": self.target})
+        return {"name": self.name, "figure": self.value, "unit": self.unit,
+                "baseline": self.baseline, "baseline_name": self.baseline_name,
+                "ratio": self.ratio, "target": target, "met": self.met}
+
+
+@dataclass
+class Result:
+    """A benchmark's figures, the measurements behind them (``details``) and short notes
+    printed under the table (bounds, what a target depends on)."""
+
+    figures: list[Figure] = field(default_factory=list)
+    details: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+class Skipped(Exception):
+    """Raised by a benchmark that cannot run here (e.g. no CUDA device); the message is the
+    recorded reason."""
+
+
+def machine_facts(device: str) -> dict:
+    """CPU count, torch threads and versions, and the device the benchmarks ran on."""
+    cuda = torch.cuda.is_available()
+    return {"host": platform.node(), "cpu_count": os.cpu_count(),
+            "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+            else os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "python": platform.python_version(), "processor": platform.processor()
+            or platform.machine(), "device": device, "cuda_available": cuda,
+            "cuda_device": torch.cuda.get_device_name() if cuda else None}
+
+
+def results_path(output_dir: str | Path) -> Path:
+    """``<output_dir>/<date>-<host>.json``."""
+    return Path(output_dir) / f"{date.today()}-{platform.node()}.json"
+
+
+def write_results(results: dict, output_dir: str | Path) -> Path:
+    """Writes (replaces) the day's results file of this host; returns its path."""
+    path = results_path(output_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, default=_plain))
+    return path
+
+
+def _plain(value):
+    """NumPy scalars and arrays as JSON numbers and lists."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _number(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    shown = f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return f"{shown} {unit}".strip()
+
+
+def print_table(results: dict, console: Console | None = None) -> None:
+    """One row per figure: benchmark, figure, value, baseline, ratio, target, met; skipped
+    benchmarks with their reason; then each benchmark's notes."""
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # a log file or a pipe: room for the whole table
+            console = Console(width=160)
+    table = Table(title=f"ecgexp-bench {results['suite']['date']} on {results['machine']['host']}"
+                        f" ({results['machine']['device']}, {results['suite']['wall_s']:.0f} s)")
+    for column in ("benchmark", "figure", "value", "baseline", "ratio", "target", "met"):
+        table.add_column(column, justify="right" if column in ("value", "ratio") else "left")
+    for name, entry in results["benchmarks"].items():
+        if entry["status"] == "skipped":
+            table.add_row(name, f"skipped: {entry['reason']}", "", "", "", "", "")
+            continue
+        for figure in entry["figures"]:
+            target = figure["target"]
+            met = {None: "", True: "yes", False: "NO"}[figure["met"]]
+            table.add_row(name, figure["name"], _number(figure["figure"], figure["unit"]),
+                          f"{_number(figure['baseline'], figure['unit'])} "
+                          f"({figure['baseline_name']})",
+                          f"{figure['ratio']:.3f}",
+                          "" if target is None else f"{target['op']} {target['value']}", met)
+    console.print(table)
+    for name, entry in results["benchmarks"].items():
+        for note in entry.get("notes", []):
+            console.print(f"[bold]{name}[/bold]: {note}", highlight=False)

@@ -1,0 +1,154 @@
+"""Benchmark 1, training step overhead: samples/s of ecgexp's training loop against a plain
+PyTorch loop over the same network, weights, batch size, data and optimiser.
+
+The ecgexp side is the real thing: ``ExamDataModule`` (shuffled batches, loader workers as
+configured) on the synthetic CODE-15% HDF5 files, ``ECGModule`` with the task's objective and
+a ``pl.Trainer`` from the ``trainer`` config with the project's default callbacks minus the
+progress bar, checkpointing and early stopping (they act at epoch ends or draw the screen;
+``EpochSeed`` stays) and no logger. The plain side steps the same network from the same
+initial weights with the same optimiser and ``binary_cross_entropy_with_logits`` on the same
+exams, read beforehand into memory, so it is the compute alone. Both are timed per step after
+``warmup`` steps (the first steps after the loader workers fork are slower while the main
+process copies its shared pages), in ``rounds`` alternating rounds; each side's figure is the
+batch size over its median step time (robust to bursts of load from other processes on a
+shared machine).
+
+Before timing, one step of each side on the same batch must give the same loss and the same
+updated weights, and the DataModule's batch must equal the exams read with plain h5py.
+The achieved GFLOP/s of a step is ``3 x forward FLOPs per exam x samples/s`` (``flops.py``).
+"""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from ecgexp.bench.common import (
+    Context,
+    PlainLoop,
+    StepClock,
+    datamodule,
+    ecg_module,
+    initial_weights,
+    quiet_trainer_kwargs,
+    raw_tracings,
+)
+from ecgexp.bench.flops import forward_flops
+from ecgexp.bench.report import Figure, Result
+from ecgexp.models.weights import build_model
+
+# The default callbacks that do not change a training step's work.
+CALLBACK_OVERRIDES = ["callbacks.progress_bar=null", "callbacks.model_checkpoint=null",
+                      "callbacks.early_stopping=null"]
+
+
+def training_config(context: Context, steps: int, device: str, *overrides: str,
+                    exams: int | None = None) -> DictConfig:
+    """One epoch of ``steps`` training batches, no validation, on ``device``."""
+    return context.train_config(
+        *CALLBACK_OVERRIDES, "trainer.max_epochs=1", f"+trainer.limit_train_batches={steps}",
+        "+trainer.limit_val_batches=0", "+trainer.num_sanity_val_steps=0",
+        f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}", *overrides, exams=exams)
+
+
+def check_same_step(train_cfg: DictConfig, net_state: dict, training_targets: np.ndarray,
+                    batch: dict, raw: np.ndarray) -> dict:
+    """Both sides' first step on the same exams from the same weights: the DataModule's
+    tracings equal plain h5py reads, and the losses and updated weights are equal."""
+    if not torch.equal(batch["tracing"], torch.from_numpy(raw)):
+        raise AssertionError("bench training: the dataset's batch differs from the same exams "
+                             "read with h5py")
+    module = ecg_module(train_cfg, net_state, training_targets)
+    module_optimizer = module.configure_optimizers()
+    plain = PlainLoop(train_cfg, net_state)
+    losses = []
+    for step in (lambda: module.model_step(batch)[0],
+                 lambda: F.binary_cross_entropy_with_logits(plain.net(batch["tracing"]),
+                                                            batch["target"])):
+        torch.manual_seed(train_cfg.seed)  # the same dropout masks
+        loss = step()
+        loss.backward()
+        losses.append(loss.detach())
+    module_optimizer.step()
+    plain.optimizer.step()
+    if not torch.equal(losses[0], losses[1]):
+        raise AssertionError(f"bench training: ecgexp's loss {losses[0].item()} differs from "
+                             f"the plain loop's {losses[1].item()} (bench.train_overrides must "
+                             f"keep a BCE task such as task=abnormality)")
+    module_weights, plain_weights = module.net.state_dict(), plain.net.state_dict()
+    different = [name for name in plain_weights
+                 if not torch.equal(module_weights[name], plain_weights[name])]
+    if different:
+        raise AssertionError(f"bench training: one step leaves different weights in {different}")
+    return {"same_batch_as_h5py": True, "same_loss": losses[0].item(), "same_weights": True}
+
+
+def ecgexp_round(train_cfg: DictConfig, net_state: dict, warmup: int) -> list[float]:
+    """Seconds per training step of one ``trainer.fit`` after ``warmup`` steps."""
+    dm = datamodule(train_cfg)
+    module = ecg_module(train_cfg, net_state, dm.training_targets())
+    clock = StepClock(synchronize=train_cfg.trainer.accelerator == "gpu")
+    callbacks = [instantiate(c) for c in train_cfg.callbacks.values() if c is not None]
+    trainer: pl.Trainer = instantiate(train_cfg.trainer, callbacks=[*callbacks, clock],
+                                      **quiet_trainer_kwargs())
+    trainer.fit(module, datamodule=dm)
+    return clock.intervals(warmup)
+
+
+def run(cfg: DictConfig, context: Context) -> Result:
+    settings = cfg.training
+    device = "cuda" if cfg.device == "cuda" else "cpu"
+    train_cfg = training_config(context, settings.warmup + settings.steps, device)
+    batch_size = train_cfg.loader.batch_size
+    dm = datamodule(train_cfg)
+    n_exams = (settings.warmup + settings.steps) * batch_size
+    if len(dm.datasets["train"]) < n_exams:
+        raise ValueError(f"bench training: {settings.warmup + settings.steps} batches of "
+                         f"{batch_size} need {n_exams} training exams, the split has "
+                         f"{len(dm.datasets['train'])}; raise exams")
+    net_state = initial_weights(train_cfg)
+    positions = np.arange(n_exams)
+    tracings = torch.from_numpy(raw_tracings(dm, "train", positions)).to(device)
+    targets = torch.from_numpy(dm.datasets["train"].targets[positions]).to(device)
+    first = dm.datasets["train"].__getitems__(positions[:settings.check_exams])
+    check = check_same_step(train_cfg, net_state, dm.training_targets(), first,
+                            tracings[:settings.check_exams].cpu().numpy())
+
+    seconds: dict[str, list[list[float]]] = {"plain": [], "ecgexp": []}
+    for _ in range(settings.rounds):
+        plain = PlainLoop(train_cfg, net_state, device)
+        seconds["plain"].append(plain.timed(tracings, targets, batch_size, settings.warmup,
+                                            settings.steps))
+        del plain
+        seconds["ecgexp"].append(ecgexp_round(train_cfg, net_state, settings.warmup))
+        gc.collect()  # the round's trainer, workers and module go before the next round
+    rates = {side: [batch_size * len(r) / sum(r) for r in rounds]
+             for side, rounds in seconds.items()}
+    median_step = {side: float(np.median(np.concatenate(rounds)))
+                   for side, rounds in seconds.items()}
+    best = {side: batch_size / step for side, step in median_step.items()}
+    context.measured["model_samples_per_s"] = best["plain"]
+    flops = forward_flops(build_model(train_cfg.model))["total"]
+    gflops = {side: 3 * flops * rate / 1e9 for side, rate in best.items()}
+    return Result(
+        figures=[Figure("samples/s, ecgexp loop vs plain loop", best["ecgexp"], best["plain"],
+                        "samples/s", "plain PyTorch loop", settings.target)],
+        details={"device": device, "batch_size": batch_size, "warmup_steps": settings.warmup,
+                 "timed_steps": settings.steps, "rounds": settings.rounds,
+                 "samples_per_s_per_round": rates, "median_step_s": median_step,
+                 "step_s": seconds,
+                 "forward_gflop_per_exam": flops / 1e9,
+                 "training_gflop_per_exam": 3 * flops / 1e9,
+                 "achieved_gflop_per_s": gflops, "correctness": check,
+                 "ecgexp_side": "ExamDataModule + ECGModule + pl.Trainer (callbacks: default "
+                                "minus progress bar, checkpoint, early stopping; no logger)",
+                 "plain_side": "same network/weights/optimiser/BCE over in-memory tensors"},
+        notes=[f"network {flops / 1e9:.2f} GFLOP/exam forward, ~{3 * flops / 1e9:.1f} per "
+               f"training exam; achieved {gflops['plain']:.0f} GFLOP/s (plain), "
+               f"{gflops['ecgexp']:.0f} GFLOP/s (ecgexp)"])

@@ -1,0 +1,321 @@
+"""The benchmark suite (``ecgexp-bench``) and the data-path optimisations it measures: whole
+batches read by ``ExamDataset.__getitems__`` and the DataModule's loader options.
+
+The suite runs once with tiny sizes (a small network, a few steps); timings are never asserted,
+only the structure of the results and the equalities the benchmarks check themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from functools import partial
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from torch.utils.data import DataLoader
+from torch.utils.flop_counter import FlopCounterMode
+
+from ecgexp.bench import gpu, training
+from ecgexp.bench.common import CONF_DIR, Context, datamodule, initial_weights, raw_tracings
+from ecgexp.bench.flops import forward_flops
+from ecgexp.bench.report import Figure
+from ecgexp.bench.runner import BENCHMARKS, check_names, run_benchmark, run_suite
+from ecgexp.bench.training import check_same_step
+from ecgexp.cli import bare_arguments_to_override
+from ecgexp.data.datamodule import ExamDataModule
+from ecgexp.data.dataset import ExamDataset, collate_exams
+from ecgexp.data.source import HDF5Source
+from ecgexp.data.splits import first_n_split
+from ecgexp.models.resnet1d import ResNet1d
+from ecgexp.signal.leads import lead_indices
+
+TINY = ["exams=240", "training.warmup=1", "training.steps=2", "training.rounds=1",
+        "data.batches=5", "data.warmup_batches=1", "data.repeats=1", "data.read_batches=3",
+        "inference.exams=32", "inference.eval_batch_sizes=[16]", "inference.repeats=1",
+        "inference.compile=false",
+        "preprocess.records=12", "preprocess.step_records=4", "preprocess.repeats=1",
+        "bootstrap.resamples=50", "bootstrap.repeats=1", "heatmap.exams=4",
+        "heatmap.loop_exams=2", "heatmap.batch_sizes=[2,4]", "scaling.sizes=[60,120]"]
+SMALL_TRAINING = ["model=resnet1d_small", "loader.batch_size=8", "loader.num_workers=0"]
+
+
+def bench_config(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("bench", overrides=[*TINY, *overrides])
+    cfg.train_overrides += SMALL_TRAINING
+    return cfg
+
+
+# --------------------------------------------------------------------------------------------
+# the suite
+
+
+def test_suite_writes_results_with_ratios(tmp_path):
+    results = run_suite(bench_config(f"output_dir={tmp_path}"))
+    files = list(tmp_path.glob("*.json"))
+    assert len(files) == 1 and files[0].name.count("-") >= 3  # <date>-<host>.json
+    written = json.loads(files[0].read_text())
+    assert written["benchmarks"].keys() == set(BENCHMARKS)
+    assert list(written["benchmarks"]) == list(results["benchmarks"])
+    machine = written["machine"]
+    for key in ("cpu_count", "torch_threads", "torch", "device"):
+        assert machine[key] is not None
+    assert written["suite"]["wall_s"] > 0 and written["suite"]["config"]["exams"] == 240
+    for name, entry in written["benchmarks"].items():
+        if entry["status"] == "skipped":
+            assert name == "gpu" and not torch.cuda.is_available()
+            assert "CUDA" in entry["reason"] and entry["figures"] == []
+            continue
+        assert entry["status"] == "ok" and entry["figures"], name
+        for figure in entry["figures"]:
+            assert figure["ratio"] == pytest.approx(figure["figure"] / figure["baseline"],
+                                                    rel=1e-12)
+            assert {"name", "unit", "baseline_name", "target", "met"} <= figure.keys()
+            if figure["target"] is None:
+                assert figure["met"] is None
+            else:
+                op, value = figure["target"]["op"], figure["target"]["value"]
+                expected = figure["ratio"] >= value if op == ">=" else figure["ratio"] <= value
+                assert figure["met"] is expected
+    training = written["benchmarks"]["training"]["details"]
+    assert training["correctness"]["same_weights"] is True
+    assert training["forward_gflop_per_exam"] > 0
+    scaling = written["benchmarks"]["scaling"]["details"]["per_size"]
+    assert all(size["main_peak_rss_kib"] > 0 for size in scaling.values())
+
+
+def test_figure_ratio_and_target_directions():
+    faster = Figure("rate", 9.0, 10.0, "exams/s", "plain", target=0.95)
+    assert faster.ratio == 0.9 and faster.met is False
+    smaller = Figure("memory", 11.0, 10.0, "MiB", "1k", target=1.25, direction="at_most")
+    assert smaller.met is True and smaller.as_dict()["target"] == {"op": "<=", "value": 1.25}
+    assert Figure("info", 1.0, 2.0, "", "x").met is None
+
+
+def test_unknown_benchmark_lists_valid_names():
+    assert check_names(["scaling", "training"]) == ["training", "scaling"]
+    with pytest.raises(ValueError, match="'trainig'.*valid names: training, data, inference"):
+        check_names(["trainig"])
+    finished = subprocess.run(
+        [sys.executable, "-c", "from ecgexp.cli import bench; bench()", "trainig"],
+        capture_output=True, text=True, timeout=120)
+    assert finished.returncode != 0
+    assert "valid names: training, data, inference" in finished.stderr
+
+
+@pytest.mark.parametrize("argv, key, many, expected", [
+    (["ecgexp-bench"], "benchmarks", True, ["ecgexp-bench"]),
+    (["ecgexp-bench", "training"], "benchmarks", True,
+     ["ecgexp-bench", "benchmarks=['training']"]),
+    (["ecgexp-bench", "training", "data", "exams=512"], "benchmarks", True,
+     ["ecgexp-bench", "benchmarks=['training','data']", "exams=512"]),
+    (["ecgexp-bench", "exams=512", "training"], "benchmarks", True,
+     ["ecgexp-bench", "exams=512", "training"]),
+    (["ecgexp-bench", "--cfg", "job"], "benchmarks", True, ["ecgexp-bench", "--cfg", "job"]),
+    (["ecgexp-convert-keras", "it's.hdf5", "other"], "input", False,
+     ["ecgexp-convert-keras", "input='it\\'s.hdf5'", "other"]),
+])
+def test_bare_arguments_to_override(monkeypatch, argv, key, many, expected):
+    monkeypatch.setattr(sys, "argv", list(argv))
+    bare_arguments_to_override(key, many=many)
+    assert sys.argv == expected
+
+
+def test_gpu_benchmark_records_skip_without_cuda(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = bench_config()
+    entry = run_benchmark("gpu", cfg, Context(cfg, tmp_path))
+    assert entry["status"] == "skipped" and entry["figures"] == []
+    assert entry["reason"] == "no CUDA device (torch.cuda.is_available() is false)"
+    assert gpu.__doc__  # the module documents what it would measure
+
+
+# --------------------------------------------------------------------------------------------
+# FLOPs
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"blocks": [[16, 1024], [32, 256], [48, 64], [64, 16]], "kernel_size": 9},
+    {"stem": [64, 4096], "blocks": [[128, 1024], [196, 256], [256, 64], [320, 16]],
+     "kernel_size": 16, "stem_relu": True, "n_outputs": 6},
+    {"head": "gaussian", "n_metadata": 2, "blocks": [[16, 256], [32, 64]]},
+    {"head": "coral", "n_outputs": 4, "in_leads": 8, "blocks": [[16, 1024], [32, 256]]},
+])
+def test_forward_flops_match_torch_flop_counter(options):
+    model = ResNet1d(**options).eval()
+    tracings = torch.zeros(3, model.in_leads, model.n_samples)
+    metadata = torch.zeros(3, model.n_metadata) if model.n_metadata else None
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(tracings, metadata)
+    assert forward_flops(model)["total"] * 3 == counter.get_total_flops()
+
+
+def test_default_network_flops():
+    flops = forward_flops(ResNet1d())
+    assert flops["conv1"] == 2 * 64 * 12 * 17 * 4096
+    assert flops["resblock1d_1.skip_connection.1"] == 2 * 128 * 64 * 1024
+    assert 4.9e9 < flops["total"] < 5.1e9
+
+
+# --------------------------------------------------------------------------------------------
+# the training benchmark's guard
+
+
+@pytest.fixture
+def small_run(tmp_path):
+    cfg = bench_config()
+    context = Context(cfg, tmp_path)
+    train_cfg = context.train_config()
+    return train_cfg, datamodule(train_cfg)
+
+
+def test_plain_and_ecgexp_steps_match(small_run, monkeypatch):
+    train_cfg, dm = small_run
+    state = initial_weights(train_cfg)
+    positions = np.arange(4)
+    batch = dm.datasets["train"].__getitems__(positions)
+    raw = raw_tracings(dm, "train", positions)
+    check = check_same_step(train_cfg, state, dm.training_targets(), batch, raw)
+    assert check["same_weights"] and np.isfinite(check["same_loss"])
+
+    with pytest.raises(AssertionError, match="batch differs"):
+        check_same_step(train_cfg, state, dm.training_targets(), batch, raw + 1)
+    shifted = {name: value + 0.01 if value.is_floating_point() else value
+               for name, value in state.items()}
+
+    class PlainFromOtherWeights(training.PlainLoop):
+        def __init__(self, cfg, net_state, *args, **kwargs):
+            super().__init__(cfg, shifted, *args, **kwargs)
+
+    monkeypatch.setattr(training, "PlainLoop", PlainFromOtherWeights)
+    with pytest.raises(AssertionError, match="loss"):
+        check_same_step(train_cfg, state, dm.training_targets(), batch, raw)
+
+
+# --------------------------------------------------------------------------------------------
+# whole-batch reads: the same tensors as per-exam reads
+
+
+STORED_LEADS = ["V1", "V2", "V3", "V4", "V5", "V6", "DI", "DII", "DIII", "AVL", "AVF", "AVR"]
+CANONICAL = ["DI", "DII", "DIII", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+N_SAMPLES = 4096
+
+
+@pytest.fixture
+def two_files(tmp_path):
+    """Two HDF5 files (8 + 7 exams, random float32 tracings in a permuted lead order); exams
+    3 and 11 hold a NaN, exam 12 an Inf; labels y and two metadata columns."""
+    rng = np.random.default_rng(0)
+    ids = np.arange(1, 16)
+    tracings = rng.standard_normal((15, N_SAMPLES, 12)).astype(np.float32)
+    tracings[2, 100, 4] = np.nan
+    tracings[10, 7, 0] = np.nan
+    tracings[11, :, 3] = np.inf
+    for name, rows in (("a.hdf5", slice(0, 8)), ("b.hdf5", slice(8, 15))):
+        with h5py.File(tmp_path / name, "w") as handle:
+            handle.create_dataset("tracings", data=tracings[rows])
+            handle.create_dataset("exam_id", data=ids[rows])
+    pd.DataFrame({"exam_id": ids, "y": ids * 0.5, "age": ids + 40.0,
+                  "sex": ids % 2}).to_csv(tmp_path / "labels.csv", index=False)
+    return tmp_path, dict(zip(ids.tolist(), tracings))
+
+
+def expected_item(stored: np.ndarray, exam_id: int, scale: float, leads) -> dict | None:
+    """Independent per-exam reference: lead selection, transposition, scale; None for NaN/Inf."""
+    positions = [STORED_LEADS.index(lead) for lead in leads]
+    tracing = stored[:, positions].T.astype(np.float32)
+    if not np.isfinite(tracing).all():
+        return None
+    return {"tracing": tracing * np.float32(scale), "target": np.float32([exam_id * 0.5]),
+            "exam_id": exam_id, "metadata": np.float32([exam_id + 40.0, exam_id % 2])}
+
+
+def two_file_dataset(folder, nan_policy="skip", scale=2.0, leads=CANONICAL):
+    source = HDF5Source(name="two", tracing_files=[str(folder / "a.hdf5"),
+                                                   str(folder / "b.hdf5")],
+                        labels_csv=str(folder / "labels.csv"), leads=STORED_LEADS,
+                        scale=scale, nan_policy=nan_policy, drop_padding_rows=False,
+                        split=partial(first_n_split, n_val=0))
+    table, reader = source.load(["y"])
+    return ExamDataset(table, reader, ["y"], lead_indices(STORED_LEADS, leads), scale,
+                       nan_policy, metadata=table[["age", "sex"]].to_numpy())
+
+
+@pytest.mark.parametrize("order", [
+    list(range(15)),                       # sequential: runs of rows, across the file boundary
+    [14, 2, 7, 8, 0, 11, 5, 5, 9, 3],      # shuffled, with a repeat and the bad exams
+    [6, 7, 8, 9],                          # one run in each file
+    [2, 10, 11],                           # nothing usable
+])
+@pytest.mark.parametrize("leads", [CANONICAL, ["V6", "DI", "AVR"]])
+def test_batch_reads_equal_per_exam_reference(two_files, order, leads):
+    folder, stored = two_files
+    dataset = two_file_dataset(folder, leads=leads)
+    batch = dataset.__getitems__(order)
+    expected = [expected_item(stored[dataset.exam_ids[i]], dataset.exam_ids[i], 2.0, leads)
+                for i in order]
+    items = [dataset[i] for i in order]  # one exam at a time
+    assert [item is None for item in items] == [e is None for e in expected]
+    expected = [e for e in expected if e is not None]
+    if not expected:
+        assert batch is None and collate_exams(items) is None
+        return
+    assert batch["tracing"].dtype == torch.float32 and batch["tracing"].is_contiguous()
+    assert batch["exam_id"].tolist() == [e["exam_id"] for e in expected]
+    for key in ("tracing", "target", "metadata"):
+        np.testing.assert_array_equal(batch[key].numpy(), np.stack([e[key] for e in expected]))
+    per_exam = collate_exams(items)
+    assert per_exam.keys() == batch.keys()
+    for key in batch:
+        assert torch.equal(per_exam[key], batch[key])
+
+
+def test_batch_reads_raise_on_bad_exams(two_files):
+    folder, _ = two_files
+    dataset = two_file_dataset(folder, nan_policy="error")
+    assert dataset.__getitems__([0, 1])["tracing"].shape == (2, 12, N_SAMPLES)
+    with pytest.raises(ValueError, match=r"exam_id 3 \(row 2 of .*a\.hdf5\) has NaN/Inf.*"
+                                         r"dataset\.nan_policy=skip"):
+        dataset.__getitems__([0, 1, 2, 3])
+    with pytest.raises(ValueError, match=r"exam_id 11 \(row 2 of .*b\.hdf5\)"):
+        dataset.__getitems__([8, 9, 10])
+
+
+def test_loader_workers_deliver_the_same_batches(two_files):
+    folder, _ = two_files
+    dataset = two_file_dataset(folder)
+    order = [3, 14, 0, 6, 7, 8, 9, 1, 12, 13, 4, 5]
+    batches = [order[i:i + 4] for i in range(0, len(order), 4)]
+    in_process = [dataset.__getitems__(b) for b in batches]
+    loader = DataLoader(dataset, batch_sampler=batches, num_workers=2,
+                        collate_fn=collate_exams)
+    for expected, delivered in zip(in_process, loader, strict=True):
+        for key in expected:
+            assert torch.equal(expected[key], delivered[key])
+
+
+def test_datamodule_loader_options(two_files):
+    folder, _ = two_files
+    source = HDF5Source(name="two", tracing_files=str(folder / "*.hdf5"),
+                        labels_csv=str(folder / "labels.csv"), leads=STORED_LEADS,
+                        nan_policy="skip", drop_padding_rows=False,
+                        split=partial(first_n_split, n_val=6))
+    dm = ExamDataModule(source, ["y"], leads=CANONICAL, batch_size=4, eval_batch_size=5,
+                        num_workers=2, prefetch_factor=3)
+    dm.setup()
+    train, val = dm.train_dataloader(), dm.val_dataloader()
+    assert (train.batch_size, val.batch_size) == (4, 5)
+    assert train.prefetch_factor == 3 and train.persistent_workers
+    assert not train.pin_memory  # no trainer on a CUDA device
+    assert [len(b["exam_id"]) for b in val] == [4, 1]  # exam 3 (NaN) skipped
+    in_process = ExamDataModule(source, ["y"], leads=CANONICAL, batch_size=4)
+    in_process.setup()
+    assert in_process.val_dataloader().batch_size == 4  # eval_batch_size defaults to it
+    assert in_process.train_dataloader().prefetch_factor is None  # no workers
