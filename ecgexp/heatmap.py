@@ -98,11 +98,13 @@ def ranked_exams(dataset, scores: np.ndarray, settings: DictConfig,
 
 
 def batch_of(dataset, positions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
-    items = [dataset[int(p)] for p in positions]
-    tracings = torch.stack([item["tracing"] for item in items])
-    metadata = (torch.stack([item["metadata"] for item in items])
-                if "metadata" in items[0] else None)
-    return tracings, metadata
+    """Tracings and metadata of the exams at ``positions``, read as one batch; every exam must
+    be usable (scores and maps are matched to the positions)."""
+    batch = dataset.__getitems__(positions)
+    if batch is None or len(batch["exam_id"]) != len(positions):
+        raise ValueError("heatmaps: the selected exams include some with NaN/Inf samples or "
+                         "unreadable records; select others (task.select.exam_ids)")
+    return batch["tracing"], batch.get("metadata")
 
 
 @torch.no_grad()
