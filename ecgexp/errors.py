@@ -1,0 +1,73 @@
+"""Bad input as one clear line instead of a stack trace.
+
+Every check of a user's input (a config value, a file, a table) raises an exception whose
+message is one line naming what is wrong, the file (and row or column) and the config key to
+change. :class:`UserError` is the type for new checks and for wrapping a library's exception
+(``raise UserError(f"dataset.tracing_files: '{path}' is not an HDF5 file ...") from error``).
+
+The console scripts run inside :func:`reported`: a ``UserError``, or a ``ValueError``,
+``KeyError`` or ``OSError`` raised by a ``raise`` statement of ecgexp itself, is printed as
+``error: <message>`` and the command exits with status 2. Any other exception (a bug, or a
+library error nobody wrapped yet) keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+EXIT_STATUS = 2
+CHECKED_TYPES = (ValueError, KeyError, OSError, TypeError)
+
+T = TypeVar("T")
+
+
+class UserError(ValueError):
+    """A bad input; the message names the problem, the file and the config key to fix."""
+
+
+def message_of(error: BaseException) -> str:
+    """The message of ``error`` (a ``KeyError``'s without the quotes ``str`` adds)."""
+    if isinstance(error, KeyError) and len(error.args) == 1 and isinstance(error.args[0], str):
+        return error.args[0]
+    return str(error)
+
+
+def is_user_error(error: BaseException) -> bool:
+    """True for a :class:`UserError`, and for a checked type raised by ecgexp's own code (the
+    innermost frame of its traceback is a file of this package)."""
+    if isinstance(error, UserError):
+        return True
+    if not isinstance(error, CHECKED_TYPES) or error.__traceback__ is None:
+        return False
+    innermost = error.__traceback__
+    while innermost.tb_next is not None:
+        innermost = innermost.tb_next
+    return Path(innermost.tb_frame.f_code.co_filename).resolve().is_relative_to(PACKAGE_DIR)
+
+
+def report(error: BaseException) -> None:
+    """Prints ``error: <message>`` to standard error and exits with status 2."""
+    logging.getLogger("ecgexp").debug("bad input", exc_info=error)
+    print(f"error: {message_of(error)}", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_STATUS)
+
+
+def reported(function: Callable[..., T]) -> Callable[..., T]:
+    """Runs ``function``; a bad input (:func:`is_user_error`) ends the process with one line."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except Exception as error:  # noqa: BLE001  (only bad inputs are turned into a line)
+            if is_user_error(error):
+                report(error)
+            raise
+
+    return wrapper

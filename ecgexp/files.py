@@ -1,0 +1,87 @@
+"""Writing files safely: names from data confined to their folder, nothing partial under a
+final name, nothing a user wrote overwritten.
+
+- :func:`safe_file_name` / :func:`confined_path`: a file name derived from data (a record
+  name, an exam id) keeps only letters, digits, ``.``, ``_`` and ``-`` (other characters
+  become ``_``; no leading dot, no path separators), and the path it gives is checked to lie in
+  the output folder.
+- :func:`atomic_path` / :func:`write_text_atomic`: an output is written under a temporary name
+  in the same folder and renamed into place when complete; an existing file is refused unless
+  the caller owns it (``replace=True``, e.g. a run's own ``metrics.json``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from ecgexp.errors import UserError
+
+UNSAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_NAME_LENGTH = 200
+
+
+def safe_file_name(name: object, key: str) -> str:
+    """``name`` as a plain file name: unsafe characters (``/``, ``\\``, spaces, ...) become
+    ``_`` and leading dots are dropped, so ``../../etc/passwd`` gives ``_.._etc_passwd``.
+    ``key`` is the config key or column named in the error for a name left empty."""
+    text = UNSAFE_CHARACTERS.sub("_", str(name)).lstrip(".")
+    if not text.strip("_") or len(text) > MAX_NAME_LENGTH:
+        raise UserError(f"{key}: '{name}' gives no usable file name (empty, only dots or "
+                        f"separators, or over {MAX_NAME_LENGTH} characters)")
+    return text
+
+
+def confined_path(folder: Path, name: object, key: str, suffix: str = "") -> Path:
+    """``folder / (safe_file_name(name) + suffix)``, checked to lie inside ``folder``."""
+    folder = Path(folder)
+    path = folder / (safe_file_name(name, key) + suffix)
+    if path.resolve().parent != folder.resolve():
+        raise UserError(f"{key}: '{name}' would be written outside '{folder}'")
+    return path
+
+
+def _temporary_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path, key: str = "output", replace: bool = False) -> Iterator[Path]:
+    """Yields a temporary path beside ``path``; when the block ends without an exception it
+    is renamed to ``path`` (in one step on the same file system), otherwise removed. An
+    existing ``path`` is refused unless ``replace`` (the caller's own file)."""
+    path = Path(path)
+    if path.exists() and not replace:
+        raise UserError(f"{key}: '{path}' exists; nothing is overwritten (choose another "
+                        f"{key} or move the file)")
+    temporary = _temporary_name(path)
+    try:
+        yield temporary
+        os.replace(temporary, path) if replace else _rename_new(temporary, path, key)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _rename_new(temporary: Path, path: Path, key: str) -> None:
+    """Renames ``temporary`` to ``path`` unless a file appeared there meanwhile."""
+    try:
+        os.link(temporary, path)  # fails if path exists, unlike rename
+    except FileExistsError:
+        raise UserError(f"{key}: '{path}' appeared while it was being written; nothing is "
+                        f"overwritten") from None
+    except OSError:  # file systems without hard links
+        if path.exists():
+            raise UserError(f"{key}: '{path}' exists; nothing is overwritten") from None
+        os.replace(temporary, path)
+
+
+def write_text_atomic(path: Path, text: str, key: str = "output",
+                      replace: bool = False) -> Path:
+    """Writes ``text`` to ``path`` through :func:`atomic_path`; returns ``path``."""
+    with atomic_path(path, key, replace) as temporary:
+        temporary.write_text(text)
+    return Path(path)
