@@ -10,15 +10,20 @@ import hydra
 from omegaconf import DictConfig
 
 import ecgexp  # noqa: F401  (registers the OmegaConf resolvers)
+from ecgexp.errors import reported
 
 CONFIG_PATH = str(Path(__file__).parent / "conf")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
+@reported
 def main(cfg: DictConfig) -> float | None:
     """``ecgexp``: train, predict and evaluate; returns ``optimized_metric`` for sweepers.
 
     A task whose config names an ``entry`` (``task=heatmap``) runs that function instead."""
+    from ecgexp.checks import check
+
+    check(cfg, "train")  # again for each job of a multirun, whose values the sweeper sets
     if cfg.task.get("entry"):
         from hydra.utils import get_method
 
@@ -41,6 +46,7 @@ def optimized_value(metrics: dict[str, float] | None, name: str | None) -> float
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="synth")
+@reported
 def synth(cfg: DictConfig) -> None:
     """``ecgexp-synth``: write a synthetic dataset in the CODE-15% layout."""
     from ecgexp.data.synthetic import write_code15
@@ -51,6 +57,7 @@ def synth(cfg: DictConfig) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="preprocess")
+@reported
 def preprocess(cfg: DictConfig) -> None:
     """``ecgexp-preprocess``: convert raw ECG records into the CODE HDF5 layout."""
     from hydra.utils import instantiate
@@ -65,6 +72,7 @@ def preprocess(cfg: DictConfig) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
+@reported
 def evaluate(cfg: DictConfig) -> None:
     """``ecgexp-evaluate``: recompute a run's metrics and write its report folder."""
     from ecgexp.evaluate import evaluate as run_evaluation
@@ -73,6 +81,7 @@ def evaluate(cfg: DictConfig) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="convert_keras")
+@reported
 def _convert_keras(cfg: DictConfig) -> None:
     from ecgexp.convert_keras import convert, model_overrides
 
@@ -108,6 +117,7 @@ def bare_arguments_to_override(key: str, many: bool = False) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="bench")
+@reported
 def _bench(cfg: DictConfig) -> None:
     from ecgexp.bench.runner import run_suite
 

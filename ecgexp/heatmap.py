@@ -19,40 +19,25 @@ import h5py
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from ecgexp.checkpoints import network_state, read_checkpoint
+from ecgexp.files import atomic_path, confined_path, write_text_atomic
 from ecgexp.interpret.attribution import attribute, gradient_intensity
 from ecgexp.interpret.ecg_plot import make_ecg_figure, save
 from ecgexp.models.weights import build_model
+from ecgexp.run_folder import find_checkpoint, load_run_config
 
 log = logging.getLogger(__name__)
 
 
-def locate_run(ckpt: str | Path | None) -> tuple[Path, Path]:
-    """(run folder, checkpoint file) from a run folder or a checkpoint inside one."""
-    if ckpt is None:
-        raise ValueError("ckpt: give the run folder or checkpoint to interpret "
-                         "(ckpt=outputs/<task>/runs/<date>)")
-    path = Path(ckpt)
-    if path.is_dir():
-        candidates = [path / "checkpoints" / "best.ckpt", path / "checkpoints" / "last.ckpt"]
-        checkpoint = next((c for c in candidates if c.is_file()), None)
-        if checkpoint is None:
-            raise FileNotFoundError(f"ckpt: no checkpoints/best.ckpt or last.ckpt in '{path}'")
-        return path, checkpoint
-    if path.is_file():
-        return path.parent.parent, path
-    raise FileNotFoundError(f"ckpt: no run folder or checkpoint at '{path}'")
-
-
-def load_model(run_config: DictConfig, checkpoint: Path) -> tuple[torch.nn.Module, object]:
+def load_model(run_config: DictConfig, checkpoint: Path,
+               trusted: bool = False) -> tuple[torch.nn.Module, object]:
     """The run's network with the checkpoint's weights, and its objective with the training
-    statistics stored beside them."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    statistics stored beside them (read through the one checkpoint reader)."""
+    state = read_checkpoint(checkpoint, "ckpt", trusted=trusted)
     net = build_model(run_config.model, with_weights=False)  # the checkpoint's weights below
-    weights = {k.removeprefix("net."): v for k, v in state["state_dict"].items()
-               if k.startswith("net.")}
-    net.load_state_dict(weights)
+    net.load_state_dict(network_state(state, checkpoint, "ckpt"))
     objective = instantiate(run_config.task.objective)
     objective.load_state(state.get("objective_state", {}))
     return net.eval(), objective
@@ -125,11 +110,11 @@ def extract_heatmaps(cfg: DictConfig) -> dict:
     from ecgexp.train import build_datamodule
 
     task = cfg.task
-    run_folder, checkpoint = locate_run(cfg.get("ckpt"))
-    run_config = OmegaConf.load(run_folder / "config.yaml")
+    run_folder, checkpoint = find_checkpoint(cfg.get("ckpt"))
+    run_config = load_run_config(run_folder, key="ckpt")
     if task.dataset == "current":
         run_config.dataset = cfg.dataset
-    net, objective = load_model(run_config, checkpoint)
+    net, objective = load_model(run_config, checkpoint, trusted=bool(cfg.get("ckpt_trusted")))
     datamodule = build_datamodule(run_config)
     datamodule.setup()
     if task.select.split not in datamodule.datasets:
@@ -154,7 +139,8 @@ def extract_heatmaps(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     leads = list(run_config.preprocessing.leads)
-    with h5py.File(out / "heatmaps.h5", "w") as handle:
+    with atomic_path(out / "heatmaps.h5", key="paths.output_dir") as partial, \
+            h5py.File(partial, "w") as handle:
         handle.create_dataset("heatmaps", data=maps.astype(np.float32))
         handle.create_dataset("exam_id", data=dataset.exam_ids[positions])
         handle.create_dataset("score", data=scores.astype(np.float32))
@@ -172,10 +158,11 @@ def extract_heatmaps(cfg: DictConfig) -> dict:
             title=f"exam {exam_id}: {task.method}, output {task.target}, "
                   f"score {scores[position]:.3f}")
         for suffix in task.figures.formats:
-            save(figure, figures / f"{exam_id}.{suffix}")
+            save(figure, confined_path(figures, exam_id, "task.select.exam_ids", f".{suffix}"))
     summary = {"heatmaps": str(out / "heatmaps.h5"), "exams": len(positions),
                "figures": min(task.figures.max_exams, len(positions)),
                "run": str(run_folder), "method": task.method}
-    (out / "heatmap_summary.json").write_text(json.dumps(summary, indent=2))
+    write_text_atomic(out / "heatmap_summary.json", json.dumps(summary, indent=2),
+                      key="paths.output_dir")
     print(f"Heatmaps of {len(positions)} exams: {out / 'heatmaps.h5'} (figures in {figures})")
     return summary

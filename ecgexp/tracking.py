@@ -9,6 +9,7 @@ when enabled, the best checkpoint).
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import logging
 from pathlib import Path
@@ -75,6 +76,27 @@ def instantiate_loggers(cfg: DictConfig) -> list[pl_loggers.Logger]:
         else:
             loggers.append(instantiate(entry))
     return loggers
+
+
+def keep_history(loggers: list[pl_loggers.Logger], through_epoch: int) -> None:
+    """For a run continued from the checkpoint of epoch ``through_epoch``: Lightning's CSV
+    logger deletes ``metrics.csv`` when it starts, so the rows of the epochs up to that one
+    are read first and written back at once (the rows of later, lost epochs are dropped:
+    those epochs run again)."""
+    for logger in loggers:
+        if not isinstance(logger, pl_loggers.CSVLogger):
+            continue
+        path = Path(logger.log_dir) / "metrics.csv"
+        if not path.is_file():
+            continue
+        with open(path, newline="") as handle:
+            rows = [{k: v for k, v in row.items() if v not in ("", None)}
+                    for row in csv.DictReader(handle)
+                    if row.get("epoch") and float(row["epoch"]) <= through_epoch]
+        writer = logger.experiment  # deletes the file
+        writer.metrics[:0] = rows
+        writer.save()
+        log.info("history: kept %d rows of epochs 0-%d in %s", len(rows), through_epoch, path)
 
 
 def flat_config(cfg: DictConfig) -> dict:

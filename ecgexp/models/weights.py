@@ -7,23 +7,25 @@ Accepted files, all read with ``torch.load``:
 - a bare ``state_dict``;
 - an ecgexp (Lightning) checkpoint, whose ``state_dict`` holds the network under ``net.``.
 
-Files are loaded with ``weights_only=True``, which refuses pickled objects other than tensors
-and plain containers. The published ``model.pth`` files store a NumPy ``valid_loss`` and are
-refused (studies.md §6, 41): set ``model.weights_trusted=true`` to load a file you trust with
-``weights_only=False``, or re-save its state dict alone.
+Files are read by :func:`ecgexp.checkpoints.read_checkpoint` with ``weights_only=True``, which
+refuses pickled objects other than tensors and plain containers. The published ``model.pth``
+files store a NumPy ``valid_loss`` and are refused (studies.md §6, 41): set
+``model.weights_trusted=true`` to load a file you trust with ``weights_only=False``, or re-save
+its state dict alone.
 """
 
 from __future__ import annotations
 
 import logging
-import pickle
-import re
 from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+
+from ecgexp.checkpoints import network_state, read_checkpoint
+from ecgexp.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -47,34 +49,10 @@ def build_model(model_cfg: DictConfig, with_weights: bool = True) -> nn.Module:
 
 
 def read_state_dict(path: str | Path, trusted: bool = False) -> dict[str, torch.Tensor]:
-    """The network ``state_dict`` stored in ``path`` (any of the formats above)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model.weights: no file at '{path}'")
-    try:
-        stored = torch.load(path, map_location="cpu", weights_only=not trusted)
-    except pickle.UnpicklingError as error:
-        detail = str(error).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
-        refused = re.search(r"Unsupported global: GLOBAL (\S+)", detail)
-        if refused is None:
-            raise ValueError(f"model.weights: '{path}' is not a file torch.load can read "
-                             f"({detail})") from error
-        raise ValueError(
-            f"model.weights: '{path}' pickles objects besides the weights, which "
-            f"torch.load(weights_only=True) refuses (here {refused.group(1)}); published "
-            f"model.pth files store the optimizer state and a NumPy valid_loss. If you trust "
-            f"the file, set model.weights_trusted=true (weights_only=False can run code from "
-            f"the file), or re-save its weights alone: torch.save(torch.load(path, "
-            f"weights_only=False)['model'], 'weights.pth')") from error
-    if isinstance(stored, dict) and isinstance(stored.get("model"), dict):
-        return stored["model"]
-    if isinstance(stored, dict) and isinstance(stored.get("state_dict"), dict):
-        return {key.removeprefix("net."): value for key, value in stored["state_dict"].items()
-                if key.startswith("net.")}
-    if isinstance(stored, dict) and all(isinstance(v, torch.Tensor) for v in stored.values()):
-        return stored
-    raise ValueError(f"model.weights: '{path}' holds no state dict (expected a dict of tensors, "
-                     f"or one under 'model' or a checkpoint's 'state_dict')")
+    """The network ``state_dict`` stored in ``path`` (any of the formats above), read through
+    the one checkpoint reader (``weights_only=True`` unless ``trusted``)."""
+    stored = read_checkpoint(path, "model.weights", trusted=trusted)
+    return network_state(stored, path, "model.weights")
 
 
 def _listed(items: list[str]) -> str:
@@ -96,7 +74,7 @@ def load_weights(model: nn.Module, path: str | Path, trusted: bool = False) -> N
         problems = [f"{name} ({len(keys)}): {_listed(keys)}" for name, keys in
                     [("shape mismatches", mismatched), ("missing in the file", missing),
                      ("unexpected in the file", unexpected)] if keys]
-        raise ValueError(
+        raise UserError(
             f"model.weights: '{path}' does not fit the configured model;\n  "
             + "\n  ".join(problems)
             + f"\nSet the model as the weights were trained: check {SHAPE_KEYS}.")

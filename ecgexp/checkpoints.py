@@ -1,0 +1,129 @@
+"""The one reader of checkpoint and weights files, and atomic checkpoint writes.
+
+Every path that reads such a file (``model.weights``, ``ckpt=``, ``resume=``, ``ckpt_path=``,
+the best checkpoint a run predicts with, heatmaps) goes through :func:`read_checkpoint`, which
+calls ``torch.load(weights_only=True)``: tensors and plain containers only, never code from the
+file. A file that pickles other objects is refused with one line naming the file, the refused
+object and the key that opts in for that one file (``model.weights_trusted=true`` for
+``model.weights``, ``ckpt_trusted=true`` for ``ckpt``/``resume``/``ckpt_path``), which loads it
+with ``weights_only=False``: only for files you trust, since that can run code from the file.
+
+Lightning reads and writes checkpoints through :class:`CheckpointFiles` (the trainer's
+``CheckpointIO`` plugin): reads through the reader above, writes under a temporary name that
+is renamed into place once complete, so a full disk or a kill leaves the previous checkpoint,
+never a truncated one, under the final name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning_fabric.plugins import TorchCheckpointIO
+
+from ecgexp.errors import UserError
+
+log = logging.getLogger(__name__)
+REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def read_checkpoint(path: str | Path, key: str, trusted: bool = False,
+                    trust_key: str | None = None) -> Any:
+    """What ``path`` stores, read with ``torch.load(weights_only=not trusted)`` on the CPU.
+
+    ``key`` is the config key that named the file and ``trust_key`` the one that would allow
+    its other objects (default ``<key>_trusted``); both appear in the errors."""
+    path = Path(path)
+    trust_key = trust_key or f"{key}_trusted"
+    if not path.is_file():
+        raise UserError(f"{key}: no checkpoint or weights file at '{path}'")
+    if path.stat().st_size == 0:
+        raise UserError(f"{key}: '{path}' is empty (an interrupted or failed write?); give "
+                        f"another checkpoint")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trusted)
+    except pickle.UnpicklingError as error:
+        refused = REFUSED_GLOBAL.search(str(error))
+        if refused is None:
+            raise UserError(f"{key}: '{path}' is not a file torch.load can read "
+                            f"({_first_line(error)})") from error
+        raise UserError(
+            f"{key}: '{path}' pickles objects besides tensors (here {refused.group(1)}), "
+            f"which torch.load(weights_only=True) refuses: loading them can run code from "
+            f"the file. If you trust the file, set {trust_key}=true, or re-save its tensors "
+            f"alone") from error
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError) as error:
+        raise UserError(f"{key}: '{path}' is not a complete checkpoint (truncated, corrupt or "
+                        f"not written by torch.save: {_first_line(error) or type(error).__name__})"
+                        ) from error
+
+
+def _first_line(error: BaseException) -> str:
+    """The first sentence of an error's message."""
+    text = str(error).strip()
+    return text.splitlines()[0].split(". ")[0].rstrip(".") if text else ""
+
+
+def network_state(stored: Any, path: str | Path, key: str) -> dict[str, torch.Tensor]:
+    """The network ``state_dict`` in what a file stores: a published ``{'model': ...}``, an
+    ecgexp (Lightning) checkpoint (its ``state_dict`` under ``net.``) or a bare state dict."""
+    if isinstance(stored, dict) and isinstance(stored.get("model"), dict):
+        return stored["model"]
+    if isinstance(stored, dict) and isinstance(stored.get("state_dict"), dict):
+        return {name.removeprefix("net."): value
+                for name, value in stored["state_dict"].items() if name.startswith("net.")}
+    if isinstance(stored, dict) and stored and all(isinstance(v, torch.Tensor)
+                                                   for v in stored.values()):
+        return stored
+    raise UserError(f"{key}: '{path}' holds no state dict (expected a dict of tensors, or one "
+                    f"under 'model' or a checkpoint's 'state_dict')")
+
+
+def save_atomic(checkpoint: dict, path: str | Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, flushed to disk, then renamed onto
+    ``path``; on any failure the temporary file is removed and ``path`` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            torch.save(checkpoint, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError as error:
+        raise UserError(f"callbacks.model_checkpoint.dirpath: could not write checkpoint "
+                        f"'{path}' ({error.strerror or error}); the previous file is kept") \
+            from error
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+class CheckpointFiles(TorchCheckpointIO):
+    """The trainer's checkpoint plugin: atomic writes, and reads through the one reader.
+
+    Args:
+        key: the config key that named checkpoints to start from (in errors).
+        trusted: paths loaded with ``weights_only=False`` (``ckpt_trusted=true`` adds the
+            checkpoint the run resumes from); every other file is read with
+            ``weights_only=True``.
+    """
+
+    def __init__(self, key: str = "ckpt_path", trusted: tuple[str | Path, ...] = ()):
+        self.key = key
+        self.trusted = {Path(p).resolve() for p in trusted}
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError("CheckpointFiles.save_checkpoint takes no storage_options")
+        save_atomic(checkpoint, path)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
+        trusted = Path(path).resolve() in self.trusted
+        return read_checkpoint(path, self.key, trusted=trusted, trust_key="ckpt_trusted")

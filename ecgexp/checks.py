@@ -1,0 +1,137 @@
+"""Start-up checks of config values: one place, every rule named by its key.
+
+Each primary config (``train``, ``evaluate``, ``preprocess``, ``synth``) has a table of rules
+(:data:`RULES`). :class:`CheckConfig` is a Hydra callback that applies it when a command starts,
+before Hydra creates any run folder; the training entry point applies it again to each job of
+a multirun (whose values the sweeper sets). A bad value stops the command with one line:
+``loader.batch_size: 0 is not a whole number >= 1``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from numbers import Real
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from ecgexp.errors import UserError, report
+
+Rule = Callable[[object], str | None]  # None: the value is fine; else what it must be
+ABSENT = object()
+
+
+def _number(value) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def whole(minimum: int) -> Rule:
+    def rule(value):
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= minimum):
+            return f"a whole number >= {minimum}"
+        return None
+    return rule
+
+
+def positive(value) -> str | None:
+    return None if _number(value) and value > 0 else "a number > 0"
+
+
+def non_negative(value) -> str | None:
+    return None if _number(value) and value >= 0 else "a number >= 0"
+
+
+def fraction(value) -> str | None:
+    return None if _number(value) and 0 <= value < 1 else "a fraction in [0, 1)"
+
+
+def open_fraction(value) -> str | None:
+    return None if _number(value) and 0 < value < 1 else "a number between 0 and 1"
+
+
+def probability(value) -> str | None:
+    return None if _number(value) and 0 <= value <= 1 else "a number in [0, 1]"
+
+
+def optional(rule: Rule) -> Rule:
+    return lambda value: None if value is None else rule(value)
+
+
+def each(rule: Rule) -> Rule:
+    def check_all(value):
+        if value is None:
+            return None
+        if not isinstance(value, list | tuple):
+            return "a list"
+        problems = [rule(v) for v in value]
+        return next((f"a list of {p}s" for p in problems if p), None)
+    return check_all
+
+
+def choice(*options: str) -> Rule:
+    return lambda value: None if value in options else f"one of {', '.join(options)}"
+
+
+SPLIT_FRACTIONS = {f"{group}.{name}": fraction
+                   for group in ("dataset.split", "split", "task.split")
+                   for name in ("val_fraction", "test_fraction")}
+
+RULES: dict[str, dict[str, Rule]] = {
+    "train": {
+        "seed": whole(0), "split_seed": whole(0),
+        "loader.batch_size": whole(1), "loader.num_workers": whole(0),
+        "loader.eval_batch_size": optional(whole(1)), "loader.prefetch_factor": whole(1),
+        "optimizer.lr": positive, "optimizer.weight_decay": non_negative,
+        "scheduler.factor": open_fraction, "scheduler.patience": whole(0),
+        "model.kernel_size": whole(1), "model.dropout": fraction,
+        "trainer.max_epochs": whole(0), "trainer.devices": lambda v: (
+            None if v == "auto" or whole(1)(v) is None or isinstance(v, list) else
+            "a whole number >= 1, a list of device indices or auto"),
+        "callbacks.early_stopping.patience": whole(0), "dataset.n_exams": whole(1),
+        "dataset.nan_policy": choice("error", "skip"),
+        "task.batch_size": whole(1), "task.figures.max_exams": whole(0),
+        **SPLIT_FRACTIONS,
+    },
+    "evaluate": {
+        "thresholds": each(probability), "bootstrap.n_resamples": whole(1),
+        "bootstrap.level": open_fraction, "calibration.n_bins": whole(1),
+    },
+    "preprocess": {"workers": whole(1), "batch_size": whole(1)},
+    "synth": {"n_exams": whole(1), "n_parts": whole(1), "seed": whole(0)},
+}
+
+
+def check(config: DictConfig, rules: str) -> None:
+    """Raises :class:`UserError` for the first value of ``config`` that breaks a rule of the
+    table ``rules``. Keys that the config does not have are not checked."""
+    for key, rule in RULES[rules].items():
+        try:
+            value = OmegaConf.select(config, key, default=ABSENT, throw_on_missing=False)
+        except OmegaConfBaseException as error:
+            raise UserError(f"{key}: cannot be resolved ({error})") from None
+        if value is ABSENT or OmegaConf.is_config(value):
+            continue
+        problem = rule(value)
+        if problem:
+            raise UserError(f"{key}: {value!r} is not {problem}; set {key}=<value>")
+
+
+class CheckConfig(Callback):
+    """Hydra callback: :func:`check` of the command's config before anything is written."""
+
+    def __init__(self, rules: str):
+        self.rules = rules
+
+    def _check(self, config: DictConfig) -> None:
+        try:
+            check(config, self.rules)
+        except UserError as error:
+            report(error)
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        self._check(config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        self._check(config)

@@ -1,0 +1,189 @@
+"""A run folder: finding its config and checkpoints, reading its config as data, owning it.
+
+Layout: ``config.yaml`` (the resolved config), ``checkpoints/{best,last}.ckpt``,
+``predictions_<split>.csv``, ``metrics.json``, ``training_statistics.json``,
+``provenance.json``, ``history/metrics.csv`` and, while a run writes into it, the lock file
+``.ecgexp.lock``.
+
+A run folder may come from a colleague or another machine, so its ``config.yaml`` is data:
+:func:`load_run_config` refuses any ``_target_`` (and ``task.entry``) outside ecgexp and the
+library modules the shipped config tree itself uses (Lightning's trainer, callbacks and
+loggers, torch optimisers and LR schedulers), and outside ecgexp only classes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+from functools import cache
+from pathlib import Path
+
+import yaml
+from hydra.utils import get_object
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from ecgexp.errors import UserError
+
+CONFIG = "config.yaml"
+CHECKPOINTS = "checkpoints"
+LOCK = ".ecgexp.lock"
+CONF_DIR = Path(__file__).parent / "conf"
+OWN_PACKAGE = "ecgexp"
+
+
+# ----------------------------------------------------------------------------- config as data
+@cache
+def library_modules() -> frozenset[str]:
+    """The modules of the non-ecgexp ``_target_`` classes in the shipped config tree
+    (``torch.optim``, ``pytorch_lightning.callbacks``, ...)."""
+    modules = set()
+    for path in CONF_DIR.rglob("*.yaml"):
+        for target in _targets(yaml.safe_load(path.read_text())):
+            if not _own(target):
+                modules.add(target.rpartition(".")[0])
+    return frozenset(modules)
+
+
+def _own(target: str) -> bool:
+    return target == OWN_PACKAGE or target.startswith(OWN_PACKAGE + ".")
+
+
+def _targets(tree) -> list[str]:
+    """Every ``_target_`` value in a nested dict/list tree."""
+    if isinstance(tree, dict):
+        found = [str(tree["_target_"])] if "_target_" in tree else []
+        return found + [t for value in tree.values() for t in _targets(value)]
+    if isinstance(tree, list):
+        return [t for value in tree for t in _targets(value)]
+    return []
+
+
+def check_targets(config: DictConfig, source: Path) -> None:
+    """Refuses a config (read from ``source``) that would instantiate or call anything but
+    ecgexp's own code and the classes of :func:`library_modules`."""
+    try:
+        tree = OmegaConf.to_container(config, resolve=True)
+    except OmegaConfBaseException as error:
+        raise UserError(f"run: '{source}' cannot be resolved ({error}); it is not a config "
+                        f"ecgexp wrote") from None
+    entry = (tree.get("task") or {}).get("entry")
+    for target in [*_targets(tree), *([str(entry)] if entry else [])]:
+        if _own(target):
+            continue
+        module = target.rpartition(".")[0]
+        allowed = module in library_modules() and isinstance(_resolved(target), type)
+        if not allowed:
+            raise UserError(
+                f"run: '{source}' names '{target}', which ecgexp refuses to instantiate: a run "
+                f"folder's config may only use ecgexp and the classes of "
+                f"{', '.join(sorted(library_modules()))}; the file was not written by ecgexp or "
+                f"was edited")
+
+
+def _resolved(target: str):
+    try:
+        return get_object(target)
+    except Exception:  # noqa: BLE001  (any import failure means: not an allowed class)
+        return None
+
+
+def load_run_config(folder: str | Path, key: str = "run") -> DictConfig:
+    """The resolved config a run folder stores, checked by :func:`check_targets`."""
+    folder = Path(folder)
+    path = folder / CONFIG
+    if not path.is_file():
+        raise UserError(f"{key}: '{folder}' is not a run folder (no {CONFIG})")
+    try:
+        config = OmegaConf.load(path)
+    except (yaml.YAMLError, OmegaConfBaseException, UnicodeDecodeError) as error:
+        raise UserError(f"{key}: '{path}' is not a readable config "
+                        f"({str(error).splitlines()[0]})") from None
+    if not isinstance(config, DictConfig) or isinstance(config, ListConfig):
+        raise UserError(f"{key}: '{path}' holds no config mapping")
+    check_targets(config, path)
+    return config
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def find_checkpoint(ckpt: str | Path | None, key: str = "ckpt") -> tuple[Path, Path]:
+    """(run folder, checkpoint file) from a run folder (its best, else last checkpoint) or a
+    checkpoint inside one (``<run>/checkpoints/<name>.ckpt``)."""
+    if ckpt is None:
+        raise UserError(f"{key}: give the run folder or checkpoint to use "
+                        f"({key}=outputs/<task>/runs/<run>)")
+    path = Path(ckpt)
+    if path.is_dir():
+        candidates = [path / CHECKPOINTS / "best.ckpt", path / CHECKPOINTS / "last.ckpt"]
+        checkpoint = next((c for c in candidates if c.is_file()), None)
+        if checkpoint is None:
+            raise UserError(f"{key}: no {CHECKPOINTS}/best.ckpt or last.ckpt in '{path}'")
+        return path, checkpoint
+    if path.is_file():
+        return path.parent.parent, path
+    raise UserError(f"{key}: no run folder or checkpoint at '{path}'")
+
+
+# ----------------------------------------------------------------------------- moving a run
+def relocated(config: DictConfig, folder: Path) -> DictConfig:
+    """``config`` of a run folder moved or copied to ``folder``: every string value that
+    names the original ``paths.output_dir`` (or a path under it: checkpoints, loggers,
+    trainer root) names the same place under ``folder``."""
+    original = str(config.paths.output_dir).rstrip("/")
+    target = str(Path(folder).resolve())
+    tree = OmegaConf.to_container(config, resolve=False)
+
+    def move(value):
+        if isinstance(value, dict):
+            return {k: move(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [move(v) for v in value]
+        if isinstance(value, str) and (value == original or value.startswith(original + "/")):
+            return target + value[len(original):]
+        return value
+
+    return OmegaConf.create(move(tree))
+
+
+# ----------------------------------------------------------------------------- ownership
+class RunLock:
+    """Exclusive ownership of a run folder while a run writes into it: an ``flock`` on
+    ``<folder>/.ecgexp.lock``, released when the process ends however it ends (so a killed run
+    never leaves a stale lock). A second run on the same folder is refused, naming the owner."""
+
+    def __init__(self, folder: str | Path, key: str = "hydra.run.dir"):
+        self.folder = Path(folder)
+        self.key = key
+        self._handle = None
+
+    def acquire(self) -> RunLock:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        handle = open(self.folder / LOCK, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            handle.close()
+            raise UserError(f"{self.key}: '{self.folder}' is in use by a live run ({owner}); "
+                            f"wait for it to end or choose another folder") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def release(self) -> None:
+        if self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
