@@ -51,17 +51,19 @@ def read_checkpoint(path: str | Path, key: str, trusted: bool = False,
     except pickle.UnpicklingError as error:
         refused = REFUSED_GLOBAL.search(str(error))
         if refused is None:
-            raise UserError(f"{key}: '{path}' is not a file torch.load can read "
-                            f"({_first_line(error)})") from error
+            raise _incomplete(key, path, "not a pickle of tensors") from error
         raise UserError(
             f"{key}: '{path}' pickles objects besides tensors (here {refused.group(1)}), "
             f"which torch.load(weights_only=True) refuses: loading them can run code from "
             f"the file. If you trust the file, set {trust_key}=true, or re-save its tensors "
             f"alone") from error
     except (RuntimeError, EOFError, KeyError, ValueError, OSError) as error:
-        raise UserError(f"{key}: '{path}' is not a complete checkpoint (truncated, corrupt or "
-                        f"not written by torch.save: {_first_line(error) or type(error).__name__})"
-                        ) from error
+        raise _incomplete(key, path, _first_line(error) or type(error).__name__) from error
+
+
+def _incomplete(key: str, path: Path, detail: str) -> UserError:
+    return UserError(f"{key}: '{path}' is not a complete checkpoint (truncated, corrupt or not "
+                     f"written by torch.save: {detail})")
 
 
 def _first_line(error: BaseException) -> str:
@@ -97,10 +99,11 @@ def save_atomic(checkpoint: dict, path: str | Path) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
-    except OSError as error:
+    except (OSError, RuntimeError) as error:  # torch.save wraps the OSError of a full disk
+        cause = error if isinstance(error, OSError) else error.__context__
+        reason = getattr(cause, "strerror", None) or _first_line(error)
         raise UserError(f"callbacks.model_checkpoint.dirpath: could not write checkpoint "
-                        f"'{path}' ({error.strerror or error}); the previous file is kept") \
-            from error
+                        f"'{path}' ({reason}); the previous file is kept") from error
     finally:
         temporary.unlink(missing_ok=True)
 

@@ -1,20 +1,57 @@
 """Raw ECG records -> training-ready HDF5 in the CODE layout, in parallel and resumable.
 
-The record list is cut into fixed batches of ``batch_size`` records. Worker processes turn each
-batch into ``<output>.partial/batch_<k>.npz`` (written under a temporary name and renamed, so a
-batch file is either complete or absent). A conversion that stops part-way therefore resumes
-at the first missing batch when run again with the same settings. When every batch is there,
-they are assembled into ``<output>`` (``tracings`` (N, samples, leads) float32 and ``exam_id``)
-with ``<output stem>.csv`` (one metadata row per HDF5 row, same order) and
-``<output stem>_rejected.csv`` (record, reason), each first written under a temporary name.
-An existing output is never overwritten.
+Outputs: ``<output>`` (``tracings`` (N, samples, leads) float32 and ``exam_id``),
+``<output stem>.csv`` (one metadata row per HDF5 row, same order) and
+``<output stem>_rejected.csv`` (record, reason). They appear as one set; nothing a user wrote is
+overwritten or deleted.
+
+Everything is first written into the folder ``<output>.partial/`` beside the output (the same
+file system, so a move is a rename):
+
+1. ``settings.sha256``: the records and settings; a partial folder is only resumed by a
+   conversion with the same ones.
+2. ``batch_<k>.npz``: the record list is cut into fixed batches of ``batch_size`` records and
+   worker processes convert each into a batch file (written under a temporary name and renamed,
+   so a batch file is complete or absent). A stopped conversion resumes at the missing batches.
+3. ``assembled.h5``, ``assembled.csv``, ``assembled_rejected.csv``: the whole set, assembled
+   from the batch files (rewritten from the batches if a run stopped while assembling).
+4. ``commit.json`` (written under a temporary name and renamed): the final names, the counts
+   and the identity (device, inode, size, mtime) of each assembled file. From this moment the
+   set is complete and only has to be moved.
+5. The moves, in this order: ``<stem>.csv``, ``<stem>_rejected.csv``, then ``<output>``. Each is
+   a hard link to the final name (which refuses an existing file) followed by removing the
+   assembled name. **The HDF5 under its final name is the commit marker**: it appears last, so
+   whoever sees ``<output>`` sees both CSVs beside it, complete.
+6. Clean-up: the batch files and temporaries, then ``settings.sha256``, then ``commit.json``,
+   then the folder.
+
+A kill at any moment leaves either no final name, or (during step 5) one or both CSVs without
+the HDF5, or the complete set with the partial folder still there (step 6). Running the same
+conversion again finishes the job: a final file whose identity is the one recorded in
+``commit.json`` is this conversion's own and is kept, the remaining moves are done and the
+folder is removed. A final name held by any other file is refused, never replaced. (A kill
+between removing ``commit.json`` and the empty folder leaves the complete set and an empty
+folder; a rerun removes the folder and, as for any finished conversion, refuses to overwrite.)
+
+A partial folder holding a file that is not one of the above (by name) is refused at the start,
+and the clean-up removes only these files (a folder that gained other files meanwhile is left,
+with a warning). Worker processes end with the converter: on Linux the kernel kills them when it
+dies (``PR_SET_PDEATHSIG``), and everywhere a watcher thread ends a worker whose parent is gone.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
+import logging
+import numbers
 import os
+import re
+import signal
+import sys
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
@@ -25,9 +62,55 @@ import numpy as np
 import pandas as pd
 from rich.progress import Progress
 
+from ecgexp.errors import UserError
 from ecgexp.signal.pipeline import RecordRejected, SignalPipeline
 from ecgexp.signal.readers import RecordError, read_record
-from ecgexp.signal.record_lists import exam_ids, list_records
+from ecgexp.signal.record_lists import ID_RULES, exam_ids, list_records
+
+log = logging.getLogger(__name__)
+
+SETTINGS = "settings.sha256"
+COMMIT = "commit.json"
+ASSEMBLED = {"metadata_csv": "assembled.csv", "report_csv": "assembled_rejected.csv",
+             "output": "assembled.h5"}  # the order of the moves: the HDF5 last
+# Every name the converter writes in the partial folder (temporaries included).
+OWN_FILE = re.compile(r"(settings\.sha256|commit\.json|assembled\.h5|assembled\.csv"
+                      r"|assembled_rejected\.csv|batch_\d{6,}\.npz"
+                      r"|\.settings\.sha256\.tmp|\.commit\.json\.tmp|\.batch_\d{6,}\.\d+\.npz)")
+PARENT_POLL_S = 0.2
+
+
+# -- worker processes -------------------------------------------------------------------------
+
+def _end_with_parent(parent: int) -> None:
+    """Initializer of the worker processes: the worker ends when its parent process does."""
+    if sys.platform.startswith("linux"):
+        try:  # the kernel sends SIGKILL when the (thread that started the) parent ends
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):
+            pass
+    watched = os.getppid()  # the converter, or an intermediate (forkserver) that ends with it
+    if watched != parent and not _alive(parent):
+        os._exit(1)  # the converter ended before this worker started
+    threading.Thread(target=_watch_parent, args=(watched,), daemon=True,
+                     name="ecgexp-parent-watch").start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _watch_parent(watched: int) -> None:
+    while os.getppid() == watched:  # a process whose parent ends is re-parented
+        time.sleep(PARENT_POLL_S)
+    os._exit(1)
 
 
 def _convert_batch(batch: int, positions: np.ndarray, root: Path, names: Sequence[str],
@@ -57,8 +140,36 @@ def _convert_batch(batch: int, positions: np.ndarray, root: Path, names: Sequenc
         np.savez(handle, tracings=np.stack(tracings) if tracings else np.zeros(shape, np.float32),
                  exam_id=np.asarray(kept, dtype=np.int64),
                  metadata=json.dumps(metadata, default=str), rejected=json.dumps(rejected))
-    temporary.rename(folder / f"batch_{batch:06d}.npz")
+    os.replace(temporary, folder / f"batch_{batch:06d}.npz")
     return len(positions)
+
+
+# -- checks before anything is written --------------------------------------------------------
+
+def _check_count(value: object, key: str, meaning: str) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise UserError(f"{key}: {value!r} is not a whole number >= 1 ({meaning}); set "
+                        f"{key}=<value>")
+    return int(value)
+
+
+def _check_output(output: Path) -> None:
+    """The output's name and folder: a folder (or a folder still to be made) that is writable."""
+    if output.suffix not in (".h5", ".hdf5") or not output.stem:
+        raise UserError(f"output: '{output}' must be a file name ending in .h5 or .hdf5")
+    existing = output.parent
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():  # a dangling link
+            raise UserError(f"output: the folder '{existing}' of '{output}' is a broken "
+                            f"link; choose another output")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"output: '{existing}' is a file, not a folder, so '{output}' cannot "
+                        f"be written there; choose another output")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"output: the folder '{existing}' is not writable, so '{output}' "
+                        f"cannot be written there; choose another output or fix the folder's "
+                        f"permissions")
 
 
 def _settings_key(names: Sequence[str], pipeline: SignalPipeline, batch_size: int,
@@ -69,33 +180,117 @@ def _settings_key(names: Sequence[str], pipeline: SignalPipeline, batch_size: in
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _partial_folder(output: Path, key: str) -> Path:
-    folder = output.with_name(output.name + ".partial")
-    settings = folder / "settings.sha256"
-    if folder.exists() and settings.is_file() and settings.read_text() != key:
-        raise ValueError(f"output: '{folder}' holds a conversion with other records or settings; "
-                         f"remove it or choose another output")
-    folder.mkdir(parents=True, exist_ok=True)
-    settings.write_text(key)
-    return folder
+# -- the partial folder -----------------------------------------------------------------------
 
+def _inspect_partial(folder: Path, key: str) -> dict | None:
+    """Checks an existing partial folder; returns its commit record (or None if the conversion
+    was not yet complete)."""
+    if not folder.exists() and not folder.is_symlink():
+        return None
+    if folder.is_symlink() or not folder.is_dir():
+        raise UserError(f"output: '{folder}' is in the way of the conversion's working folder "
+                        f"(it is not a folder that ecgexp-preprocess made); move it or choose "
+                        f"another output")
+    if not any(folder.iterdir()):  # what a kill just before the last step leaves
+        folder.rmdir()
+        return None
+    foreign = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir()
+                     if not (OWN_FILE.fullmatch(p.name) and p.is_file() and not p.is_symlink()))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5
+                                          else "")
+        raise UserError(f"output: '{folder}' holds files that ecgexp-preprocess did not write "
+                        f"({shown}); move them out of it (or choose another output); nothing "
+                        f"in it is deleted")
+    commit = _read_commit(folder)
+    settings = folder / SETTINGS
+    found = commit["key"] if commit else settings.read_text() if settings.is_file() else None
+    if found is None and any(folder.glob("batch_*.npz")):
+        found = "unknown"
+    if found is not None and found != key:
+        raise UserError(f"output: '{folder}' holds a conversion with other records or "
+                        f"settings; run that conversion again to finish it, or remove the "
+                        f"folder (and any of its outputs) or choose another output")
+    return commit
+
+
+def _read_commit(folder: Path) -> dict | None:
+    path = folder / COMMIT
+    if not path.is_file():
+        return None
+    try:
+        commit = json.loads(path.read_text())
+        if not {"key", "finals", "identities", "counts"} <= set(commit):
+            raise ValueError("keys missing")
+    except ValueError:
+        raise UserError(f"output: '{path}' is damaged; remove '{folder}' and any of the "
+                        f"outputs it lists, then convert again") from None
+    return commit
+
+
+def _write_own(path: Path, text: str) -> None:
+    """Writes a file of the partial folder in one step (temporary name, then rename)."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def _identity(path: Path) -> list[int]:
+    status = path.stat()
+    return [status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns]
+
+
+def _is_own(path: Path, identity: list[int]) -> bool:
+    try:
+        return _identity(path) == identity
+    except OSError:
+        return False
+
+
+# -- conversion -------------------------------------------------------------------------------
 
 def convert(input_path: str | Path, output: str | Path, pipeline: SignalPipeline,
             workers: int = 2, batch_size: int = 64, ids: str = "index") -> dict:
     """Converts every record under ``input_path`` into ``output`` (see the module docstring);
-    returns counts and the paths written."""
+    returns counts and the paths written. ``workers``: 1 converts in this process, N > 1 in N
+    worker processes (0 and negative numbers are refused)."""
+    workers = _check_count(workers, "workers", "1 converts in this process, N > 1 starts N "
+                           "worker processes")
+    batch_size = _check_count(batch_size, "batch_size", "records per batch file")
+    if ids not in ID_RULES:
+        raise UserError(f"ids: {ids!r} is not one of {', '.join(ID_RULES)}")
     output = Path(output)
-    if output.suffix not in (".h5", ".hdf5"):
-        raise ValueError(f"output: '{output}' must end in .h5 or .hdf5")
-    metadata_csv = output.with_suffix(".csv")
-    report_csv = output.with_name(output.stem + "_rejected.csv")
-    for path in (output, metadata_csv, report_csv):
-        if path.exists():
-            raise FileExistsError(f"output: '{path}' exists; choose another output (nothing "
-                                  f"is overwritten)")
+    _check_output(output)
+    finals = {"metadata_csv": output.with_suffix(".csv"),
+              "report_csv": output.with_name(output.stem + "_rejected.csv"), "output": output}
     root, names = list_records(input_path)
     record_ids, prerejected = exam_ids(names, ids)
-    folder = _partial_folder(output, _settings_key(names, pipeline, batch_size, ids))
+    key = _settings_key(names, pipeline, batch_size, ids)
+    folder = output.with_name(output.name + ".partial")
+    commit = _inspect_partial(folder, key)
+    if commit is None:
+        for path in reversed(finals.values()):  # the HDF5 first
+            if path.exists() or path.is_symlink():
+                raise UserError(f"output: '{path}' exists; choose another output (nothing is "
+                                f"overwritten)")
+        commit = _convert_into(folder, key, finals, root, names, record_ids, prerejected,
+                               pipeline, workers, batch_size)
+    _move_into_place(folder, commit, finals)
+    _clean_up(folder)
+    return {**commit["counts"], **{name: str(path) for name, path in finals.items()}}
+
+
+def _convert_into(folder: Path, key: str, finals: dict[str, Path], root: Path,
+                  names: Sequence[str], record_ids: np.ndarray, prerejected: dict[int, str],
+                  pipeline: SignalPipeline, workers: int, batch_size: int) -> dict:
+    """Batches, assembly and the commit record in the partial folder; returns the record."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / SETTINGS).is_file():
+            _write_own(folder / SETTINGS, key)
+    except OSError as error:
+        raise UserError(f"output: cannot create '{folder}' beside the output "
+                        f"({error.strerror or error}); choose another output") from None
     batches = [np.arange(start, min(start + batch_size, len(names)))
                for start in range(0, len(names), batch_size)]
     todo = [k for k in range(len(batches)) if not (folder / f"batch_{k:06d}.npz").exists()]
@@ -104,27 +299,32 @@ def convert(input_path: str | Path, output: str | Path, pipeline: SignalPipeline
     with Progress() as progress:
         bar = progress.add_task("converting records", total=len(names),
                                 completed=len(names) - sum(len(batches[k]) for k in todo))
-        if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
+        if workers > 1 and todo:
+            with ProcessPoolExecutor(min(workers, len(todo)), initializer=_end_with_parent,
+                                     initargs=(os.getpid(),)) as pool:
                 for done in pool.map(work, todo, [batches[k] for k in todo]):
                     progress.advance(bar, done)
         else:
             for k in todo:
                 progress.advance(bar, work(k, batches[k]))
-    counts = _assemble(folder, len(batches), output, metadata_csv, report_csv, pipeline)
-    for path in folder.iterdir():
-        path.unlink()
-    folder.rmdir()
-    return {**counts, "output": str(output), "metadata_csv": str(metadata_csv),
-            "report_csv": str(report_csv)}
+    counts = _assemble(folder, len(batches), pipeline)
+    for path in finals.values():  # once more, just before the moves
+        if path.exists() or path.is_symlink():
+            raise UserError(f"output: '{path}' appeared during the conversion; move it away "
+                            f"and run the same conversion again to finish (nothing is "
+                            f"overwritten)")
+    commit = {"key": key, "counts": counts,
+              "finals": {name: str(path) for name, path in finals.items()},
+              "identities": {name: _identity(folder / ASSEMBLED[name]) for name in ASSEMBLED}}
+    _write_own(folder / COMMIT, json.dumps(commit, indent=1))
+    return commit
 
 
-def _assemble(folder: Path, n_batches: int, output: Path, metadata_csv: Path, report_csv: Path,
-              pipeline: SignalPipeline) -> dict:
-    """Batch files -> HDF5 + metadata CSV + rejection report, each renamed into place last."""
-    temporary = output.with_name(f".{output.name}.assembling")
+def _assemble(folder: Path, n_batches: int, pipeline: SignalPipeline) -> dict:
+    """Batch files -> ``assembled.h5``, ``assembled.csv`` and ``assembled_rejected.csv`` in the
+    partial folder (rewritten if an earlier run stopped while assembling)."""
     metadata, rejected, n_rows = [], [], 0
-    with h5py.File(temporary, "w") as handle:
+    with h5py.File(folder / ASSEMBLED["output"], "w") as handle:
         shape = (pipeline.n_samples, len(pipeline.leads))
         tracings = handle.create_dataset("tracings", (0, *shape), "float32",
                                          maxshape=(None, *shape), chunks=(1, *shape))
@@ -142,14 +342,55 @@ def _assemble(folder: Path, n_batches: int, output: Path, metadata_csv: Path, re
                 metadata += json.loads(str(batch["metadata"]))
                 rejected += json.loads(str(batch["rejected"]))
                 n_rows += n
-    _write_csv(pd.DataFrame(metadata, columns=None if metadata else ["exam_id", "record"]),
-               metadata_csv)
-    _write_csv(pd.DataFrame(rejected, columns=["record", "reason"]), report_csv)
-    temporary.rename(output)
+    pd.DataFrame(metadata, columns=None if metadata else ["exam_id", "record"]).to_csv(
+        folder / ASSEMBLED["metadata_csv"], index=False)
+    pd.DataFrame(rejected, columns=["record", "reason"]).to_csv(
+        folder / ASSEMBLED["report_csv"], index=False)
     return {"converted": n_rows, "rejected": len(rejected)}
 
 
-def _write_csv(table: pd.DataFrame, path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.writing")
-    table.to_csv(temporary, index=False)
-    temporary.rename(path)
+def _move_into_place(folder: Path, commit: dict, finals: dict[str, Path]) -> None:
+    """Moves the assembled files to their final names, the HDF5 last (see the module
+    docstring); a final file already there must be this conversion's own."""
+    for name, assembled in ASSEMBLED.items():
+        source, target = folder / assembled, finals[name]
+        identity = commit["identities"][name]
+        if target.exists() or target.is_symlink():
+            if not _is_own(target, identity):
+                raise UserError(f"output: '{target}' exists and is not the file this "
+                                f"conversion wrote; move it away and run the same conversion "
+                                f"again to finish (nothing is overwritten)")
+            source.unlink(missing_ok=True)  # a move stopped between link and unlink
+            continue
+        if not _is_own(source, identity):
+            raise UserError(f"output: '{source}' is missing or changed since the conversion "
+                            f"was complete; remove '{folder}' and the outputs it wrote, then "
+                            f"convert again")
+        try:
+            os.link(source, target)  # refuses an existing target, unlike a rename
+        except FileExistsError:
+            raise UserError(f"output: '{target}' appeared while the outputs were moved into "
+                            f"place; move it away and run the same conversion again to "
+                            f"finish (nothing is overwritten)") from None
+        except OSError:  # a file system without hard links
+            if target.exists():
+                raise UserError(f"output: '{target}' exists; nothing is overwritten") from None
+            os.rename(source, target)
+            continue
+        source.unlink()
+
+
+def _clean_up(folder: Path) -> None:
+    """Removes the converter's own files, the record of the settings and of the commit last,
+    then the folder; a folder that gained other files is left (with a warning)."""
+    last = (folder / SETTINGS, folder / COMMIT)
+    for path in sorted(folder.iterdir()):
+        if OWN_FILE.fullmatch(path.name) and path not in last and path.is_file():
+            path.unlink(missing_ok=True)
+    for path in last:
+        path.unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except OSError:
+        log.warning("output: left '%s' in place: it holds files that ecgexp-preprocess did "
+                    "not write (%s)", folder, ", ".join(sorted(p.name for p in folder.iterdir())))

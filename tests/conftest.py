@@ -38,19 +38,36 @@ def run_folders(root: Path) -> list[Path]:
     return sorted(p.parent for p in root.rglob("metrics.json"))
 
 
+def compose_in(root: Path, *overrides: str, config_name: str = "train"):
+    """``train.yaml`` (or ``config_name``) composed with overrides; data, outputs and the run
+    folder (``root/run``) under ``root``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name, overrides=[f"paths.data_dir={root / 'data'}",
+                                              f"paths.log_dir={root / 'outputs'}", *overrides])
+    GlobalHydra.instance().clear()
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(root / "run")
+    return cfg
+
+
 @pytest.fixture
 def compose_train(tmp_path):
     """Composes ``train.yaml`` with overrides; data and outputs go under ``tmp_path``."""
 
     def _compose(*overrides: str, config_name: str = "train"):
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose(config_name, overrides=[f"paths.data_dir={tmp_path / 'data'}",
-                                                  f"paths.log_dir={tmp_path / 'outputs'}",
-                                                  *overrides])
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(tmp_path / "run")
-        return cfg
+        return compose_in(tmp_path, *overrides, config_name=config_name)
 
     yield _compose
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """One finished short run of two epochs (``SHORT_RUN``, CSV history), trained once per
+    session and shared: tests copy it before changing anything in it."""
+    from ecgexp.train import train
+
+    root = tmp_path_factory.mktemp("trained")
+    train(compose_in(root, *SHORT_RUN, "trainer.max_epochs=2"))
+    return root / "run"

@@ -98,7 +98,7 @@ def test_explicit_exam_ids_and_only_positives(compose_train, synthetic_dir, tmp_
 def test_bad_inputs_name_the_keys(compose_train, synthetic_dir, tmp_path):
     with pytest.raises(ValueError, match="ckpt: give the run folder"):
         extract_heatmaps(heatmap_config(compose_train, synthetic_dir, None, tmp_path / "x"))
-    with pytest.raises(FileNotFoundError, match="ckpt: no run folder"):
+    with pytest.raises(ValueError, match="ckpt: no run folder"):
         extract_heatmaps(heatmap_config(compose_train, synthetic_dir, tmp_path / "nope",
                                         tmp_path / "x"))
     run = tiny_run(compose_train, synthetic_dir, tmp_path / "run", "abnormality")

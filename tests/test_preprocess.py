@@ -1,8 +1,11 @@
 """``ecgexp-preprocess`` and raw-record datasets: the real WFDB fixtures, bad records, resume,
-parallel conversion, and training directly on a Challenge-style WFDB folder."""
+parallel conversion, training directly on a Challenge-style WFDB folder, and the conversion's
+faults: kills at every step of writing the outputs, foreign files in the partial folder, bad
+settings and outputs, and worker processes outliving a killed converter."""
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -20,6 +23,7 @@ from omegaconf import open_dict
 from scipy.signal import resample_poly
 
 from ecgexp.data.synthetic import synthesize_exams
+from ecgexp.errors import UserError
 from ecgexp.preprocess import convert
 from ecgexp.signal.leads import CANONICAL_LEADS
 from ecgexp.signal.pipeline import SignalPipeline
@@ -157,9 +161,11 @@ def test_nothing_is_overwritten(fixture_records, tmp_path):
     output = tmp_path / "out.h5"
     convert(fixture_records, output, SignalPipeline(), workers=1)
     before = output.read_bytes()
-    with pytest.raises(FileExistsError, match="output"):
+    message = f"output: '{output}' exists; choose another output (nothing is overwritten)"
+    with pytest.raises(UserError, match=re.escape(message)):
         convert(fixture_records, output, SignalPipeline(), workers=1)
     assert output.read_bytes() == before
+    assert not (tmp_path / "out.h5.partial").exists()
 
 
 def run_preprocess(*overrides, cwd):
@@ -172,8 +178,7 @@ def test_killed_conversion_resumes_to_the_same_file(tmp_path):
     folder = tmp_path / "records"
     write_synthetic_records(folder, 120)
     settings = [f"input={folder}", "workers=1", "batch_size=8"]
-    reference = run_preprocess(*settings, f"output={tmp_path / 'reference.h5'}", cwd=tmp_path)
-    assert reference.wait(timeout=300) == 0, reference.stderr.read()
+    convert(folder, tmp_path / "reference.h5", SignalPipeline(), workers=1, batch_size=8)
 
     output = tmp_path / "resumed.h5"
     partial_folder = tmp_path / "resumed.h5.partial"
@@ -226,3 +231,303 @@ def test_records_file_selects_and_orders_the_records(fixture_records, tmp_path):
 def test_missing_input_names_the_key(tmp_path):
     with pytest.raises(FileNotFoundError, match="input: no folder or RECORDS file"):
         convert(tmp_path / "nowhere", tmp_path / "out.h5", SignalPipeline(), workers=1)
+
+
+# -- the conversion's faults --------------------------------------------------------------------
+
+CODE15_FIXTURES = FIXTURES / "code15_wfdb"
+OUTPUT_NAMES = ("out.h5", "out.csv", "out_rejected.csv")
+
+
+@pytest.fixture
+def code15_records(tmp_path):
+    """Five real CODE-15% records (copies) and a RECORDS file that lists a sixth, absent one
+    (so that the rejection report is not empty)."""
+    folder = tmp_path / "code15"
+    folder.mkdir()
+    names = sorted(p.stem for p in CODE15_FIXTURES.glob("*.hea"))[:5]
+    for name in names:
+        for suffix in (".hea", ".dat"):
+            shutil.copy(CODE15_FIXTURES / f"{name}{suffix}", folder / f"{name}{suffix}")
+    (folder / "RECORDS").write_text("\n".join([*names[:3], "missing", *names[3:]]) + "\n")
+    return folder / "RECORDS"
+
+
+def assert_same_outputs(folder: Path, reference: Path):
+    """The three outputs in ``folder`` equal those in ``reference``: arrays, attributes, CSV
+    bytes."""
+    got, expected = read_h5(folder / "out.h5"), read_h5(reference / "out.h5")
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+    with h5py.File(folder / "out.h5") as a, h5py.File(reference / "out.h5") as b:
+        assert dict(a.attrs).keys() == dict(b.attrs).keys()
+        assert a.attrs["pipeline"] == b.attrs["pipeline"]
+    for name in OUTPUT_NAMES[1:]:
+        assert (folder / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: not an Exception, so nothing in the converter handles it (it has no
+    ``finally`` or ``except BaseException`` that would tidy up what a kill leaves)."""
+
+
+MUTATIONS = ("mkdir", "replace", "rename", "link", "unlink", "rmdir")
+
+
+def convert_killed_at(step, monkeypatch, *args, **kwargs) -> int:
+    """Runs ``convert`` with the process 'killed' just before its ``step``-th change of a name
+    on disk (mkdir, rename, link, unlink, rmdir; None: not killed; a function of the step, the
+    call's name and its arguments: where it is true); returns the changes made."""
+    calls = []
+    if not callable(step):
+        step = (lambda at: lambda number, name, arguments: number == at)(step)
+    with monkeypatch.context() as patch:
+        for name in MUTATIONS:
+            def wrapper(*a, _name=name, _original=getattr(os, name), **k):
+                if step(len(calls) + 1, _name, a):
+                    raise Killed
+                calls.append(a[0])
+                return _original(*a, **k)
+            patch.setattr(os, name, wrapper)
+        convert(*args, **kwargs)
+    return len(calls)
+
+
+def test_a_kill_at_any_step_leaves_all_or_nothing_and_a_rerun_finishes(code15_records, tmp_path,
+                                                                      monkeypatch):
+    pipeline = SignalPipeline()
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    n_steps = convert_killed_at(None, monkeypatch, code15_records, reference / "out.h5",
+                                pipeline, workers=1, batch_size=2)
+    assert n_steps > 12 and sorted(p.name for p in reference.iterdir()) == sorted(OUTPUT_NAMES)
+    for step in range(1, n_steps + 1):
+        folder = tmp_path / f"killed_{step}"
+        folder.mkdir()
+        with pytest.raises(Killed):
+            convert_killed_at(step, monkeypatch, code15_records, folder / "out.h5", pipeline,
+                              workers=1, batch_size=2)
+        final = {p.name for p in folder.iterdir()} & set(OUTPUT_NAMES)
+        if "out.h5" in final:  # the marker: the whole set is there, complete
+            assert final == set(OUTPUT_NAMES), step
+            assert_same_outputs(folder, reference)
+        elif final:  # CSVs only while the files are moved, recorded as this converter's own
+            assert (folder / "out.h5.partial" / "commit.json").is_file(), step
+            for name in final:
+                assert (folder / name).read_bytes() == (reference / name).read_bytes()
+        if final == set(OUTPUT_NAMES) and not any((folder / "out.h5.partial").iterdir()):
+            assert step == n_steps  # killed just before removing the empty partial folder
+            with pytest.raises(UserError, match=re.escape(f"output: '{folder / 'out.h5'}' exists")):
+                convert(code15_records, folder / "out.h5", pipeline, workers=1, batch_size=2)
+        else:
+            result = convert(code15_records, folder / "out.h5", pipeline, workers=1,
+                             batch_size=2)
+            assert (result["converted"], result["rejected"]) == (5, 1)
+        assert sorted(p.name for p in folder.iterdir()) == sorted(OUTPUT_NAMES), step
+        assert_same_outputs(folder, reference)
+
+
+KILL_AFTER_FIRST_MOVE = """
+import os, sys
+from ecgexp.preprocess import convert
+from ecgexp.signal.pipeline import SignalPipeline
+link = os.link
+def link_then_die(*args, **kwargs):
+    link(*args, **kwargs)
+    os._exit(9)
+os.link = link_then_die
+convert(sys.argv[1], sys.argv[2], SignalPipeline(), workers=1, batch_size=2)
+"""
+
+
+def test_a_process_killed_after_the_first_move_is_finished_by_a_rerun(code15_records, tmp_path):
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    convert(code15_records, reference / "out.h5", SignalPipeline(), workers=1, batch_size=2)
+    folder = tmp_path / "killed"
+    folder.mkdir()
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_FIRST_MOVE, str(code15_records),
+                             str(folder / "out.h5")], capture_output=True, text=True, timeout=120)
+    assert killed.returncode == 9, killed.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["out.csv", "out.h5.partial"]
+    assert (folder / "out.csv").read_bytes() == (reference / "out.csv").read_bytes()
+    with pytest.raises(UserError, match="other records or settings"):  # not another conversion
+        convert(code15_records, folder / "out.h5", SignalPipeline(scale=2.0), workers=1,
+                batch_size=2)
+    convert(code15_records, folder / "out.h5", SignalPipeline(), workers=1, batch_size=2)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(OUTPUT_NAMES)
+    assert_same_outputs(folder, reference)
+
+
+def test_a_csv_the_converter_did_not_write_is_not_taken_over(code15_records, tmp_path,
+                                                            monkeypatch):
+    output = tmp_path / "out.h5"
+
+    def before_moving_the_report(number, name, arguments):
+        return name == "link" and Path(arguments[1]).name == "out_rejected.csv"
+
+    with pytest.raises(Killed):  # killed after the metadata CSV was moved into place
+        convert_killed_at(before_moving_the_report, monkeypatch, code15_records, output,
+                          SignalPipeline(), workers=1, batch_size=2)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out")) == [
+        "out.csv", "out.h5.partial"]
+    (tmp_path / "out.csv").unlink()
+    (tmp_path / "out.csv").write_text("the user's own table\n")
+    with pytest.raises(UserError, match=re.escape(
+            f"output: '{tmp_path / 'out.csv'}' exists and is not the file this conversion "
+            f"wrote; move it away")):
+        convert(code15_records, output, SignalPipeline(), workers=1, batch_size=2)
+    assert (tmp_path / "out.csv").read_text() == "the user's own table\n"
+    assert not output.exists()
+
+
+def test_foreign_files_in_the_partial_folder_are_refused_not_deleted(code15_records, tmp_path):
+    folder = tmp_path / "out.h5.partial"
+    (folder / "notes").mkdir(parents=True)
+    (folder / "my_analysis.txt").write_text("keep me")
+    with pytest.raises(UserError) as error:
+        convert(code15_records, tmp_path / "out.h5", SignalPipeline(), workers=1)
+    assert str(error.value) == (
+        f"output: '{folder}' holds files that ecgexp-preprocess did not write (my_analysis.txt, "
+        f"notes/); move them out of it (or choose another output); nothing in it is deleted")
+    assert sorted(p.name for p in folder.iterdir()) == ["my_analysis.txt", "notes"]
+    assert (folder / "my_analysis.txt").read_text() == "keep me"
+    assert not (tmp_path / "out.h5").exists() and not (tmp_path / "out.csv").exists()
+
+
+def test_the_clean_up_removes_only_the_converters_files(code15_records, tmp_path, monkeypatch,
+                                                        caplog):
+    import ecgexp.preprocess as preprocess
+
+    folder = tmp_path / "out.h5.partial"
+    assemble = preprocess._assemble
+
+    def assemble_while_a_user_saves_a_file(*args, **kwargs):
+        (folder / "saved_meanwhile.txt").write_text("keep me")
+        return assemble(*args, **kwargs)
+
+    monkeypatch.setattr(preprocess, "_assemble", assemble_while_a_user_saves_a_file)
+    convert(code15_records, tmp_path / "out.h5", SignalPipeline(), workers=1, batch_size=2)
+    assert all((tmp_path / name).is_file() for name in OUTPUT_NAMES)
+    assert [p.name for p in folder.iterdir()] == ["saved_meanwhile.txt"]
+    assert f"left '{folder}' in place" in caplog.text and "saved_meanwhile.txt" in caplog.text
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ({"workers": 0}, "workers: 0 is not a whole number >= 1 (1 converts in this process, "
+                     "N > 1 starts N worker processes); set workers=<value>"),
+    ({"workers": -2}, "workers: -2 is not a whole number >= 1"),
+    ({"workers": "two"}, "workers: 'two' is not a whole number >= 1"),
+    ({"workers": True}, "workers: True is not a whole number >= 1"),
+    ({"batch_size": 0}, "batch_size: 0 is not a whole number >= 1 (records per batch file); "
+                        "set batch_size=<value>"),
+    ({"batch_size": -8}, "batch_size: -8 is not a whole number >= 1"),
+    ({"batch_size": 2.5}, "batch_size: 2.5 is not a whole number >= 1"),
+    ({"batch_size": None}, "batch_size: None is not a whole number >= 1"),
+    ({"ids": "filename"}, "ids: 'filename' is not one of index, name"),
+])
+def test_bad_settings_are_refused_before_anything_is_written(code15_records, tmp_path, setting,
+                                                             message):
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(UserError, match=re.escape(message)):
+        convert(code15_records, tmp_path / "out" / "out.h5", SignalPipeline(),
+                **{"workers": 1, "batch_size": 2, **setting})
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_an_output_that_cannot_be_written_names_the_path(code15_records, tmp_path):
+    (tmp_path / "a_file").write_text("")
+    before = sorted(tmp_path.rglob("*"))
+    output = tmp_path / "a_file" / "sub" / "out.h5"
+    with pytest.raises(UserError, match=re.escape(
+            f"output: '{tmp_path / 'a_file'}' is a file, not a folder, so '{output}' cannot be "
+            f"written there; choose another output")):
+        convert(code15_records, output, SignalPipeline(), workers=1)
+    with pytest.raises(UserError, match=re.escape(f"output: '{tmp_path / 'out.txt'}' must be "
+                                                  f"a file name ending in .h5 or .hdf5")):
+        convert(code15_records, tmp_path / "out.txt", SignalPipeline(), workers=1)
+    (tmp_path / "out.h5.partial").write_text("")
+    with pytest.raises(UserError, match=re.escape(
+            f"output: '{tmp_path / 'out.h5.partial'}' is in the way of the conversion's working "
+            f"folder")):
+        convert(code15_records, tmp_path / "out.h5", SignalPipeline(), workers=1)
+    (tmp_path / "out.h5.partial").unlink()
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_an_output_folder_that_is_not_writable_names_the_path(code15_records, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        try:
+            (locked / "probe").touch()
+        except PermissionError:
+            pass
+        else:
+            pytest.skip("chmod 0o500 does not stop this user from writing (running as root)")
+        output = locked / "out.h5"
+        with pytest.raises(UserError, match=re.escape(
+                f"output: the folder '{locked}' is not writable, so '{output}' cannot be "
+                f"written there")):
+            convert(code15_records, output, SignalPipeline(), workers=1)
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o700)
+
+
+def child_processes(pid: int) -> set[int]:
+    children = set()
+    for listing in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            children |= {int(child) for child in listing.read_text().split()}
+        except OSError:  # the thread ended meanwhile
+            pass
+    return children
+
+
+def running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (an orphan nobody reaped has ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_workers_end_when_the_converter_is_killed(tmp_path):
+    folder = tmp_path / "records"
+    shutil.copytree(CODE15_FIXTURES, folder)
+    names = sorted(p.stem for p in folder.glob("*.hea"))
+    (folder / "RECORDS").write_text("\n".join(names * 4) + "\n")  # 612 records
+    converter = run_preprocess(f"input={folder / 'RECORDS'}", f"output={tmp_path / 'out.h5'}",
+                               "workers=2", "batch_size=4", cwd=tmp_path)
+    workers, deadline = set(), time.time() + 60
+    try:
+        while len(workers) < 2 and converter.poll() is None and time.time() < deadline:
+            workers = child_processes(converter.pid)
+            time.sleep(0.02)
+        assert len(workers) >= 2, converter.stderr.read() if converter.poll() is not None else ""
+        converter.send_signal(signal.SIGKILL)
+        converter.wait(timeout=10)
+        deadline = time.time() + 5
+        while any(running(pid) for pid in workers) and time.time() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in workers if running(pid)], "workers outlived the converter"
+    finally:
+        converter.kill()
+        for pid in workers:
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_the_command_prints_one_line_and_writes_nothing(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    finished = subprocess.run([str(Path(sys.executable).parent / "ecgexp-preprocess"),
+                               f"input={WFDB_FIXTURES}", "output=a_file/out.h5"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 2
+    assert finished.stderr == ("error: output: 'a_file' is a file, not a folder, so "
+                               "'a_file/out.h5' cannot be written there; choose another "
+                               "output\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["a_file"]
