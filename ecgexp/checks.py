@@ -14,7 +14,7 @@ from collections.abc import Callable
 from numbers import Real
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ecgexp.errors import UserError, report
@@ -66,7 +66,7 @@ def each(rule: Rule) -> Rule:
         if not isinstance(value, list | tuple):
             return "a list"
         problems = [rule(v) for v in value]
-        return next((f"a list of {p}s" for p in problems if p), None)
+        return next((f"a list, each {p}" for p in problems if p), None)
     return check_all
 
 
@@ -111,8 +111,10 @@ def check(config: DictConfig, rules: str) -> None:
             value = OmegaConf.select(config, key, default=ABSENT, throw_on_missing=False)
         except OmegaConfBaseException as error:
             raise UserError(f"{key}: cannot be resolved ({error})") from None
-        if value is ABSENT or OmegaConf.is_config(value):
+        if value is ABSENT or isinstance(value, DictConfig):
             continue
+        if isinstance(value, ListConfig):
+            value = OmegaConf.to_container(value, resolve=True)
         problem = rule(value)
         if problem:
             raise UserError(f"{key}: {value!r} is not {problem}; set {key}=<value>")

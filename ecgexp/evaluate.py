@@ -7,6 +7,9 @@ It reads predictions tables and the run's resolved config; it never trains or pr
 
 from __future__ import annotations
 
+import copy
+import fnmatch
+import glob
 import json
 import logging
 import math
@@ -16,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig
 
+from ecgexp.errors import UserError
 from ecgexp.evaluation import plots
 from ecgexp.evaluation.agreement import cohen_kappa, mcnemar
 from ecgexp.evaluation.binary import binary_report, ranking_scores, scores_at_threshold
@@ -33,34 +37,182 @@ from ecgexp.evaluation.survival import (
     kaplan_meier,
     score_bins,
 )
+from ecgexp.files import confined_path, safe_file_name, write_text_atomic
+from ecgexp.run_folder import load_run_config
 
 log = logging.getLogger(__name__)
 SPLITS = ("val", "test")
+# Dataset config keys that name files or folders (HDF5Source, CombinedSource, RecordFolderSource
+# and the bundled synthetic dataset's ``directory``).
+DATA_KEYS = ("directory", "tracing_files", "labels_csv", "extra_labels_csv", "path")
+
+
+# ----------------------------------------------------------------------------- checked reading
+def _row(position: int) -> str:
+    """A table row for messages: 1-based, with its line in the CSV file (after the header)."""
+    return f"row {position + 1} (line {position + 2} of the file)"
+
+
+def _cell(table: pd.DataFrame, column: str, position: int):
+    """A cell as a plain Python value (``nan``, ``'yes'``, ``2``) for messages."""
+    return table[column].iloc[position:position + 1].tolist()[0]
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def read_csv_table(path: str | Path, key: str, expected: str) -> pd.DataFrame:
+    """``path`` read as a CSV with at least one row; an empty file or one that is not a CSV is
+    one line naming ``key``, the file and ``expected`` (what the file should hold)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{key}: no file '{path}'; {expected}")
+    try:
+        table = pd.read_csv(path)
+    except pd.errors.EmptyDataError as error:
+        raise UserError(f"{key}: '{path}' is empty; {expected}") from error
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as error:
+        raise UserError(f"{key}: '{path}' is not a readable CSV ({_first_line(error)}); "
+                        f"{expected}") from error
+    if table.empty:
+        raise UserError(f"{key}: '{path}' has a header but no rows; {expected}")
+    return table
+
+
+def require_columns(table: pd.DataFrame, columns: Sequence[str], path: Path, key: str,
+                    expected: str) -> None:
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        present = ", ".join(map(str, table.columns[:12])) + (", ..." if len(table.columns) > 12
+                                                             else "")
+        raise UserError(f"{key}: '{path}' lacks the column(s) {', '.join(missing)}; {expected} "
+                        f"(its columns: {present})")
+
+
+def finite_column(table: pd.DataFrame, column: str, path: Path, key: str,
+                  what: str = "scores") -> np.ndarray:
+    """``table[column]`` as floats; NaN, Inf or text is one line naming the first bad row."""
+    values = pd.to_numeric(table[column], errors="coerce").to_numpy(np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        position = int(np.argmax(bad))
+        cell = _cell(table, column, position)
+        raise UserError(f"{key}: '{path}' column '{column}' holds {cell!r} at {_row(position)} "
+                        f"({int(bad.sum())} such rows); {what} must be finite numbers "
+                        f"(no NaN, Inf or text)")
+    return values
+
+
+def binary_column(table: pd.DataFrame, column: str, path: Path, key: str) -> np.ndarray:
+    """``table[column]`` as 0/1 integers; any other value is one line naming the first one."""
+    values = pd.to_numeric(table[column], errors="coerce")
+    bad = ~values.isin([0, 1]).to_numpy()
+    if bad.any():
+        position = int(np.argmax(bad))
+        cell = _cell(table, column, position)
+        raise UserError(f"{key}: '{path}' column '{column}' holds {cell!r} at {_row(position)} "
+                        f"({int(bad.sum())} such rows); a binary label must be 0 or 1")
+    return values.to_numpy().astype(int)
+
+
+def distinct_file_names(names: Sequence, key: str, what: str, suffix: str = "",
+                        ids: Sequence | None = None) -> list[str]:
+    """``safe_file_name`` of every name; two names giving one file (the same name twice, or
+    ``a/b`` and ``a_b``) are refused rather than one file overwriting the other."""
+    ids = list(ids) if ids is not None else None
+    seen: dict[str, int] = {}
+    files = []
+    for i, name in enumerate(names):
+        file_name = safe_file_name(name, f"{key} ({what} {name!r})") + suffix
+        if file_name in seen:
+            j = seen[file_name]
+            where = f" (exam_id {ids[j]} and {ids[i]})" if ids is not None else ""
+            which = (f"'{name}' twice{where}" if str(names[j]) == str(name) else
+                     f"'{names[j]}' and '{name}'{where}, which both give the file name "
+                     f"'{file_name}'")
+            raise UserError(f"{key}: {what} holds {which}; each needs a file of its own, so "
+                            f"make them unique")
+        seen[file_name] = i
+        files.append(file_name)
+    return files
 
 
 # ----------------------------------------------------------------------------- inputs
-def load_run(folder: str | Path) -> tuple[DictConfig, dict[str, pd.DataFrame]]:
-    """A run folder's resolved config and its predictions tables per split."""
+def predictions_columns(objective) -> list[str]:
+    """The columns a run of ``objective`` writes to ``predictions_<split>.csv``."""
+    return ["exam_id", *objective.prediction_columns,
+            *(f"target_{name}" for name in objective.target_columns)]
+
+
+def read_predictions(path: Path, objective, task: str, key: str = "run") -> pd.DataFrame:
+    """A run's ``predictions_<split>.csv``, checked: the task's columns, finite predictions,
+    numeric targets (0/1 for a binary label)."""
+    expected = predictions_columns(objective)
+    what = (f"the {task} task expects a predictions table with the columns "
+            f"{', '.join(expected)}, as ecgexp writes it")
+    table = read_csv_table(path, key, what)
+    require_columns(table, expected, path, key, what)
+    for column in objective.prediction_columns:
+        finite_column(table, column, path, key)
+    for name in objective.target_columns:
+        column = f"target_{name}"
+        if f"score_{name}" in table.columns:
+            binary_column(table, column, path, key)
+        else:
+            finite_column(table, column, path, key, "targets")
+    return table
+
+
+def load_run(folder: str | Path, key: str = "run",
+             ) -> tuple[DictConfig, dict[str, pd.DataFrame]]:
+    """A run folder's resolved config and its checked predictions tables per split."""
     folder = Path(folder)
-    config = folder / "config.yaml"
-    if not config.is_file():
-        raise FileNotFoundError(f"run: '{folder}' is not a run folder (no config.yaml)")
-    tables = {split: pd.read_csv(folder / f"predictions_{split}.csv") for split in SPLITS
-              if (folder / f"predictions_{split}.csv").is_file()}
+    run_config = load_run_config(folder, key)
+    if "task" not in run_config:
+        raise UserError(f"{key}: '{folder / 'config.yaml'}' has no task; it is not the "
+                        f"config.yaml of an ecgexp run")
+    objective = instantiate(run_config.task.objective)
+    tables = {split: read_predictions(folder / f"predictions_{split}.csv", objective,
+                                      run_config.task.name, key)
+              for split in SPLITS if (folder / f"predictions_{split}.csv").is_file()}
     if not tables:
-        raise FileNotFoundError(f"run: no predictions_<split>.csv in '{folder}'")
-    return OmegaConf.load(config), tables
+        raise FileNotFoundError(f"{key}: no predictions_<split>.csv in '{folder}'")
+    return run_config, tables
+
+
+def check_same_exams(members: Sequence[tuple[str, dict[str, pd.DataFrame]]],
+                     key: str) -> None:
+    """Every member predicted the same exams of every split, each once."""
+    for name, tables in members:
+        for split, table in tables.items():
+            twice = table.exam_id[table.exam_id.duplicated()]
+            if len(twice):
+                raise UserError(f"{key}: {name} predicted exam_id {twice.iloc[0]} of the {split} "
+                                f"split more than once ({len(twice)} repeats); an ensemble "
+                                f"averages one prediction per exam")
+    first_name, first = members[0]
+    for name, tables in members[1:]:
+        for split in [s for s in SPLITS if s in first or s in tables]:
+            a = set(first[split].exam_id) if split in first else set()
+            b = set(tables[split].exam_id) if split in tables else set()
+            if a != b:
+                raise UserError(f"{key}: {first_name} and {name} predicted different {split} "
+                                f"exams ({len(a - b)} only in the first, {len(b - a)} only in "
+                                f"the second); an ensemble needs runs of the same split (same "
+                                f"dataset and split_seed)")
 
 
 def mean_ensemble(members: Sequence[dict[str, pd.DataFrame]], prediction_columns: list[str],
                   ) -> dict[str, pd.DataFrame]:
-    """The members' prediction columns averaged per exam (exams all members predicted)."""
+    """The members' prediction columns averaged per exam (members of the same exams: see
+    :func:`check_same_exams`), in the first member's row order."""
     ensemble = {}
     for split in members[0]:
         tables = [m[split].set_index("exam_id") for m in members if split in m]
         common = tables[0].index
         for table in tables[1:]:
-            common = common.intersection(table.index)
+            common = common.intersection(table.index, sort=False)
         mean = sum(t.loc[common, prediction_columns] for t in tables) / len(tables)
         merged = tables[0].loc[common].copy()
         merged[prediction_columns] = mean
@@ -74,34 +226,146 @@ def member_spread(reports: Sequence[dict]) -> pd.DataFrame:
     return flat.agg(["mean", "std", "min", "max"]).T.rename_axis("metric").reset_index()
 
 
+def _load_scores(path: Path, names: list[str], n_rows: int, labels: Path) -> np.ndarray:
+    """The scores of ``predictions=``: an ``.npy`` (N, labels) or a CSV with one column per
+    label, checked against the labels table's shape and for finite values."""
+    expected = (f"predictions expects an .npy of shape ({n_rows}, {len(names)}) or a CSV with "
+                f"the score columns {', '.join(names)} (label_columns, default the columns of "
+                f"{labels}) in the row order of {labels}")
+    if path.suffix == ".npy":
+        if not path.is_file():
+            raise UserError(f"predictions: no file '{path}'; {expected}")
+        try:
+            scores = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as error:
+            raise UserError(f"predictions: '{path}' is not a NumPy .npy array "
+                            f"({_first_line(error)}); {expected}") from error
+        if not isinstance(scores, np.ndarray) or not np.issubdtype(scores.dtype, np.number):
+            raise UserError(f"predictions: '{path}' does not hold a numeric array; {expected}")
+        if scores.ndim == 1 and len(names) == 1:
+            scores = scores[:, None]
+        where = "array"
+    else:
+        table = read_csv_table(path, "predictions", expected)
+        require_columns(table, names, path, "predictions", expected)
+        scores = np.column_stack([finite_column(table, n, path, "predictions") for n in names])
+        where = "table"
+    if scores.shape != (n_rows, len(names)):
+        raise UserError(f"predictions: '{path}' has shape {scores.shape}, but {labels} has "
+                        f"{n_rows} rows and {len(names)} label columns; {expected}")
+    bad = ~np.isfinite(scores.astype(np.float64))
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
+        raise UserError(f"predictions: '{path}' holds {scores[row, column]} at row {row + 1}, "
+                        f"column {column + 1} (label {names[column]}) of the {where} "
+                        f"({int(bad.sum())} such values); scores must be finite numbers")
+    return scores.astype(np.float64)
+
+
 def prediction_files(predictions: str | Path, labels: str | Path,
                      label_columns: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
     """Outputs made elsewhere as a ``test`` predictions table: an ``.npy`` (N, labels) or a
     CSV of scores in the row order of a labels CSV (e.g. CODE-test ``gold_standard.csv``)."""
-    labels_table = pd.read_csv(labels)
-    names = list(label_columns or labels_table.columns)
+    labels = Path(labels)
+    labels_table = read_csv_table(labels, "labels", "labels expects a CSV with one 0/1 column "
+                                  "per label (e.g. CODE-test annotations/gold_standard.csv)")
+    names = [str(n) for n in (label_columns or labels_table.columns)]
     missing = [n for n in names if n not in labels_table.columns]
     if missing:
-        raise KeyError(f"label_columns: {missing} not in {labels} "
-                       f"(columns: {', '.join(labels_table.columns)})")
-    path = Path(predictions)
-    scores = (np.load(path) if path.suffix == ".npy"
-              else pd.read_csv(path)[names].to_numpy())
-    if scores.shape != (len(labels_table), len(names)):
-        raise ValueError(f"predictions: {path} has shape {scores.shape}, but {labels} has "
-                         f"{len(labels_table)} rows and {len(names)} label columns")
+        raise UserError(f"label_columns: {missing} not in {labels} "
+                        f"(columns: {', '.join(map(str, labels_table.columns))})")
+    targets = {name: binary_column(labels_table, name, labels, "labels") for name in names}
+    scores = _load_scores(Path(predictions), names, len(labels_table), labels)
     table = pd.DataFrame(scores, columns=[f"score_{n}" for n in names])
     table.insert(0, "exam_id", np.arange(len(table)))
     for name in names:
-        table[f"target_{name}"] = labels_table[name].to_numpy()
+        table[f"target_{name}"] = targets[name]
     return {"test": table}
 
 
-def exam_attributes(run_config: DictConfig) -> pd.DataFrame:
-    """The exam table of the run's dataset (age, sex, death, timey, AF timelines, ...)."""
+def _data_entries(node, prefix: str = "dataset") -> list[tuple[str, list, object]]:
+    """``(config key, parent node, key in parent)`` of every file or folder the dataset config
+    names (``DATA_KEYS``, in nested sources too)."""
+    entries = []
+    for key in node:
+        value, name = node[key], f"{prefix}.{key}"
+        if key in DATA_KEYS and isinstance(value, str):
+            entries.append((name, node, key))
+        elif key in DATA_KEYS and isinstance(value, ListConfig):
+            entries += [(f"{name}[{i}]", value, i) for i in range(len(value))
+                        if isinstance(value[i], str)]
+        elif isinstance(value, DictConfig):
+            entries += _data_entries(value, name)
+    return entries
+
+
+def _matches(parts: Sequence[str], patterns: Sequence[str]) -> bool:
+    return all(fnmatch.fnmatchcase(p, q) for p, q in zip(parts, patterns, strict=True))
+
+
+def recorded_data_root(run_folder: Path, relative: Sequence[Path]) -> Path | None:
+    """The folder the run's relative dataset paths started from when it trained: a dataset
+    file recorded (absolute) in its ``provenance.json`` that ends with one of ``relative``
+    (globs allowed) gives it; a file under a relative folder (``dataset.path``) as a fallback.
+    None without a provenance record or a match."""
+    try:
+        dataset = json.loads((run_folder / "provenance.json").read_text())["dataset"]
+        recorded = [Path(f["path"]) for kind in ("label_files", "tracing_files")
+                    for f in dataset.get(kind, [])]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    relative = [r for r in relative if r.parts and ".." not in r.parts]
+    for rel in relative:  # a file (or glob of files): a suffix of a recorded path
+        n = len(rel.parts)
+        for path in recorded:
+            if len(path.parts) > n and _matches(path.parts[-n:], rel.parts):
+                return Path(*path.parts[:-n])
+    for rel in relative:  # a folder: a recorded file lies under it
+        n = len(rel.parts)
+        for path in recorded:
+            for k in range(len(path.parts) - n - 1, 0, -1):
+                if _matches(path.parts[k:k + n], rel.parts):
+                    return Path(*path.parts[:k])
+    return None
+
+
+def located_dataset(run_config: DictConfig, run_folder: Path | None = None,
+                    data_root: str | Path | None = None) -> DictConfig:
+    """The run's config with its relative dataset paths taken from ``data_root``, else from
+    the folder the run recorded them in (``provenance.json``), else from here; every dataset
+    file or folder it names is checked to exist, so that building the datamodule reads data
+    and never creates any (the bundled synthetic dataset is generated where it is missing)."""
+    config = copy.deepcopy(run_config)
+    entries = _data_entries(config.dataset)
+    relative = [Path(parent[k]) for _, parent, k in entries if not Path(parent[k]).is_absolute()]
+    root = (Path(data_root) if data_root else
+            recorded_data_root(Path(run_folder), relative) if run_folder is not None and relative
+            else None)
+    if root is not None:
+        for _, parent, k in entries:
+            if not Path(parent[k]).is_absolute():
+                parent[k] = str(root / parent[k])
+    origin = (f"data_root={data_root}" if data_root else
+              f"from {root}, where {Path(run_folder) / 'provenance.json'} recorded the run's data"
+              if root is not None else f"from the working directory {Path.cwd()}")
+    for name, parent, k in entries:
+        value = str(parent[k])
+        found = (glob.glob(value) if any(c in value for c in "*?[") else Path(value).exists())
+        if not found:
+            raise UserError(f"dataset_attributes: the run's {name} '{value}' ({origin}) is not "
+                            f"found; evaluation reads the run's dataset but never creates it: "
+                            f"set dataset_attributes=false, or data_root=<the folder the run's "
+                            f"relative data paths start from>")
+    return config
+
+
+def exam_attributes(run_config: DictConfig, run_folder: str | Path | None = None,
+                    data_root: str | Path | None = None) -> pd.DataFrame:
+    """The exam table of the run's dataset (age, sex, death, timey, AF timelines, ...), read
+    where the run found it (:func:`located_dataset`)."""
     from ecgexp.train import build_datamodule
 
-    datamodule = build_datamodule(run_config)
+    datamodule = build_datamodule(located_dataset(run_config, run_folder, data_root))
     datamodule.setup()
     return datamodule.table.drop(columns=["file_index", "row"], errors="ignore")
 
@@ -145,11 +409,18 @@ def _auroc(scores: np.ndarray, targets: np.ndarray) -> float:
     return ranking_scores(scores, targets)["auroc"]
 
 
+def figure_path(out: Path, kind: str, label: str) -> Path:
+    """``<out>/<kind>_<label>.png`` with the label (a column name of the predictions, i.e.
+    data) made a plain file name, confined to ``out``: ``../x`` gives ``roc_pr_.._x.png``."""
+    return confined_path(out, f"{kind}_{label}", f"label '{label}' (a column of the "
+                         f"predictions table)", ".png")
+
+
 def _binary_plots(scores, targets, label: str, n_bins: int, out: Path) -> None:
     if len(np.unique(targets)) == 2:
-        plots.save(plots.make_roc_pr(scores, targets, label), out / f"roc_pr_{label}.png")
+        plots.save(plots.make_roc_pr(scores, targets, label), figure_path(out, "roc_pr", label))
     plots.save(plots.make_reliability(reliability_table(scores, targets, n_bins)),
-               out / f"reliability_{label}.png")
+               figure_path(out, "reliability", label))
 
 
 def regression_analyses(predictions: dict[str, pd.DataFrame], settings: DictConfig,
@@ -169,9 +440,9 @@ def regression_analyses(predictions: dict[str, pd.DataFrame], settings: DictConf
             if split == "test":
                 unit = settings.units.get(name, "")
                 plots.save(plots.make_regression_scatter(predicted, target, unit, name),
-                           out / f"scatter_{name}.png")
+                           figure_path(out, "scatter", name))
                 plots.save(plots.make_bland_altman(predicted, target, unit, name),
-                           out / f"bland_altman_{name}.png")
+                           figure_path(out, "bland_altman", name))
     return {"bootstrap": pd.DataFrame(rows)}
 
 
@@ -284,9 +555,11 @@ def agreement_analyses(predicted: pd.DataFrame, others: dict[str, pd.DataFrame],
 
 # ----------------------------------------------------------------------------- outputs
 def write_table(table: pd.DataFrame, path: Path) -> None:
-    """CSV and Markdown side by side."""
-    table.to_csv(path.with_suffix(".csv"), index=False)
-    path.with_suffix(".md").write_text(markdown_table(table))
+    """CSV and Markdown side by side, each written whole (the report folder's own files)."""
+    write_text_atomic(path.with_suffix(".csv"), table.to_csv(index=False), "output_dir",
+                      replace=True)
+    write_text_atomic(path.with_suffix(".md"), markdown_table(table), "output_dir",
+                      replace=True)
 
 
 def markdown_table(table: pd.DataFrame) -> str:
@@ -307,22 +580,66 @@ def report_thresholds(report: dict) -> dict[str, float]:
             if "threshold" in values}
 
 
+def check_export_folder(folder: Path) -> None:
+    """``challenge_export`` must be a new or empty folder (no stale outputs mixed in)."""
+    folder = Path(folder)
+    if folder.exists():
+        if not folder.is_dir():
+            raise UserError(f"challenge_export: '{folder}' is a file, not a folder; give a new "
+                            f"or empty folder")
+        entries = sorted(p.name for p in folder.iterdir())
+        if entries:
+            raise UserError(f"challenge_export: '{folder}' is not empty ({len(entries)} "
+                            f"entries, e.g. '{entries[0]}'); give a new or empty folder so "
+                            f"that no earlier output is mixed in or overwritten")
+
+
 def challenge_export(table: pd.DataFrame, label: str, threshold: float, folder: Path,
-                     names: pd.Series | None = None) -> int:
-    """PhysioNet Challenge 2025 outputs: ``<record>.txt`` per exam with the record name,
-    ``# Chagas label: True|False`` (score >= threshold) and ``# Chagas probability: p``."""
-    records = names if names is not None else table.exam_id.astype(str)
-    for record, probability in zip(records, table[f"score_{label}"]):
-        path = folder / f"{record}.txt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"{Path(str(record)).name}\n# Chagas label: {probability >= threshold}\n"
-                        f"# Chagas probability: {probability:.6f}\n")
+                     names: Sequence | pd.Series | None = None) -> int:
+    """PhysioNet Challenge 2025 outputs: ``<record>.txt`` per exam with the record name (its
+    basename), ``# Chagas label: True|False`` (score >= threshold) and
+    ``# Chagas probability: p``.
+
+    ``names`` (the dataset's ``record`` column, in the table's row order; default the exam
+    ids) are data: each file name is made a plain name inside ``folder`` (``../x`` gives
+    ``_x.txt``), two records giving one file are refused, ``folder`` must be new or empty,
+    and each file is written whole. Nothing is written unless every check passes."""
+    folder = Path(folder)
+    column = "record" if names is not None else "exam_id"
+    records = pd.Series(list(names) if names is not None else list(table.exam_id))
+    if len(records) != len(table):
+        raise UserError(f"challenge_export: {len(records)} record names for {len(table)} "
+                        f"predicted exams")
+    if records.isna().any():
+        position = int(np.argmax(records.isna().to_numpy()))
+        raise UserError(f"challenge_export: exam_id {table.exam_id.iloc[position]} has no "
+                        f"value in the dataset's column '{column}' "
+                        f"({int(records.isna().sum())} exams without one)")
+    records = records.astype(str).tolist()
+    files = distinct_file_names(records, "challenge_export", f"the column '{column}'", ".txt",
+                                ids=list(table.exam_id))
+    check_export_folder(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for record, file_name, probability in zip(records, files, table[f"score_{label}"]):
+        path = confined_path(folder, file_name.removesuffix(".txt"), "challenge_export",
+                             ".txt")
+        write_text_atomic(path, f"{Path(record).name}\n# Chagas label: "
+                          f"{probability >= threshold}\n# Chagas probability: "
+                          f"{probability:.6f}\n", "challenge_export")
     return len(records)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Runs every analysis the inputs allow; returns the flattened task metrics."""
-    out, run_config, predictions, members = _inputs(cfg)
+    out, run_config, predictions, members, run_folder = _inputs(cfg)
+    first = next(iter(predictions.values()))
+    label_key = "task.target_columns" if run_config is not None else "label_columns"
+    for prefix in ("score_", "predicted_"):  # one figure file per label
+        distinct_file_names(label_names(first, prefix), label_key, "the label list")
+    if cfg.challenge_export:
+        check_export_folder(Path(cfg.challenge_export))
+    attributes = (exam_attributes(run_config, run_folder, cfg.get("data_root"))
+                  if run_config is not None and cfg.dataset_attributes else None)
     out.mkdir(parents=True, exist_ok=True)
     tables: dict[str, pd.DataFrame] = {}
     if run_config is not None:
@@ -331,7 +648,6 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         if members:
             tables["ensemble_members"] = member_spread(
                 [objective.evaluate(m) for m in members])
-        attributes = exam_attributes(run_config) if cfg.dataset_attributes else None
         skipped = []
         for name, analysis in {
                 "strata": lambda: {"strata": strata_analyses(predictions, attributes, objective,
@@ -347,11 +663,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             tables["skipped"] = pd.DataFrame(skipped)
         if members:
             for split, table in predictions.items():
-                table.to_csv(out / f"predictions_{split}.csv", index=False)
+                write_text_atomic(out / f"predictions_{split}.csv", table.to_csv(index=False),
+                                  "output_dir", replace=True)
     else:
         report = {"test": {}}
-        attributes = None
-    first = next(iter(predictions.values()))
     if label_names(first, "score_"):
         thresholds = _thresholds(cfg, report, label_names(first, "score_"))
         if run_config is None:
@@ -361,15 +676,18 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             tables.update(_compare(cfg, predictions["test"], thresholds))
         if cfg.challenge_export and "test" in predictions:
             label = label_names(first, "score_")[0]
-            names = (predictions["test"].merge(attributes, on="exam_id", how="left")["record"]
-                     if attributes is not None and "record" in attributes else None)
+            names = None
+            if attributes is not None and "record" in attributes:
+                records = attributes.drop_duplicates("exam_id").set_index("exam_id").record
+                names = predictions["test"].exam_id.map(records)
             challenge_export(predictions["test"], label, thresholds[label],
                              Path(cfg.challenge_export), names)
     if label_names(first, "predicted_"):
         tables.update(regression_analyses(predictions, cfg, out))
     if label_names(first, "prob_class"):
         tables.update(class_probability_analyses(predictions, cfg))
-    (out / "metrics.json").write_text(json.dumps(report, indent=2))
+    write_text_atomic(out / "metrics.json", json.dumps(report, indent=2), "output_dir",
+                      replace=True)
     write_table(pd.Series(flatten_report(report), name="value").rename_axis("metric")
                 .reset_index(), out / "metrics")
     for name, table in tables.items():
@@ -395,22 +713,25 @@ def multirun_members(folder: str | Path) -> list[Path]:
 def _inputs(cfg: DictConfig):
     runs = list(cfg.runs) or (multirun_members(cfg.multirun) if cfg.multirun else [])
     if runs:
-        loaded = [load_run(folder) for folder in runs]
+        key = "runs" if cfg.runs else "multirun"
+        loaded = [load_run(folder, key) for folder in runs]
         run_config, tables = loaded[0]
         tasks = {config.task.name for config, _ in loaded}
         if len(tasks) > 1:
             raise ValueError(f"runs: an ensemble needs runs of one task, got {sorted(tasks)}")
         objective = instantiate(run_config.task.objective)
         members = [t for _, t in loaded]
+        check_same_exams(list(zip(map(str, runs), members)), key)
         predictions = mean_ensemble(members, objective.prediction_columns)
         out = Path(cfg.output_dir or Path(runs[0]).parent / "ensemble_report")
-        return out, run_config, predictions, members
+        return out, run_config, predictions, members, Path(runs[0])
     if cfg.run:
         run_config, predictions = load_run(cfg.run)
-        return Path(cfg.output_dir or Path(cfg.run) / "report"), run_config, predictions, []
+        return (Path(cfg.output_dir or Path(cfg.run) / "report"), run_config, predictions, [],
+                Path(cfg.run))
     if cfg.predictions and cfg.labels:
         predictions = prediction_files(cfg.predictions, cfg.labels, cfg.label_columns)
-        return Path(cfg.output_dir or "report"), None, predictions, []
+        return Path(cfg.output_dir or "report"), None, predictions, [], None
     raise ValueError("evaluate: give run=<run folder>, runs=[...], multirun=<sweep folder> or "
                      "predictions=<file> labels=<csv>")
 
@@ -433,11 +754,18 @@ def _compare(cfg: DictConfig, test: pd.DataFrame, thresholds: dict[str, float]):
     predicted = pd.DataFrame({label: (test[f"score_{label}"] >= thresholds[label]).astype(int)
                               for label in labels})
     truth = pd.DataFrame({label: test[f"target_{label}"].to_numpy() for label in labels})
-    others = {name: pd.read_csv(path)[labels] for name, path in cfg.compare.items()}
-    for name, table in others.items():
+    others = {}
+    for name, path in cfg.compare.items():
+        key, path = f"compare.{name}", Path(path)
+        expected = (f"{key} expects a CSV of 0/1 annotations with the columns "
+                    f"{', '.join(labels)}, in the row order of the predictions")
+        table = read_csv_table(path, key, expected)
+        require_columns(table, labels, path, key, expected)
         if len(table) != len(test):
-            raise ValueError(f"compare.{name}: {len(table)} rows, the predictions have "
-                             f"{len(test)}")
+            raise UserError(f"compare.{name}: '{path}' has {len(table)} rows, the predictions "
+                            f"have {len(test)}; {expected}")
+        others[name] = pd.DataFrame({label: binary_column(table, label, path, key)
+                                     for label in labels})
     return agreement_analyses(predicted, others, truth, labels)
 
 

@@ -61,13 +61,13 @@ def _targets(tree) -> list[str]:
     return []
 
 
-def check_targets(config: DictConfig, source: Path) -> None:
+def check_targets(config: DictConfig, source: Path, key: str = "run") -> None:
     """Refuses a config (read from ``source``) that would instantiate or call anything but
     ecgexp's own code and the classes of :func:`library_modules`."""
     try:
         tree = OmegaConf.to_container(config, resolve=True)
     except OmegaConfBaseException as error:
-        raise UserError(f"run: '{source}' cannot be resolved ({error}); it is not a config "
+        raise UserError(f"{key}: '{source}' cannot be resolved ({error}); it is not a config "
                         f"ecgexp wrote") from None
     entry = (tree.get("task") or {}).get("entry")
     for target in [*_targets(tree), *([str(entry)] if entry else [])]:
@@ -77,7 +77,7 @@ def check_targets(config: DictConfig, source: Path) -> None:
         allowed = module in library_modules() and isinstance(_resolved(target), type)
         if not allowed:
             raise UserError(
-                f"run: '{source}' names '{target}', which ecgexp refuses to instantiate: a run "
+                f"{key}: '{source}' names '{target}', which ecgexp refuses to instantiate: a run "
                 f"folder's config may only use ecgexp and the classes of "
                 f"{', '.join(sorted(library_modules()))}; the file was not written by ecgexp or "
                 f"was edited")
@@ -103,7 +103,7 @@ def load_run_config(folder: str | Path, key: str = "run") -> DictConfig:
                         f"({str(error).splitlines()[0]})") from None
     if not isinstance(config, DictConfig) or isinstance(config, ListConfig):
         raise UserError(f"{key}: '{path}' holds no config mapping")
-    check_targets(config, path)
+    check_targets(config, path, key)
     return config
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -52,11 +53,13 @@ def dataset_config(cfg: DictConfig) -> DictConfig:
     return dataset
 
 
-def build_datamodule(cfg: DictConfig) -> ExamDataModule:
+def build_datamodule(cfg: DictConfig, binary_columns: Sequence[str] = ()) -> ExamDataModule:
+    """The DataModule of a config; ``binary_columns``: targets checked to be 0/1 at set-up."""
     task = cfg.task
     return ExamDataModule(
         instantiate(dataset_config(cfg)), task.target_columns, cfg.preprocessing.leads,
-        seed=cfg.seed, metadata_columns=task.get("metadata_columns") or (),
+        seed=cfg.seed, binary_columns=binary_columns,
+        metadata_columns=task.get("metadata_columns") or (),
         standardise_metadata=task.get("standardise_metadata") or (),
         target_builder=instantiate(task.targets) if task.get("targets") else None,
         sampler=instantiate(task.sampler) if task.get("sampler") else None, **cfg.loader)
@@ -197,14 +200,22 @@ def record_provenance(output_dir: Path, datamodule: ExamDataModule,
     write_once(path, json.dumps(record, indent=2))
 
 
-def check_optimized_metric(objective, datamodule: ExamDataModule, name: str | None) -> None:
+def check_optimized_metric(module: ECGModule, datamodule: ExamDataModule,
+                           name: str | None) -> None:
     """Refuses an ``optimized_metric`` the task does not report, before any training: the
-    objective evaluates placeholder outputs on the validation exams to list its metrics."""
+    objective evaluates placeholder outputs (random, of the network's output width) on the
+    validation exams to list its metrics. The run's own random state is left untouched."""
     if not name:
         return
-    targets = torch.from_numpy(datamodule.datasets["val"].targets)
-    generator = torch.Generator().manual_seed(0)  # the run's own random state is untouched
-    outputs = torch.randn(len(targets), objective.n_outputs, generator=generator)
+    objective, validation = module.objective, datamodule.datasets["val"]
+    first = validation.__getitems__([0])  # a usable exam: the set-up scan left out others
+    module.eval()
+    with torch.no_grad():
+        width = module(first["tracing"], first.get("metadata")).shape[1]
+    module.train()
+    targets = torch.from_numpy(validation.targets)
+    generator = torch.Generator().manual_seed(0)
+    outputs = torch.randn(len(targets), width, generator=generator)
     batch = {"exam_id": torch.arange(len(targets)), "target": targets,
              "score": objective.activation(outputs)}
     table = predictions_table([batch], objective)
@@ -250,14 +261,15 @@ def _train(cfg: DictConfig, output_dir: Path, start: tuple[Path, int] | None,
         raise UserError(f"task.n_outputs: {cfg.task.n_outputs}, but the {cfg.task.name} "
                         f"objective has {objective.n_outputs} outputs; set "
                         f"task.n_outputs={objective.n_outputs}")
-    datamodule = build_datamodule(cfg)
+    binary = [c for c in objective.binary_columns if c in cfg.task.target_columns]
+    datamodule = build_datamodule(cfg, binary_columns=binary)
     datamodule.setup()  # bad data fails here, before any training
     record_provenance(output_dir, datamodule, restart)
     statistics = fit_training_statistics(objective, datamodule, output_dir)
-    check_optimized_metric(objective, datamodule, cfg.get("optimized_metric"))
     module = ECGModule(build_model(cfg.model), objective, instantiate(cfg.optimizer),
                        instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
                        monitor=cfg.task.monitor)
+    check_optimized_metric(module, datamodule, cfg.get("optimized_metric"))
     loggers = instantiate_loggers(cfg)
     if start is not None:
         keep_history(loggers, through_epoch=start[1])

@@ -38,6 +38,19 @@ def run_folders(root: Path) -> list[Path]:
     return sorted(p.parent for p in root.rglob("metrics.json"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def scan_cache(tmp_path_factory):
+    """Tracing-scan caches of the session go to a temporary folder, not ~/.cache."""
+    folder = tmp_path_factory.mktemp("cache")
+    previous = os.environ.get("ECGEXP_CACHE_DIR")
+    os.environ["ECGEXP_CACHE_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("ECGEXP_CACHE_DIR", None)
+    else:
+        os.environ["ECGEXP_CACHE_DIR"] = previous
+
+
 def compose_in(root: Path, *overrides: str, config_name: str = "train"):
     """``train.yaml`` (or ``config_name``) composed with overrides; data, outputs and the run
     folder (``root/run``) under ``root``."""

@@ -314,7 +314,7 @@ def test_datamodule_loader_options(two_files):
     assert (train.batch_size, val.batch_size) == (4, 5)
     assert train.prefetch_factor == 3 and train.persistent_workers
     assert not train.pin_memory  # no trainer on a CUDA device
-    assert [len(b["exam_id"]) for b in val] == [4, 1]  # exam 3 (NaN) skipped
+    assert [len(b["exam_id"]) for b in val] == [5]  # exam 3 (NaN) left out at set-up
     in_process = ExamDataModule(source, ["y"], leads=CANONICAL, batch_size=4)
     in_process.setup()
     assert in_process.val_dataloader().batch_size == 4  # eval_batch_size defaults to it

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import SHORT_RUN, compose_in
 from omegaconf import open_dict
 
-from conftest import SHORT_RUN, compose_in
 from ecgexp.checkpoints import CheckpointFiles, read_checkpoint, save_atomic
 from ecgexp.errors import UserError
 from ecgexp.heatmap import extract_heatmaps

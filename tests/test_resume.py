@@ -1,18 +1,29 @@
 """Fault tolerance: a training run killed mid-epoch and resumed ends exactly like an
-uninterrupted run with the same seed (CPU)."""
+uninterrupted run with the same seed (CPU), with the default loader settings (two persistent
+workers, each prefetching)."""
 
+import ctypes
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
+import h5py
+import numpy as np
+import pandas as pd
 import pytest
+import torch
+
+from ecgexp.data.datamodule import ExamDataModule
+from ecgexp.data.source import HDF5Source
+from ecgexp.data.splits import first_n_split
 
 RUN = ["experiment=demo", "dataset.n_exams=500", "trainer.max_epochs=3", "loader.batch_size=16",
-       "loader.num_workers=0", "callbacks.progress_bar=null", "logger=none"]
+       "callbacks.progress_bar=null", "logger=none"]
 
 
 def ecgexp(tmp_path, *args):
@@ -46,7 +57,7 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path, reference_metrics, how
     assert saves == 2 and not (folder / "metrics.json").exists()
 
     if how == "resume":  # the run's own config, from its folder
-        arguments = [f"resume={folder}", f"hydra.run.dir={tmp_path / 'resumed'}"]
+        arguments = [f"resume={folder}"]
     else:  # the same command again, in the same folder, from its last checkpoint
         arguments = [*RUN, f"hydra.run.dir={folder}", "ckpt_path=last"]
     resumed = ecgexp(tmp_path, *arguments)
@@ -58,3 +69,82 @@ def test_resume_needs_a_run_folder(tmp_path):
     result = ecgexp(tmp_path, f"resume={tmp_path}")
     assert result.wait(timeout=120) != 0
     assert "resume: " in result.stderr.read()
+
+
+# --------------------------------------------------------------------------------------------
+# The root causes, at the loader. With workers, an iteration started at iter() reads the sampler
+# at once (to prefetch); resuming, Lightning calls iter() before it gives the sampler the epoch,
+# so the resumed epoch would be shuffled as epoch 0. And workers outliving a killed run hold its
+# run folder's lock.
+
+SEED, EXAM_IDS, N_VAL = 3, np.arange(1, 25), 4
+TRAIN_IDS = EXAM_IDS[N_VAL:]  # the training exams, in file order
+
+
+@pytest.fixture
+def source(tmp_path) -> HDF5Source:
+    """A small HDF5 source: exam ids 1..24, the first 4 validate."""
+    tracings = np.random.default_rng(0).normal(0, 0.1, (len(EXAM_IDS), 4096, 12))
+    with h5py.File(tmp_path / "tracings.hdf5", "w") as handle:
+        handle.create_dataset("tracings", data=tracings.astype(np.float32))
+        handle.create_dataset("exam_id", data=EXAM_IDS)
+    pd.DataFrame({"exam_id": EXAM_IDS, "y": 0.0}).to_csv(tmp_path / "labels.csv", index=False)
+    return HDF5Source("small", str(tmp_path / "tracings.hdf5"), str(tmp_path / "labels.csv"),
+                      split=partial(first_n_split, n_val=N_VAL), drop_padding_rows=False)
+
+
+def training_loader(source: HDF5Source, num_workers: int):
+    datamodule = ExamDataModule(source, ["y"], leads=source.leads, batch_size=4,
+                                num_workers=num_workers, seed=SEED)
+    datamodule.setup("fit")
+    return datamodule.train_dataloader()
+
+
+def shuffled(epoch: int) -> list[int]:
+    """The training exams in the order of ``epoch``: the permutation drawn from seed + epoch."""
+    order = torch.randperm(len(TRAIN_IDS), generator=torch.Generator().manual_seed(SEED + epoch))
+    return TRAIN_IDS[order.numpy()].tolist()
+
+
+def exam_ids(batches) -> list[int]:
+    return [exam_id for batch in batches for exam_id in batch["exam_id"].tolist()]
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_an_epoch_has_its_own_order_however_it_is_reached(source, num_workers):
+    loader = training_loader(source, num_workers)
+    batches = iter(loader)  # as Lightning does: iter() once at the start of fit, ...
+    loader.sampler.set_epoch(0)  # ... then the epoch
+    uninterrupted = [exam_ids(batches)]
+    for epoch in (1, 2):  # later epochs: the epoch, then iter()
+        loader.sampler.set_epoch(epoch)
+        uninterrupted.append(exam_ids(loader))
+    assert uninterrupted == [shuffled(0), shuffled(1), shuffled(2)]
+
+    resumed = training_loader(source, num_workers)  # a run resumed at epoch 2
+    batches = iter(resumed)
+    resumed.sampler.set_epoch(2)
+    assert exam_ids(batches) == shuffled(2)
+
+
+class ParentDeathSignal(torch.utils.data.Dataset):
+    """One item: the signal the kernel sends the process reading it when its parent dies."""
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, item: int) -> int:
+        signal_number = ctypes.c_int()
+        ctypes.CDLL(None).prctl(2, ctypes.byref(signal_number))  # PR_GET_PDEATHSIG = 2
+        return signal_number.value
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_loader_workers_die_with_their_parent(source):
+    """A worker outliving its killed parent would hold the run folder's lock for seconds (it
+    inherits the lock's file open), so a killed run could not be resumed at once. A forked
+    worker starts with no parent-death signal: the loader's ``worker_init_fn`` sets it."""
+    worker_init_fn = training_loader(source, num_workers=2).worker_init_fn
+    loader = torch.utils.data.DataLoader(ParentDeathSignal(), num_workers=1,
+                                         worker_init_fn=worker_init_fn)
+    assert next(iter(loader)).item() == signal.SIGKILL

@@ -2,21 +2,74 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
-from collections.abc import Callable, Sequence
+import signal
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
+from lightning_fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader, Sampler
 
 from ecgexp.data.dataset import ExamDataset, collate_exams
 from ecgexp.data.hdf5 import TracingReader
+from ecgexp.data.labels import check_label_values
 from ecgexp.data.samplers import EpochShuffleSampler, ShardSampler
-from ecgexp.data.source import HDF5Source
+from ecgexp.data.source import AMPLITUDE_RANGE_MV, CombinedSource, HDF5Source, screen_tracings
+from ecgexp.errors import UserError
 from ecgexp.signal.leads import lead_indices
 
 log = logging.getLogger(__name__)
+
+
+class FirstBatchDataLoader(DataLoader):
+    """A ``DataLoader`` whose iteration starts at the first batch asked for, not at ``iter()``.
+
+    With workers, the iteration reads the sampler as soon as it starts: the workers at once take
+    their first ``prefetch_factor`` batches of indices. When it resumes from a checkpoint,
+    Lightning calls ``iter()`` on the training loader before it gives the sampler the epoch
+    (``set_epoch``); started there, the resumed epoch would be shuffled as epoch 0. Started at
+    the first batch, the sampler is read after ``set_epoch``, as a loader without workers reads
+    it, so a resumed run sees the same batches as an uninterrupted one.
+    """
+
+    def __iter__(self) -> Iterator:
+        return _StartedAtFirstBatch(super().__iter__)
+
+
+class _StartedAtFirstBatch(Iterator):
+    """The iterator ``start()`` returns, called at the first ``next()``."""
+
+    def __init__(self, start: Callable[[], Iterator]):
+        self._start = start
+        self._iterator: Iterator | None = None
+
+    def __next__(self):
+        if self._iterator is None:
+            self._iterator = self._start()
+        return next(self._iterator)
+
+
+def start_worker(worker_id: int, rank: int) -> None:
+    """``worker_init_fn`` of the loaders: seeds the worker as Lightning seeds workers
+    (``seed_everything(workers=True)``) and, on Linux, has the kernel kill it when the thread
+    that started it (the one iterating the loader) dies.
+
+    A worker whose parent is killed otherwise lives on until it notices (seconds later),
+    holding the files it inherited open: among them the run folder's lock, so that a run killed
+    with ``kill -9`` could not be resumed at once ("in use by a live run").
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):  # no C library to call: the worker ends later
+            pass
+    pl_worker_init_function(worker_id, rank)
 
 
 class ExamDataModule(pl.LightningDataModule):
@@ -41,6 +94,14 @@ class ExamDataModule(pl.LightningDataModule):
         sampler: builds the training batch sampler from the training exams, the batch size,
             the seed, the process rank and the number of processes (``task.sampler``, e.g.
             two-source mixing); ``None`` shuffles.
+        binary_columns: those of ``target_columns`` whose values must be 0 or 1 (the targets
+            of a binary or multi-label objective); a value outside {0, 1} is named at set-up.
+
+    ``setup`` checks the data before training: label values (numbers; ``binary_columns``
+    0/1), and, for HDF5 files, one scan of every exam the run uses (cached, see
+    ``ecgexp.data.source.screen_tracings``): unreadable rows, NaN/Inf samples and all-zero
+    exams stop the run or are left out (``dataset.nan_policy``), and amplitudes that are not
+    mV (``dataset.scale``) stop it.
 
     Under distributed training every process loads its own share of each split (the samplers
     shard by the trainer's rank; ``trainer.use_distributed_sampler`` is off), so the per-rank
@@ -53,12 +114,18 @@ class ExamDataModule(pl.LightningDataModule):
                  pin_memory: bool | None = None,
                  metadata_columns: Sequence[str] = (), standardise_metadata: Sequence[str] = (),
                  target_builder: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
-                 sampler: Callable[..., Sampler] | None = None):
+                 sampler: Callable[..., Sampler] | None = None,
+                 binary_columns: Sequence[str] = ()):
         super().__init__()
         unknown = [c for c in standardise_metadata if c not in metadata_columns]
         if unknown:
             raise ValueError(f"task.standardise_metadata: {unknown} are not in "
                              f"task.metadata_columns ({list(metadata_columns)})")
+        not_targets = [c for c in binary_columns if c not in target_columns]
+        if not_targets:
+            raise UserError(f"task.target_columns: the binary labels {not_targets} are not "
+                            f"among the targets ({list(target_columns)})")
+        self.binary_columns = list(binary_columns)
         self.source = source
         self.target_columns = list(target_columns)
         self.lead_index = lead_indices(source.leads, leads)
@@ -80,8 +147,12 @@ class ExamDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.table is not None:
             return
-        self.table, self.reader = self.source.load(self.target_columns, self.metadata_columns,
-                                                   self.target_builder)
+        table, self.reader = self._load()
+        if isinstance(self.reader, TracingReader):  # raw records are checked as they are read
+            table = screen_tracings(
+                table, self.reader, self.source.scale, self.source.nan_policy,
+                getattr(self.source, "amplitude_range", AMPLITUDE_RANGE_MV), self.source.name)
+        self.table = table
         for split in ("train", "val"):
             if not (self.table.split == split).any():
                 raise ValueError(f"dataset.split: the '{split}' split of '{self.source.name}' "
@@ -93,6 +164,20 @@ class ExamDataModule(pl.LightningDataModule):
                 self.source.nan_policy, None if metadata is None else metadata[rows.index])
         log.info("%s: %s exams", self.source.name,
                  ", ".join(f"{s} {len(d)}" for s, d in self.datasets.items()))
+
+    def _load(self) -> tuple[pd.DataFrame, TracingReader]:
+        """The source's exam table and reader, with the label values checked."""
+        if isinstance(self.source, (HDF5Source, CombinedSource)):  # checks each label file
+            return self.source.load(self.target_columns, self.metadata_columns,
+                                    self.target_builder, self.binary_columns)
+        table, reader = self.source.load(self.target_columns, self.metadata_columns,
+                                         self.target_builder)
+        labels_csv = getattr(self.source, "labels_csv", None)  # raw records: their headers
+        check_label_values(table, self.target_columns, self.metadata_columns,
+                           self.binary_columns, labels_csv or getattr(self.source, "path", ""),
+                           key="dataset.labels_csv" if labels_csv else "dataset.path",
+                           csv_rows=False)
+        return table, reader
 
     def _scaled_metadata(self) -> np.ndarray | None:
         """Metadata columns as ``(exams, n_metadata)``, standardised with training statistics."""
@@ -135,15 +220,19 @@ class ExamDataModule(pl.LightningDataModule):
         return self._data_loader(dataset, batch_size=self.eval_batch_size, sampler=sampler)
 
     def _data_loader(self, dataset: ExamDataset, **batching) -> DataLoader:
-        """A loader of whole batches (``ExamDataset.__getitems__``) with the worker settings."""
+        """A loader of whole batches (``ExamDataset.__getitems__``) with the worker settings,
+        started at its first batch (``FirstBatchDataLoader``), its workers started by
+        ``start_worker``."""
         pin_memory = self.pin_memory
         if pin_memory is None:
             pin_memory = (self.trainer is not None
                           and self.trainer.strategy.root_device.type == "cuda")
         workers = self.num_workers > 0
-        return DataLoader(dataset, num_workers=self.num_workers, collate_fn=collate_exams,
-                          persistent_workers=workers, pin_memory=pin_memory,
-                          prefetch_factor=self.prefetch_factor if workers else None, **batching)
+        return FirstBatchDataLoader(
+            dataset, num_workers=self.num_workers, collate_fn=collate_exams,
+            persistent_workers=workers, pin_memory=pin_memory,
+            prefetch_factor=self.prefetch_factor if workers else None,
+            worker_init_fn=partial(start_worker, rank=self._shard()["rank"]), **batching)
 
     def train_dataloader(self) -> DataLoader:
         if self.sampler is None:

@@ -35,6 +35,9 @@ class ExamDataset(Dataset):
         scale: amplitude factor.
         nan_policy: ``error`` raises on a tracing with NaN/Inf samples; ``skip`` leaves it out
             of its batch (a batch left without exams is ``None``; ``dataset[i]`` is ``None``).
+            ``ExamDataModule.setup`` already leaves such HDF5 exams out of the table (its scan,
+            ``ecgexp.data.source.screen_tracings``); this check catches files changed since
+            and raw records, which are only read when a batch needs them.
         metadata: ``(exams, n_metadata)`` values fed to the network beside the tracing (age,
             sex), already scaled; ``None`` for none.
     """

@@ -61,6 +61,11 @@ class Objective:
     def metric_inputs(self, outputs: torch.Tensor, targets: torch.Tensor) -> tuple:
         return self.activation(outputs), targets
 
+    @property
+    def binary_columns(self) -> list[str]:
+        """The target columns whose values must be 0 or 1 (checked when the data is read)."""
+        return []
+
     def add_derived_columns(self, table: pd.DataFrame) -> pd.DataFrame:
         """Columns computed from a finished predictions table (e.g. the age gap)."""
         return table
@@ -88,6 +93,10 @@ class MultiLabel(Objective):
     @property
     def prediction_columns(self) -> list[str]:
         return [f"score_{name}" for name in self.target_columns]
+
+    @property
+    def binary_columns(self) -> list[str]:
+        return list(self.target_columns)
 
     def training_statistics(self, targets: np.ndarray) -> dict:
         if self.pos_weight is None:

@@ -1,0 +1,104 @@
+"""Bad values and typos fail at start-up, with the key named, before any folder is created."""
+
+import pytest
+from conftest import SHORT_RUN, compose_in, run
+
+from ecgexp.checks import check
+from ecgexp.errors import UserError, is_user_error
+from ecgexp.train import train
+
+
+@pytest.mark.parametrize("group,typo,valid", [("experiment", "demoo", "demo"),
+                                              ("sweep", "optunaa", "optuna")])
+def test_an_unknown_option_fails_with_the_valid_ones(tmp_path, group, typo, valid):
+    result = run("ecgexp", tmp_path, f"{group}={typo}")
+    assert result.returncode != 0
+    assert f"Could not find '{group}/{typo}'" in result.stderr
+    assert f"Available options in '{group}':\n\t" in result.stderr
+    assert f"\t{valid}\n" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("override,message", [
+    ("loader.batch_size=0", "loader.batch_size: 0 is not a whole number >= 1"),
+    ("loader.batch_size=-4", "loader.batch_size: -4 is not a whole number >= 1"),
+    ("loader.batch_size=abc", "loader.batch_size: 'abc' is not a whole number >= 1"),
+    ("loader.num_workers=-1", "loader.num_workers: -1 is not a whole number >= 0"),
+    ("loader.eval_batch_size=0", "loader.eval_batch_size: 0 is not a whole number >= 1"),
+    ("optimizer.lr=0", "optimizer.lr: 0 is not a number > 0"),
+    ("optimizer.lr=fast", "optimizer.lr: 'fast' is not a number > 0"),
+    ("model.kernel_size=0", "model.kernel_size: 0 is not a whole number >= 1"),
+    ("model.kernel_size=2.5", "model.kernel_size: 2.5 is not a whole number >= 1"),
+    ("model.dropout=1.0", "model.dropout: 1.0 is not a fraction in [0, 1)"),
+    ("trainer.max_epochs=abc", "trainer.max_epochs: 'abc' is not a whole number >= 0"),
+    ("trainer.max_epochs=true", "trainer.max_epochs: True is not a whole number >= 0"),
+    ("dataset.split.val_fraction=1.5",
+     "dataset.split.val_fraction: 1.5 is not a fraction in [0, 1)"),
+    ("split=random", None),  # valid: the split group's own fractions
+    ("+split.test_fraction=-0.1", "split.test_fraction: -0.1 is not a fraction in [0, 1)"),
+    ("scheduler.factor=2", "scheduler.factor: 2 is not a number between 0 and 1"),
+    ("dataset.nan_policy=ignore", "dataset.nan_policy: 'ignore' is not one of error, skip"),
+])
+def test_values_are_checked_with_the_key_named(tmp_path, override, message):
+    overrides = [override] if override != "+split.test_fraction=-0.1" else [
+        "split=random", "split.test_fraction=-0.1"]
+    cfg = compose_in(tmp_path, *overrides)
+    if message is None:
+        check(cfg, "train")
+        return
+    with pytest.raises(UserError) as error:
+        check(cfg, "train")
+    key = message.split(":")[0]
+    assert str(error.value) == f"{message}; set {key}=<value>"
+
+
+@pytest.mark.parametrize("command,arguments,line", [
+    ("ecgexp", ["loader.batch_size=0"],
+     "error: loader.batch_size: 0 is not a whole number >= 1; set loader.batch_size=<value>"),
+    ("ecgexp-evaluate", ["run=nowhere", "thresholds=[0.5,1.5]"],
+     "error: thresholds: [0.5, 1.5] is not a list, each a number in [0, 1]; set "
+     "thresholds=<value>"),
+    ("ecgexp-preprocess", ["input=in", "output=out.h5", "batch_size=0"],
+     "error: batch_size: 0 is not a whole number >= 1; set batch_size=<value>"),
+])
+def test_a_bad_value_is_one_line_and_creates_nothing(tmp_path, command, arguments, line):
+    result = run(command, tmp_path, *arguments)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [line]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bad_value_in_a_sweep_stops_it_before_training(tmp_path):
+    """The sweeper sets each job's values; the job with the bad one stops the sweep."""
+    result = run("ecgexp", tmp_path, "-m", "optimizer.lr=-1,0.001")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: optimizer.lr: -1 is not a number > 0; set optimizer.lr=<value>")
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and ".hydra" not in p.parts
+               and p.name != "multirun.yaml"]
+    assert written == []  # Hydra's own sweep record only: no run config, checkpoint or data
+
+
+def test_an_optimized_metric_the_task_lacks_fails_before_training(tmp_path):
+    cfg = compose_in(tmp_path, *SHORT_RUN, "optimized_metric=val/macro/accuracy")
+    with pytest.raises(UserError) as error:
+        train(cfg)
+    message = str(error.value)
+    assert message.startswith("optimized_metric: the MultiLabel task reports no metric "
+                              "'val/macro/accuracy'; validation metrics are: ")
+    assert "val/macro/auroc" in message and "val/AF/f1" in message
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_only_errors_raised_by_ecgexp_are_bad_input():
+    with pytest.raises(ValueError) as library:
+        int("x")
+    assert not is_user_error(library.value)
+    with pytest.raises(ValueError) as own:
+        check(compose_in_memory(), "train")
+    assert is_user_error(own.value)
+
+
+def compose_in_memory():
+    from omegaconf import OmegaConf
+    return OmegaConf.create({"loader": {"batch_size": 0}})

@@ -1,0 +1,179 @@
+"""Run folders you can trust: a run folder's config is data, resume works on the folder given
+(checked first, history kept, overrides refused or applied and recorded), one run per folder."""
+
+import csv
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import SHORT_RUN, compose_in, run
+
+from ecgexp.errors import UserError
+from ecgexp.heatmap import extract_heatmaps
+from ecgexp.run_folder import RunLock, library_modules, load_run_config
+from ecgexp.train import train
+
+
+def digests(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``folder``, by relative path."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def copy_run(trained_run: Path, folder: Path) -> Path:
+    subprocess.run(["cp", "-a", str(trained_run), str(folder)], check=True)
+    return folder
+
+
+def history(folder: Path) -> list[dict]:
+    with open(folder / "history" / "metrics.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+# ----------------------------------------------------------------------------- config as data
+def test_library_modules_are_those_of_the_shipped_config_tree():
+    targets = set()
+    for path in (Path(__file__).parents[1] / "ecgexp" / "conf").rglob("*.yaml"):
+        targets |= {line.split("_target_:")[1].strip() for line in path.read_text().splitlines()
+                    if "_target_:" in line and not line.lstrip().startswith("#")}
+    expected = {t.rpartition(".")[0] for t in targets if not t.startswith("ecgexp.")}
+    assert library_modules() == expected
+    assert "builtins" not in expected and "os" not in expected
+
+
+@pytest.mark.parametrize("key,target", [
+    ("optimizer", "builtins.open"),               # not a module of the config tree
+    ("optimizer", "pytorch_lightning.seed_everything"),  # a function of an allowed module
+    ("task.objective", "os.system"),
+])
+def test_a_tampered_config_is_refused_on_every_path(trained_run, tmp_path, key, target):
+    folder = copy_run(trained_run, tmp_path / "tampered")
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    node = config
+    for part in key.split("."):
+        node = node[part]
+    node["_target_"] = target
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    before = digests(folder)
+    expected = rf"'{folder}/config.yaml' names '{target}', which ecgexp refuses to instantiate"
+    with pytest.raises(UserError, match=rf"^run: {expected}"):
+        load_run_config(folder)
+    with pytest.raises(UserError, match=rf"^ckpt: {expected}"):  # task=heatmap
+        extract_heatmaps(compose_in(tmp_path, "task=heatmap", f"ckpt={folder}"))
+    with pytest.raises(UserError, match=rf"^resume: {expected}"):
+        train(compose_in(tmp_path, f"resume={folder}"))
+    assert digests(folder) == before
+
+
+def test_a_task_entry_outside_ecgexp_is_refused(trained_run, tmp_path):
+    folder = copy_run(trained_run, tmp_path / "tampered")
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    config["task"]["entry"] = "subprocess.call"
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(UserError, match="names 'subprocess.call', which ecgexp refuses"):
+        load_run_config(folder)
+
+
+# ----------------------------------------------------------------------------- resume
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_a_damaged_last_checkpoint_changes_nothing(trained_run, tmp_path, damage):
+    folder = copy_run(trained_run, tmp_path / "run_copy")
+    last = folder / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:4096] if damage == "truncated" else b"")
+    before = digests(folder)
+    with pytest.raises(UserError) as error:
+        train(compose_in(tmp_path, f"resume={folder}"))
+    assert str(error.value).startswith(f"resume: '{last}' is ")
+    assert digests(folder) == before  # history, config.yaml, provenance.json untouched
+
+
+def test_resuming_a_copy_leaves_the_original_alone(trained_run, tmp_path):
+    """The copy is resumed in place with one more epoch (a safe override, recorded); the
+    original's files stay byte-identical, the copy keeps the history of its first two epochs,
+    and no other run folder appears."""
+    original = copy_run(trained_run, tmp_path / "original")
+    copy = copy_run(original, tmp_path / "copy")
+    before = digests(original)
+    work = tmp_path / "work"
+    work.mkdir()
+    result = run("ecgexp", work, f"resume={copy}", "trainer.max_epochs=3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert digests(original) == before
+    assert list(work.iterdir()) == []  # no stray run folder (nor data) in the working directory
+
+    epochs = lambda rows: [r for r in rows if r["epoch"]]  # noqa: E731
+    old, new = epochs(history(original)), epochs(history(copy))
+    assert [r["epoch"] for r in new] == [r["epoch"] for r in old] + ["2", "2"]
+    for kept, first in zip(new, old):
+        assert {k: v for k, v in kept.items() if v} == {k: v for k, v in first.items() if v}
+    config = yaml.safe_load((copy / "config.yaml").read_text())
+    assert config["trainer"]["max_epochs"] == 3 and config["paths"]["output_dir"] == str(copy)
+    assert config["callbacks"]["model_checkpoint"]["dirpath"] == str(copy / "checkpoints")
+    provenance = json.loads((copy / "provenance.json").read_text())
+    assert provenance["resumes"][0]["overrides"] == ["trainer.max_epochs=3"]
+    assert provenance["resumes"][0]["checkpoint_epoch"] == 1
+    assert provenance["command"] == json.loads((original / "provenance.json").read_text())[
+        "command"]  # the record of the first start is kept
+
+
+def test_overrides_that_change_the_run_are_refused(trained_run, tmp_path):
+    folder = copy_run(trained_run, tmp_path / "run_copy")
+    before = digests(folder)
+    result = run("ecgexp", tmp_path, f"resume={folder}", "model.dropout=0.1",
+                 "optimizer.lr=0.1")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: resume: model.dropout=0.1, optimizer.lr=0.1 would change the run being resumed, "
+        "which continues with its own config.yaml; only trainer.max_epochs, loader.*, logger, "
+        "callbacks.progress_bar, trainer.enable_progress_bar, trainer.log_every_n_steps may "
+        "change on resume (start a new run, or a new run from its weights with "
+        "model.weights=<run>/checkpoints/best.ckpt)"]
+    assert digests(folder) == before
+
+
+def test_resume_needs_a_run_folder(tmp_path):
+    with pytest.raises(UserError, match=rf"^resume: '{tmp_path}' is not a run folder"):
+        train(compose_in(tmp_path, f"resume={tmp_path}"))
+    (tmp_path / "config.yaml").write_text((Path(__file__).parent / "conftest.py").read_text())
+    with pytest.raises(UserError, match=r"^resume: .*config.yaml' is not a readable config"):
+        train(compose_in(tmp_path, f"resume={tmp_path}"))
+
+
+# ----------------------------------------------------------------------------- one run, one folder
+def test_a_folder_in_use_or_holding_a_run_is_refused(trained_run, tmp_path):
+    busy = tmp_path / "busy"
+    cfg = compose_in(tmp_path, *SHORT_RUN)
+    cfg.paths.output_dir = str(busy)
+    with RunLock(busy):
+        with pytest.raises(UserError, match=rf"^hydra.run.dir: '{busy}' is in use by a live "
+                                            rf"run \(\{{\"pid\": \d+"):
+            train(cfg)
+    assert list(busy.iterdir()) == [busy / ".ecgexp.lock"]
+    cfg.paths.output_dir = str(trained_run)
+    before = digests(trained_run)
+    with pytest.raises(UserError, match=rf"'{trained_run}' already holds a run \(config.yaml\)"):
+        train(cfg)
+    assert digests(trained_run) == {k: v for k, v in before.items()}
+
+
+def test_two_runs_started_together_get_their_own_folders(trained_run, tmp_path):
+    """Same command, same second: two folders named after the experiment, each with its own
+    config, provenance and metrics."""
+    data = trained_run.parent / "data"
+    arguments = [*SHORT_RUN, f"paths.data_dir={data}", "logger=none"]
+    script = str(Path(sys.executable).parent / "ecgexp")
+    processes = [subprocess.Popen([script, *arguments], cwd=tmp_path, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for _ in range(2)]
+    for process in processes:
+        assert process.wait(timeout=300) == 0, process.stderr.read()[-3000:]
+    folders = sorted((tmp_path / "outputs" / "abnormality" / "runs").iterdir())
+    assert len(folders) == 2 and all("_demo_" in f.name for f in folders)
+    for folder in folders:
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+        assert config["paths"]["output_dir"] == str(folder.resolve())
+        assert (folder / "metrics.json").is_file() and (folder / "predictions_test.csv").is_file()
