@@ -41,17 +41,12 @@ dies (``PR_SET_PDEATHSIG``), and everywhere a watcher thread ends a worker whose
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import logging
 import numbers
 import os
 import re
-import signal
-import sys
-import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
@@ -63,6 +58,7 @@ import pandas as pd
 from rich.progress import Progress
 
 from ecgexp.errors import UserError
+from ecgexp.processes import end_with_parent
 from ecgexp.signal.pipeline import RecordRejected, SignalPipeline
 from ecgexp.signal.readers import RecordError, read_record
 from ecgexp.signal.record_lists import ID_RULES, exam_ids, list_records
@@ -77,40 +73,6 @@ ASSEMBLED = {"metadata_csv": "assembled.csv", "report_csv": "assembled_rejected.
 OWN_FILE = re.compile(r"(settings\.sha256|commit\.json|assembled\.h5|assembled\.csv"
                       r"|assembled_rejected\.csv|batch_\d{6,}\.npz"
                       r"|\.settings\.sha256\.tmp|\.commit\.json\.tmp|\.batch_\d{6,}\.\d+\.npz)")
-PARENT_POLL_S = 0.2
-
-
-# -- worker processes -------------------------------------------------------------------------
-
-def _end_with_parent(parent: int) -> None:
-    """Initializer of the worker processes: the worker ends when its parent process does."""
-    if sys.platform.startswith("linux"):
-        try:  # the kernel sends SIGKILL when the (thread that started the) parent ends
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
-        except (OSError, AttributeError):
-            pass
-    watched = os.getppid()  # the converter, or an intermediate (forkserver) that ends with it
-    if watched != parent and not _alive(parent):
-        os._exit(1)  # the converter ended before this worker started
-    threading.Thread(target=_watch_parent, args=(watched,), daemon=True,
-                     name="ecgexp-parent-watch").start()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
-def _watch_parent(watched: int) -> None:
-    while os.getppid() == watched:  # a process whose parent ends is re-parented
-        time.sleep(PARENT_POLL_S)
-    os._exit(1)
 
 
 def _convert_batch(batch: int, positions: np.ndarray, root: Path, names: Sequence[str],
@@ -300,7 +262,7 @@ def _convert_into(folder: Path, key: str, finals: dict[str, Path], root: Path,
         bar = progress.add_task("converting records", total=len(names),
                                 completed=len(names) - sum(len(batches[k]) for k in todo))
         if workers > 1 and todo:
-            with ProcessPoolExecutor(min(workers, len(todo)), initializer=_end_with_parent,
+            with ProcessPoolExecutor(min(workers, len(todo)), initializer=end_with_parent,
                                      initargs=(os.getpid(),)) as pool:
                 for done in pool.map(work, todo, [batches[k] for k in todo]):
                     progress.advance(bar, done)

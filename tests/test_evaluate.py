@@ -153,5 +153,5 @@ def test_report_is_logged_to_wandb_offline(compose_train, synthetic_dir, tmp_pat
 def test_missing_inputs_name_the_keys(tmp_path):
     with pytest.raises(ValueError, match="run=<run folder>"):
         evaluate(compose_evaluate())
-    with pytest.raises(FileNotFoundError, match="run: .* is not a run folder"):
+    with pytest.raises(ValueError, match="run: .* is not a run folder"):
         evaluate(compose_evaluate(f"run={tmp_path}"))

@@ -65,12 +65,6 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path, reference_metrics, how
     assert json.loads((folder / "metrics.json").read_text()) == reference_metrics
 
 
-def test_resume_needs_a_run_folder(tmp_path):
-    result = ecgexp(tmp_path, f"resume={tmp_path}")
-    assert result.wait(timeout=120) != 0
-    assert "resume: " in result.stderr.read()
-
-
 # --------------------------------------------------------------------------------------------
 # The root causes, at the loader. With workers, an iteration started at iter() reads the sampler
 # at once (to prefetch); resuming, Lightning calls iter() before it gives the sampler the epoch,

@@ -126,3 +126,26 @@ def test_dataloader_with_two_source_batch_sampler():
     for _ in range(2):  # two epochs
         counts = [((x < 10).sum().item(), (x >= 10).sum().item()) for (x,) in loader]
         assert counts == [(2, 2)] * 5
+
+
+def test_a_resumed_epoch_draws_the_batches_of_an_uninterrupted_one():
+    """Epoch 2 reached through epochs 0 and 1 (a partial epoch 0 included, as with
+    limit_train_batches) or by ``set_epoch(2)`` on a new sampler (a resumed run) is the same."""
+    def sampler():
+        return TwoSourceBatchSampler(np.arange(10), np.arange(10, 17), batch_size=4,
+                                     fraction_a=0.5, seed=3)
+
+    uninterrupted = sampler()
+    epochs = []
+    for epoch in range(3):
+        uninterrupted.set_epoch(epoch)
+        epochs.append(list(uninterrupted))
+    resumed = sampler()
+    resumed.set_epoch(2)
+    assert list(resumed) == epochs[2]
+    assert epochs[2] != epochs[1]
+    partial = sampler()
+    partial.set_epoch(0)
+    next(iter(partial))  # a killed or limited epoch 0
+    partial.set_epoch(1)
+    assert list(partial) == epochs[1]

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import signal
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 
@@ -21,6 +18,7 @@ from ecgexp.data.labels import check_label_values
 from ecgexp.data.samplers import EpochShuffleSampler, ShardSampler
 from ecgexp.data.source import AMPLITUDE_RANGE_MV, CombinedSource, HDF5Source, screen_tracings
 from ecgexp.errors import UserError
+from ecgexp.processes import die_with_parent
 from ecgexp.signal.leads import lead_indices
 
 log = logging.getLogger(__name__)
@@ -56,19 +54,11 @@ class _StartedAtFirstBatch(Iterator):
 
 def start_worker(worker_id: int, rank: int) -> None:
     """``worker_init_fn`` of the loaders: seeds the worker as Lightning seeds workers
-    (``seed_everything(workers=True)``) and, on Linux, has the kernel kill it when the thread
-    that started it (the one iterating the loader) dies.
-
-    A worker whose parent is killed otherwise lives on until it notices (seconds later),
-    holding the files it inherited open: among them the run folder's lock, so that a run killed
-    with ``kill -9`` could not be resumed at once ("in use by a live run").
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
-        except (OSError, AttributeError):  # no C library to call: the worker ends later
-            pass
+    (``seed_everything(workers=True)``) and has it end with the process iterating the loader
+    (:func:`ecgexp.processes.die_with_parent`): a worker of a killed run would otherwise live
+    on for seconds holding the run folder's lock, so that the run could not be resumed at once
+    ("in use by a live run"). Elsewhere than Linux, torch's watchdog ends it a little later."""
+    die_with_parent()
     pl_worker_init_function(worker_id, rank)
 
 

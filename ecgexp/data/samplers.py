@@ -41,6 +41,11 @@ class EpochShuffleSampler(Sampler[int]):
         self.n, self.seed, self.epoch = n, seed, 0
         self.rank, self.world_size = rank, world_size
 
+    @property
+    def sampler(self) -> TwoSourceBatchSampler:
+        """Lightning sets the epoch of ``loader.batch_sampler.sampler``: that is this one."""
+        return self
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
@@ -76,6 +81,11 @@ class TwoSourceBatchSampler(Sampler[list[int]]):
     The last batch of an epoch holds the ``len(source_a) % n_a`` remaining A exams (when not
     zero) and a full share of B exams. With ``shuffle`` the A order is a new permutation each
     epoch and B is reshuffled each cycle (the published loaders read in file order).
+
+    The draws of epoch ``e`` are those that follow ``e`` whole epochs from ``seed``:
+    :meth:`set_epoch` (called by Lightning before each epoch) replays the earlier epochs when
+    the sampler is not already there, so a run resumed from a checkpoint sees the same batches
+    as an uninterrupted one.
     """
 
     def __init__(self, source_a: np.ndarray, source_b: np.ndarray, batch_size: int,
@@ -95,9 +105,31 @@ class TwoSourceBatchSampler(Sampler[list[int]]):
         self.n_b = batch_size - self.n_a
         self.shuffle = shuffle
         self.rank, self.world_size = rank, world_size
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
+        self._restart()
+
+    def _restart(self) -> None:
+        """The state before epoch 0."""
+        self.rng = np.random.default_rng(self.seed)
         self._b_order = self._order(self.source_b)
         self._b_position = 0
+        self._epoch = 0
+
+    @property
+    def sampler(self) -> TwoSourceBatchSampler:
+        """Lightning sets the epoch of ``loader.batch_sampler.sampler``: that is this one."""
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        """Brings the draws to the start of ``epoch``: replays epochs ``0 .. epoch - 1`` unless
+        the sampler has just finished epoch ``epoch - 1``."""
+        if epoch == self._epoch:
+            return
+        self._restart()
+        for _ in range(epoch):
+            for _ in self._global_batches():
+                pass
+            self._epoch += 1
 
     def _order(self, indices: np.ndarray) -> np.ndarray:
         return self.rng.permutation(indices) if self.shuffle else indices.copy()
@@ -118,14 +150,19 @@ class TwoSourceBatchSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         """Every rank draws the same global batches (the B stream advances identically) and
         yields batches ``rank, rank + world_size, ...`` of them."""
+        for number, batch in enumerate(self._global_batches()):
+            if number % self.world_size == self.rank:
+                yield batch
+        self._epoch += 1
+
+    def _global_batches(self) -> Iterator[list[int]]:
+        """The batches of one epoch of every rank, drawn in order."""
         order_a = self._order(self.source_a)
         batches_a = [order_a[start:start + self.n_a]
                      for start in range(0, len(order_a), self.n_a)]
         padded = itertools.islice(itertools.cycle(batches_a), len(self) * self.world_size)
-        for number, batch_a in enumerate(padded):
-            batch_b = self._next_b()
-            if number % self.world_size == self.rank:
-                yield batch_a.tolist() + batch_b
+        for batch_a in padded:
+            yield batch_a.tolist() + self._next_b()
 
 
 def two_source_batches(table: pd.DataFrame, batch_size: int, seed: int, source_column: str,
