@@ -18,6 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ecgexp.errors import UserError, report
+from ecgexp.files import writable_folder
 
 Rule = Callable[[object], str | None]  # None: the value is fine; else what it must be
 ABSENT = object()
@@ -120,20 +121,40 @@ def check(config: DictConfig, rules: str) -> None:
             raise UserError(f"{key}: {value!r} is not {problem}; set {key}=<value>")
 
 
+def check_output_folder(config: DictConfig, key: str) -> None:
+    """The folder Hydra is about to create (``hydra.run.dir`` or ``hydra.sweep.dir``) can be
+    created and written: not under a file, not on a read-only file system."""
+    try:
+        folder = OmegaConf.select(config, key)
+    except OmegaConfBaseException as error:
+        raise UserError(f"{key}: cannot be resolved ({error})") from None
+    writable_folder(folder, key)
+
+
 class CheckConfig(Callback):
-    """Hydra callback: :func:`check` of the command's config before anything is written."""
+    """Hydra callback: :func:`check` of the command's config, and that its run folder can be
+    written, before anything is written.
 
-    def __init__(self, rules: str):
+    Args:
+        rules: the table of :data:`RULES` to apply.
+        output_folder: check that ``hydra.run.dir`` / ``hydra.sweep.dir`` can be created
+            (commands whose Hydra folder is their run folder).
+    """
+
+    def __init__(self, rules: str, output_folder: bool = False):
         self.rules = rules
+        self.output_folder = output_folder
 
-    def _check(self, config: DictConfig) -> None:
+    def _check(self, config: DictConfig, folder_key: str) -> None:
         try:
             check(config, self.rules)
+            if self.output_folder:
+                check_output_folder(config, folder_key)
         except UserError as error:
             report(error)
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
-        self._check(config)
+        self._check(config, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        self._check(config)
+        self._check(config, "hydra.sweep.dir")

@@ -50,7 +50,9 @@ def optimized_value(metrics: dict[str, float] | None, name: str | None) -> float
 def synth(cfg: DictConfig) -> None:
     """``ecgexp-synth``: write a synthetic dataset in the CODE-15% layout."""
     from ecgexp.data.synthetic import write_code15
+    from ecgexp.files import writable_folder
 
+    writable_folder(cfg.output_dir, "output_dir")
     directory = write_code15(cfg.output_dir, n_exams=cfg.n_exams, n_parts=cfg.n_parts,
                              seed=cfg.seed)
     print(f"Synthetic CODE-15% dataset: {Path(directory).resolve()}")

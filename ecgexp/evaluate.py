@@ -37,7 +37,13 @@ from ecgexp.evaluation.survival import (
     kaplan_meier,
     score_bins,
 )
-from ecgexp.files import confined_path, safe_file_name, write_text_atomic
+from ecgexp.files import (
+    confined_path,
+    make_folder,
+    safe_file_name,
+    writable_folder,
+    write_text_atomic,
+)
 from ecgexp.run_folder import load_run_config
 
 log = logging.getLogger(__name__)
@@ -619,7 +625,7 @@ def challenge_export(table: pd.DataFrame, label: str, threshold: float, folder: 
     files = distinct_file_names(records, "challenge_export", f"the column '{column}'", ".txt",
                                 ids=list(table.exam_id))
     check_export_folder(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder, "challenge_export")
     for record, file_name, probability in zip(records, files, table[f"score_{label}"]):
         path = confined_path(folder, file_name.removesuffix(".txt"), "challenge_export",
                              ".txt")
@@ -636,11 +642,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     label_key = "task.target_columns" if run_config is not None else "label_columns"
     for prefix in ("score_", "predicted_"):  # one figure file per label
         distinct_file_names(label_names(first, prefix), label_key, "the label list")
+    writable_folder(out, "output_dir")
     if cfg.challenge_export:
         check_export_folder(Path(cfg.challenge_export))
+        writable_folder(cfg.challenge_export, "challenge_export")
     attributes = (exam_attributes(run_config, run_folder, cfg.get("data_root"))
                   if run_config is not None and cfg.dataset_attributes else None)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out, "output_dir")
     tables: dict[str, pd.DataFrame] = {}
     if run_config is not None:
         objective = instantiate(run_config.task.objective)

@@ -45,6 +45,41 @@ def confined_path(folder: Path, name: object, key: str, suffix: str = "") -> Pat
     return path
 
 
+def writable_folder(folder: str | Path, key: str) -> Path:
+    """Checks, without creating anything, that ``folder`` is or can be made a folder this
+    process can write to: its nearest existing ancestor must be a writable folder."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{key}: '{existing}' is a file, not a folder, so '{folder}' cannot be "
+                        f"written; choose another {key}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        why = "is on a read-only file system" if _read_only(existing) else "is not writable"
+        raise UserError(f"{key}: '{existing}' {why}, so '{folder}' cannot be written; choose "
+                        f"another {key}")
+    return folder
+
+
+def _read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
+def make_folder(folder: str | Path, key: str) -> Path:
+    """Creates ``folder`` (and its parents) after :func:`writable_folder`; returns it."""
+    folder = writable_folder(folder, key)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"{key}: cannot create '{folder}' ({error.strerror or error}); choose "
+                        f"another {key}") from error
+    return folder
+
+
 def _temporary_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
 

@@ -180,5 +180,5 @@ def test_pos_weight_auto_comes_from_the_training_split_and_reaches_the_checkpoin
     expected = (training.chagas == 0).sum() / (training.chagas == 1).sum()
     statistics = json.loads((run / "training_statistics.json").read_text())
     assert statistics["objective"]["pos_weight"]["chagas"] == pytest.approx(expected)
-    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["objective_state"]["pos_weight"]["chagas"] == pytest.approx(expected)
