@@ -75,6 +75,27 @@ def compose_train(tmp_path):
     GlobalHydra.instance().clear()
 
 
+@pytest.fixture
+def tmpfs(tmp_path):
+    """``tmpfs(name, options)``: a tmpfs mounted at ``tmp_path / name`` (``size=2m``,
+    ``ro,size=1m``), unmounted after the test; skipped where the machine refuses the mount."""
+    mounted = []
+
+    def mount(name: str, options: str) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs ({options}) here: {result.stderr.strip()}")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory) -> Path:
     """One finished short run of two epochs (``SHORT_RUN``, CSV history), trained once per

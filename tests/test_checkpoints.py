@@ -5,7 +5,6 @@ full disk leaves the previous checkpoint, never a truncated one."""
 import argparse
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -114,16 +113,9 @@ def test_unreadable_checkpoints_are_named(trained_run, tmp_path, damage):
 
 
 @pytest.fixture
-def tiny_file_system(tmp_path):
-    """A 2 MiB tmpfs (skipped where the machine refuses the mount)."""
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
-    yield mount_point
-    subprocess.run(["umount", str(mount_point)], check=True)
+def tiny_file_system(tmpfs):
+    """A 2 MiB file system (skipped where the machine refuses the mount)."""
+    return tmpfs("small", "size=2m")
 
 
 def test_a_full_disk_leaves_the_previous_checkpoint(tiny_file_system):

@@ -1,7 +1,5 @@
 """Bad values and typos fail at start-up, with the key named, before any folder is created."""
 
-import subprocess
-
 import pytest
 from conftest import SHORT_RUN, compose_in, run
 
@@ -106,26 +104,13 @@ def compose_in_memory():
     return OmegaConf.create({"loader": {"batch_size": 0}})
 
 
-@pytest.fixture
-def read_only_folder(tmp_path):
-    """A read-only tmpfs (skipped where the machine refuses the mount)."""
-    folder = tmp_path / "read_only"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.strip()}")
-    yield folder
-    subprocess.run(["umount", str(folder)], check=True)
-
-
 @pytest.mark.parametrize("where", ["read-only", "under a file"])
 @pytest.mark.parametrize("command,key", [
     ("ecgexp", "hydra.run.dir"), ("ecgexp-evaluate", "output_dir"),
     ("ecgexp-synth", "output_dir"), ("ecgexp-preprocess", "output")])
-def test_an_output_that_cannot_be_written_is_one_line(tmp_path, read_only_folder, trained_run,
-                                                      where, command, key):
-    parent = read_only_folder if where == "read-only" else tmp_path / "a_file"
+def test_an_output_that_cannot_be_written_is_one_line(tmp_path, tmpfs, trained_run, where,
+                                                      command, key):
+    parent = tmpfs("read_only", "ro,size=1m") if where == "read-only" else tmp_path / "a_file"
     if where == "under a file":
         parent.touch()
     target = parent / ("out.h5" if command == "ecgexp-preprocess" else "out")
