@@ -24,6 +24,7 @@ import h5py
 import numpy as np
 import torch
 
+from ecgexp.files import atomic_path
 from ecgexp.models.resnet1d import ResNet1d
 
 Layer = tuple[str, dict[str, np.ndarray]]
@@ -193,7 +194,8 @@ def convert(input_path: str | Path, output_path: str | Path | None = None,
         raise FileExistsError(f"output: '{output}' exists; remove it or choose another output=")
     state, config = keras_state_dict(read_keras_layers(input_path), n_samples)
     output.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": state, "config": config}, output)
+    with atomic_path(output, "output") as temporary:
+        torch.save({"model": state, "config": config}, temporary)
     return output, config
 
 

@@ -37,6 +37,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from PIL import Image
 
+from ecgexp.files import atomic_path
 from ecgexp.signal.leads import CANONICAL_LEADS, normalise_lead_name
 
 DISPLAY_NAMES = {"DI": "I", "DII": "II", "DIII": "III", "AVR": "aVR", "AVL": "aVL",
@@ -77,12 +78,13 @@ def save(figure: Figure, path: str | Path, dpi: int = DPI) -> Path:
         raise ValueError(f"ecg_plot.save: {path} must end in .png or .pdf")
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(figure)  # attaches the Agg canvas to the figure
-    figure.savefig(path, format=file_format, dpi=dpi)
-    if file_format == "png":
-        with Image.open(path) as image:
-            image.load()
-        if image.mode == "RGBA" and image.getchannel("A").getextrema() == (255, 255):
-            image.convert("RGB").save(path, format="png", dpi=(dpi, dpi))
+    with atomic_path(path, "paths.output_dir", replace=True) as temporary:
+        figure.savefig(temporary, format=file_format, dpi=dpi)
+        if file_format == "png":
+            with Image.open(temporary) as image:
+                image.load()
+            if image.mode == "RGBA" and image.getchannel("A").getextrema() == (255, 255):
+                image.convert("RGB").save(temporary, format="png", dpi=(dpi, dpi))
     return path
 
 
