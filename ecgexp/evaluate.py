@@ -7,9 +7,6 @@ It reads predictions tables and the run's resolved config; it never trains or pr
 
 from __future__ import annotations
 
-import copy
-import fnmatch
-import glob
 import json
 import logging
 import math
@@ -19,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from hydra.utils import instantiate
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig
 
 from ecgexp.errors import UserError
 from ecgexp.evaluation import plots
@@ -37,111 +34,24 @@ from ecgexp.evaluation.survival import (
     kaplan_meier,
     score_bins,
 )
+from ecgexp.evaluation.tables import (
+    binary_column,
+    finite_column,
+    first_line,
+    read_csv_table,
+    require_columns,
+)
 from ecgexp.files import (
     confined_path,
+    distinct_file_names,
     make_folder,
-    safe_file_name,
     writable_folder,
     write_text_atomic,
 )
-from ecgexp.run_folder import load_run_config
+from ecgexp.run_folder import load_run_config, located_dataset
 
 log = logging.getLogger(__name__)
 SPLITS = ("val", "test")
-# Dataset config keys that name files or folders (HDF5Source, CombinedSource, RecordFolderSource
-# and the bundled synthetic dataset's ``directory``).
-DATA_KEYS = ("directory", "tracing_files", "labels_csv", "extra_labels_csv", "path")
-
-
-# ----------------------------------------------------------------------------- checked reading
-def _row(position: int) -> str:
-    """A table row for messages: 1-based, with its line in the CSV file (after the header)."""
-    return f"row {position + 1} (line {position + 2} of the file)"
-
-
-def _cell(table: pd.DataFrame, column: str, position: int):
-    """A cell as a plain Python value (``nan``, ``'yes'``, ``2``) for messages."""
-    return table[column].iloc[position:position + 1].tolist()[0]
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
-
-
-def read_csv_table(path: str | Path, key: str, expected: str) -> pd.DataFrame:
-    """``path`` read as a CSV with at least one row; an empty file or one that is not a CSV is
-    one line naming ``key``, the file and ``expected`` (what the file should hold)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{key}: no file '{path}'; {expected}")
-    try:
-        table = pd.read_csv(path)
-    except pd.errors.EmptyDataError as error:
-        raise UserError(f"{key}: '{path}' is empty; {expected}") from error
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as error:
-        raise UserError(f"{key}: '{path}' is not a readable CSV ({_first_line(error)}); "
-                        f"{expected}") from error
-    if table.empty:
-        raise UserError(f"{key}: '{path}' has a header but no rows; {expected}")
-    return table
-
-
-def require_columns(table: pd.DataFrame, columns: Sequence[str], path: Path, key: str,
-                    expected: str) -> None:
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        present = ", ".join(map(str, table.columns[:12])) + (", ..." if len(table.columns) > 12
-                                                             else "")
-        raise UserError(f"{key}: '{path}' lacks the column(s) {', '.join(missing)}; {expected} "
-                        f"(its columns: {present})")
-
-
-def finite_column(table: pd.DataFrame, column: str, path: Path, key: str,
-                  what: str = "scores") -> np.ndarray:
-    """``table[column]`` as floats; NaN, Inf or text is one line naming the first bad row."""
-    values = pd.to_numeric(table[column], errors="coerce").to_numpy(np.float64)
-    bad = ~np.isfinite(values)
-    if bad.any():
-        position = int(np.argmax(bad))
-        cell = _cell(table, column, position)
-        raise UserError(f"{key}: '{path}' column '{column}' holds {cell!r} at {_row(position)} "
-                        f"({int(bad.sum())} such rows); {what} must be finite numbers "
-                        f"(no NaN, Inf or text)")
-    return values
-
-
-def binary_column(table: pd.DataFrame, column: str, path: Path, key: str) -> np.ndarray:
-    """``table[column]`` as 0/1 integers; any other value is one line naming the first one."""
-    values = pd.to_numeric(table[column], errors="coerce")
-    bad = ~values.isin([0, 1]).to_numpy()
-    if bad.any():
-        position = int(np.argmax(bad))
-        cell = _cell(table, column, position)
-        raise UserError(f"{key}: '{path}' column '{column}' holds {cell!r} at {_row(position)} "
-                        f"({int(bad.sum())} such rows); a binary label must be 0 or 1")
-    return values.to_numpy().astype(int)
-
-
-def distinct_file_names(names: Sequence, key: str, what: str, suffix: str = "",
-                        ids: Sequence | None = None) -> list[str]:
-    """``safe_file_name`` of every name; two names giving one file (the same name twice, or
-    ``a/b`` and ``a_b``) are refused rather than one file overwriting the other."""
-    ids = list(ids) if ids is not None else None
-    seen: dict[str, int] = {}
-    files = []
-    for i, name in enumerate(names):
-        file_name = safe_file_name(name, f"{key} ({what} {name!r})") + suffix
-        if file_name in seen:
-            j = seen[file_name]
-            where = f" (exam_id {ids[j]} and {ids[i]})" if ids is not None else ""
-            which = (f"'{name}' twice{where}" if str(names[j]) == str(name) else
-                     f"'{names[j]}' and '{name}'{where}, which both give the file name "
-                     f"'{file_name}'")
-            raise UserError(f"{key}: {what} holds {which}; each needs a file of its own, so "
-                            f"make them unique")
-        seen[file_name] = i
-        files.append(file_name)
-    return files
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -245,7 +155,7 @@ def _load_scores(path: Path, names: list[str], n_rows: int, labels: Path) -> np.
             scores = np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as error:
             raise UserError(f"predictions: '{path}' is not a NumPy .npy array "
-                            f"({_first_line(error)}); {expected}") from error
+                            f"({first_line(error)}); {expected}") from error
         if not isinstance(scores, np.ndarray) or not np.issubdtype(scores.dtype, np.number):
             raise UserError(f"predictions: '{path}' does not hold a numeric array; {expected}")
         if scores.ndim == 1 and len(names) == 1:
@@ -287,82 +197,6 @@ def prediction_files(predictions: str | Path, labels: str | Path,
     for name in names:
         table[f"target_{name}"] = targets[name]
     return {"test": table}
-
-
-def _data_entries(node, prefix: str = "dataset") -> list[tuple[str, list, object]]:
-    """``(config key, parent node, key in parent)`` of every file or folder the dataset config
-    names (``DATA_KEYS``, in nested sources too)."""
-    entries = []
-    for key in node:
-        value, name = node[key], f"{prefix}.{key}"
-        if key in DATA_KEYS and isinstance(value, str):
-            entries.append((name, node, key))
-        elif key in DATA_KEYS and isinstance(value, ListConfig):
-            entries += [(f"{name}[{i}]", value, i) for i in range(len(value))
-                        if isinstance(value[i], str)]
-        elif isinstance(value, DictConfig):
-            entries += _data_entries(value, name)
-    return entries
-
-
-def _matches(parts: Sequence[str], patterns: Sequence[str]) -> bool:
-    return all(fnmatch.fnmatchcase(p, q) for p, q in zip(parts, patterns, strict=True))
-
-
-def recorded_data_root(run_folder: Path, relative: Sequence[Path]) -> Path | None:
-    """The folder the run's relative dataset paths started from when it trained: a dataset
-    file recorded (absolute) in its ``provenance.json`` that ends with one of ``relative``
-    (globs allowed) gives it; a file under a relative folder (``dataset.path``) as a fallback.
-    None without a provenance record or a match."""
-    try:
-        dataset = json.loads((run_folder / "provenance.json").read_text())["dataset"]
-        recorded = [Path(f["path"]) for kind in ("label_files", "tracing_files")
-                    for f in dataset.get(kind, [])]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-    relative = [r for r in relative if r.parts and ".." not in r.parts]
-    for rel in relative:  # a file (or glob of files): a suffix of a recorded path
-        n = len(rel.parts)
-        for path in recorded:
-            if len(path.parts) > n and _matches(path.parts[-n:], rel.parts):
-                return Path(*path.parts[:-n])
-    for rel in relative:  # a folder: a recorded file lies under it
-        n = len(rel.parts)
-        for path in recorded:
-            for k in range(len(path.parts) - n - 1, 0, -1):
-                if _matches(path.parts[k:k + n], rel.parts):
-                    return Path(*path.parts[:k])
-    return None
-
-
-def located_dataset(run_config: DictConfig, run_folder: Path | None = None,
-                    data_root: str | Path | None = None) -> DictConfig:
-    """The run's config with its relative dataset paths taken from ``data_root``, else from
-    the folder the run recorded them in (``provenance.json``), else from here; every dataset
-    file or folder it names is checked to exist, so that building the datamodule reads data
-    and never creates any (the bundled synthetic dataset is generated where it is missing)."""
-    config = copy.deepcopy(run_config)
-    entries = _data_entries(config.dataset)
-    relative = [Path(parent[k]) for _, parent, k in entries if not Path(parent[k]).is_absolute()]
-    root = (Path(data_root) if data_root else
-            recorded_data_root(Path(run_folder), relative) if run_folder is not None and relative
-            else None)
-    if root is not None:
-        for _, parent, k in entries:
-            if not Path(parent[k]).is_absolute():
-                parent[k] = str(root / parent[k])
-    origin = (f"data_root={data_root}" if data_root else
-              f"from {root}, where {Path(run_folder) / 'provenance.json'} recorded the run's data"
-              if root is not None else f"from the working directory {Path.cwd()}")
-    for name, parent, k in entries:
-        value = str(parent[k])
-        found = (glob.glob(value) if any(c in value for c in "*?[") else Path(value).exists())
-        if not found:
-            raise UserError(f"dataset_attributes: the run's {name} '{value}' ({origin}) is not "
-                            f"found; evaluation reads the run's dataset but never creates it: "
-                            f"set dataset_attributes=false, or data_root=<the folder the run's "
-                            f"relative data paths start from>")
-    return config
 
 
 def exam_attributes(run_config: DictConfig, run_folder: str | Path | None = None,

@@ -16,7 +16,7 @@ import contextlib
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ecgexp.errors import UserError
@@ -78,6 +78,28 @@ def make_folder(folder: str | Path, key: str) -> Path:
         raise UserError(f"{key}: cannot create '{folder}' ({error.strerror or error}); choose "
                         f"another {key}") from error
     return folder
+
+
+def distinct_file_names(names: Sequence, key: str, what: str, suffix: str = "",
+                        ids: Sequence | None = None) -> list[str]:
+    """``safe_file_name`` of every name; two names giving one file (the same name twice, or
+    ``a/b`` and ``a_b``) are refused rather than one file overwriting the other."""
+    ids = list(ids) if ids is not None else None
+    seen: dict[str, int] = {}
+    files = []
+    for i, name in enumerate(names):
+        file_name = safe_file_name(name, f"{key} ({what} {name!r})") + suffix
+        if file_name in seen:
+            j = seen[file_name]
+            where = f" (exam_id {ids[j]} and {ids[i]})" if ids is not None else ""
+            which = (f"'{name}' twice{where}" if str(names[j]) == str(name) else
+                     f"'{names[j]}' and '{name}'{where}, which both give the file name "
+                     f"'{file_name}'")
+            raise UserError(f"{key}: {what} holds {which}; each needs a file of its own, so "
+                            f"make them unique")
+        seen[file_name] = i
+        files.append(file_name)
+    return files
 
 
 def _temporary_name(path: Path) -> Path:

@@ -26,7 +26,7 @@ from ecgexp.files import atomic_path, confined_path, write_text_atomic
 from ecgexp.interpret.attribution import attribute, gradient_intensity
 from ecgexp.interpret.ecg_plot import make_ecg_figure, save
 from ecgexp.models.weights import build_model
-from ecgexp.run_folder import find_checkpoint, load_run_config
+from ecgexp.run_folder import find_checkpoint, load_run_config, located_dataset
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,9 @@ def extract_heatmaps(cfg: DictConfig) -> dict:
     run_config = load_run_config(run_folder, key="ckpt")
     if task.dataset == "current":
         run_config.dataset = cfg.dataset
+    else:  # the run's own data, where the run found it: never regenerated here
+        run_config = located_dataset(run_config, run_folder, key="task.dataset",
+                                     instead="set task.dataset=current with a dataset")
     net, objective = load_model(run_config, checkpoint, trusted=bool(cfg.get("ckpt_trusted")))
     datamodule = build_datamodule(run_config)
     datamodule.setup()

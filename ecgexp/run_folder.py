@@ -5,6 +5,8 @@ Layout: ``config.yaml`` (the resolved config), ``checkpoints/{best,last}.ckpt``,
 ``provenance.json``, ``history/metrics.csv`` and, while a run writes into it, the lock file
 ``.ecgexp.lock``.
 
+Its dataset is found where the run found it (:func:`located_dataset`) and never created.
+
 A run folder may come from a colleague or another machine, so its ``config.yaml`` is data:
 :func:`load_run_config` refuses any ``_target_`` (and ``task.entry``) outside ecgexp and the
 library modules the shipped config tree itself uses (Lightning's trainer, callbacks and
@@ -13,10 +15,14 @@ loggers, torch optimisers and LR schedulers), and outside ecgexp only classes.
 
 from __future__ import annotations
 
+import copy
 import fcntl
+import fnmatch
+import glob
 import json
 import os
 import socket
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
@@ -145,6 +151,89 @@ def relocated(config: DictConfig, folder: Path) -> DictConfig:
         return value
 
     return OmegaConf.create(move(tree))
+
+
+# ----------------------------------------------------------------------------- its data
+# Dataset config keys that name files or folders (HDF5Source, CombinedSource, RecordFolderSource
+# and the bundled synthetic dataset's ``directory``).
+DATA_KEYS = ("directory", "tracing_files", "labels_csv", "extra_labels_csv", "path")
+
+
+def _data_entries(node, prefix: str = "dataset") -> list[tuple[str, list, object]]:
+    """``(config key, parent node, key in parent)`` of every file or folder the dataset config
+    names (``DATA_KEYS``, in nested sources too)."""
+    entries = []
+    for key in node:
+        value, name = node[key], f"{prefix}.{key}"
+        if key in DATA_KEYS and isinstance(value, str):
+            entries.append((name, node, key))
+        elif key in DATA_KEYS and isinstance(value, ListConfig):
+            entries += [(f"{name}[{i}]", value, i) for i in range(len(value))
+                        if isinstance(value[i], str)]
+        elif isinstance(value, DictConfig):
+            entries += _data_entries(value, name)
+    return entries
+
+
+def _matches(parts: Sequence[str], patterns: Sequence[str]) -> bool:
+    return all(fnmatch.fnmatchcase(p, q) for p, q in zip(parts, patterns, strict=True))
+
+
+def recorded_data_root(run_folder: Path, relative: Sequence[Path]) -> Path | None:
+    """The folder the run's relative dataset paths started from when it trained: a dataset
+    file recorded (absolute) in its ``provenance.json`` that ends with one of ``relative``
+    (globs allowed) gives it; a file under a relative folder (``dataset.path``) as a fallback.
+    None without a provenance record or a match."""
+    try:
+        dataset = json.loads((run_folder / "provenance.json").read_text())["dataset"]
+        recorded = [Path(f["path"]) for kind in ("label_files", "tracing_files")
+                    for f in dataset.get(kind, [])]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    relative = [r for r in relative if r.parts and ".." not in r.parts]
+    for rel in relative:  # a file (or glob of files): a suffix of a recorded path
+        n = len(rel.parts)
+        for path in recorded:
+            if len(path.parts) > n and _matches(path.parts[-n:], rel.parts):
+                return Path(*path.parts[:-n])
+    for rel in relative:  # a folder: a recorded file lies under it
+        n = len(rel.parts)
+        for path in recorded:
+            for k in range(len(path.parts) - n - 1, 0, -1):
+                if _matches(path.parts[k:k + n], rel.parts):
+                    return Path(*path.parts[:k])
+    return None
+
+
+def located_dataset(run_config: DictConfig, run_folder: Path | None = None,
+                    data_root: str | Path | None = None, key: str = "dataset_attributes",
+                    instead: str = "set dataset_attributes=false") -> DictConfig:
+    """The run's config with its relative dataset paths taken from ``data_root``, else from
+    the folder the run recorded them in (``provenance.json``), else from here; every dataset
+    file or folder it names is checked to exist, so that building the datamodule reads data
+    and never creates any (the bundled synthetic dataset is generated where it is missing).
+    ``key`` and ``instead`` (what to do without the data) appear in the error."""
+    config = copy.deepcopy(run_config)
+    entries = _data_entries(config.dataset)
+    relative = [Path(parent[k]) for _, parent, k in entries if not Path(parent[k]).is_absolute()]
+    root = (Path(data_root) if data_root else
+            recorded_data_root(Path(run_folder), relative) if run_folder is not None and relative
+            else None)
+    if root is not None:
+        for _, parent, k in entries:
+            if not Path(parent[k]).is_absolute():
+                parent[k] = str(root / parent[k])
+    origin = (f"data_root={data_root}" if data_root else
+              f"from {root}, where {Path(run_folder) / 'provenance.json'} recorded the run's data"
+              if root is not None else f"from the working directory {Path.cwd()}")
+    for name, parent, k in entries:
+        value = str(parent[k])
+        found = (glob.glob(value) if any(c in value for c in "*?[") else Path(value).exists())
+        if not found:
+            raise UserError(f"{key}: the run's {name} '{value}' ({origin}) is not found; a "
+                            f"run's dataset is read, never created, from here: {instead}, or "
+                            f"data_root=<the folder the run's relative data paths start from>")
+    return config
 
 
 # ----------------------------------------------------------------------------- ownership

@@ -177,3 +177,30 @@ def test_two_runs_started_together_get_their_own_folders(trained_run, tmp_path):
         config = yaml.safe_load((folder / "config.yaml").read_text())
         assert config["paths"]["output_dir"] == str(folder.resolve())
         assert (folder / "metrics.json").is_file() and (folder / "predictions_test.csv").is_file()
+
+
+def test_heatmaps_from_elsewhere_read_the_run_data_and_create_none(trained_run, tmp_path,
+                                                                   monkeypatch):
+    """A run whose config names its data relative to where it trained: from another working
+    directory the data is found through provenance.json, and nothing is generated here."""
+    folder = copy_run(trained_run, tmp_path / "shared_run")
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    data_dir = config["paths"]["data_dir"]
+    dataset = config["dataset"]
+    for key in ("directory", "tracing_files", "labels_csv"):
+        dataset[key] = str(Path(dataset[key]).relative_to(Path(data_dir).parent))
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = compose_in(tmp_path, "task=heatmap", f"ckpt={folder}", "task.figures.max_exams=1",
+                     "task.select.top_k=2")
+    cfg.paths.output_dir = str(tmp_path / "heatmaps")
+    assert extract_heatmaps(cfg)["exams"] == 2
+    assert list(elsewhere.iterdir()) == []
+    (folder / "provenance.json").unlink()  # no record of where the data was: refused
+    with pytest.raises(UserError, match=r"^task.dataset: the run's dataset\.directory "
+                                        r"'data/synthetic_n120_seed0' \(from the working "
+                                        r"directory .*\) is not found; .*task.dataset=current"):
+        extract_heatmaps(cfg)
+    assert list(elsewhere.iterdir()) == []
