@@ -32,6 +32,32 @@ def ecgexp(tmp_path, *args):
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def children(pid: int) -> set[int]:
+    """The processes ``pid`` started (its data-loader workers), from /proc."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        text = (task / "children").read_text() if (task / "children").exists() else ""
+        found |= {int(child) for child in text.split()}
+    return found
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie waiting to be reaped does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def gone_within(pids: set[int], seconds: float) -> bool:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if not any(running(p) for p in pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
 @pytest.fixture(scope="module")
 def reference_metrics(tmp_path_factory) -> dict:
     """metrics.json of an uninterrupted run."""
@@ -52,9 +78,11 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path, reference_metrics, how
             seen, saves = last.stat().st_mtime_ns, saves + 1
         time.sleep(0.02)
     time.sleep(0.5)  # into the third epoch
+    workers = children(interrupted.pid)
     interrupted.send_signal(signal.SIGKILL)
     interrupted.wait()
     assert saves == 2 and not (folder / "metrics.json").exists()
+    assert len(workers) >= 2 and gone_within(workers, 2.0)  # the workers end with the run
 
     if how == "resume":  # the run's own config, from its folder
         arguments = [f"resume={folder}"]
