@@ -128,7 +128,12 @@ def find_checkpoint(ckpt: str | Path | None, key: str = "ckpt") -> tuple[Path, P
             raise UserError(f"{key}: no {CHECKPOINTS}/best.ckpt or last.ckpt in '{path}'")
         return path, checkpoint
     if path.is_file():
-        return path.parent.parent, path
+        folder = path.parent.parent
+        if path.parent.name != CHECKPOINTS or not (folder / CONFIG).is_file():
+            raise UserError(f"{key}: '{path}' is not a checkpoint of a run folder "
+                            f"(<run>/{CHECKPOINTS}/<name>.ckpt beside <run>/{CONFIG}); give the "
+                            f"run folder or a checkpoint inside it")
+        return folder, path
     raise UserError(f"{key}: no run folder or checkpoint at '{path}'")
 
 

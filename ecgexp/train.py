@@ -28,7 +28,7 @@ from ecgexp.data.datamodule import ExamDataModule
 from ecgexp.errors import UserError
 from ecgexp.evaluation.report import flatten_report, print_report
 from ecgexp.files import write_text_atomic
-from ecgexp.models.weights import build_model
+from ecgexp.models.weights import build_model, read_state_dict
 from ecgexp.provenance import provenance, summary
 from ecgexp.run_folder import CHECKPOINTS, CONFIG, RunLock, load_run_config, relocated
 from ecgexp.tasks.module import ECGModule
@@ -242,6 +242,8 @@ def train(cfg: DictConfig) -> dict[str, float] | None:
     in the processes other than rank 0 of a distributed run."""
     cfg, restart = resumed(cfg)
     start = start_checkpoint(cfg)
+    if cfg.model.get("weights"):  # read and checked before anything is written
+        read_state_dict(cfg.model.weights, trusted=bool(cfg.model.get("weights_trusted")))
     output_dir = Path(cfg.paths.output_dir)
     lock = claim_folder(output_dir, continuing=start is not None)
     try:

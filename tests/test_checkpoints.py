@@ -58,6 +58,10 @@ def test_every_loading_path_refuses_code_in_a_checkpoint(hostile_run, tmp_path):
     with pytest.raises(UserError) as error:  # model.weights
         build_model(compose_in(root, "experiment=demo", f"model.weights={last}").model)
     refusal(error, last, "model.weights", "model.weights_trusted")
+    with pytest.raises(UserError) as error:  # a run from those weights: before any write
+        train(compose_in(root, *SHORT_RUN, f"model.weights={last}"))
+    refusal(error, last, "model.weights", "model.weights_trusted")
+    assert not (root / "run").exists() and not (root / "data").exists()
 
     heatmap = compose_in(root, "task=heatmap", f"ckpt={last}")
     with pytest.raises(UserError) as error:  # ckpt= (task=heatmap)

@@ -69,6 +69,15 @@ def test_a_tampered_config_is_refused_on_every_path(trained_run, tmp_path, key, 
     assert digests(folder) == before
 
 
+def test_a_checkpoint_outside_a_run_folder_is_named(trained_run, tmp_path):
+    stray = tmp_path / "model.ckpt"
+    stray.write_bytes((trained_run / "checkpoints" / "best.ckpt").read_bytes())
+    with pytest.raises(UserError, match=rf"^ckpt: '{stray}' is not a checkpoint of a run "
+                                        rf"folder \(<run>/checkpoints/<name>.ckpt beside "
+                                        rf"<run>/config.yaml\)"):
+        extract_heatmaps(compose_in(tmp_path, "task=heatmap", f"ckpt={stray}"))
+
+
 def test_a_task_entry_outside_ecgexp_is_refused(trained_run, tmp_path):
     folder = copy_run(trained_run, tmp_path / "tampered")
     config = yaml.safe_load((folder / "config.yaml").read_text())
