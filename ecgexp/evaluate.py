@@ -52,6 +52,8 @@ from ecgexp.run_folder import load_run_config, located_dataset
 
 log = logging.getLogger(__name__)
 SPLITS = ("val", "test")
+# Marks a folder written by ecgexp-evaluate, whose files a new evaluation may replace.
+REPORT_MARKER = ".ecgexp_report"
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -420,6 +422,16 @@ def report_thresholds(report: dict) -> dict[str, float]:
             if "threshold" in values}
 
 
+def check_report_folder(out: Path) -> None:
+    """The report folder can be written and holds nothing but an earlier ecgexp report (its
+    files are replaced): a folder of other files is refused, not written into."""
+    writable_folder(out, "output_dir")
+    if out.is_dir() and any(out.iterdir()) and not (out / REPORT_MARKER).is_file():
+        raise UserError(f"output_dir: '{out}' holds files that are not an ecgexp report; give a "
+                        f"new or empty folder (or an earlier report folder) so that nothing "
+                        f"in it is overwritten")
+
+
 def check_export_folder(folder: Path) -> None:
     """``challenge_export`` must be a new or empty folder (no stale outputs mixed in)."""
     folder = Path(folder)
@@ -476,13 +488,14 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     label_key = "task.target_columns" if run_config is not None else "label_columns"
     for prefix in ("score_", "predicted_"):  # one figure file per label
         distinct_file_names(label_names(first, prefix), label_key, "the label list")
-    writable_folder(out, "output_dir")
+    check_report_folder(out)
     if cfg.challenge_export:
         check_export_folder(Path(cfg.challenge_export))
         writable_folder(cfg.challenge_export, "challenge_export")
     attributes = (exam_attributes(run_config, run_folder, cfg.get("data_root"))
                   if run_config is not None and cfg.dataset_attributes else None)
     make_folder(out, "output_dir")
+    (out / REPORT_MARKER).touch()
     tables: dict[str, pd.DataFrame] = {}
     if run_config is not None:
         objective = instantiate(run_config.task.objective)
