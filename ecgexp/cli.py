@@ -10,7 +10,7 @@ import hydra
 from omegaconf import DictConfig
 
 import ecgexp  # noqa: F401  (registers the OmegaConf resolvers)
-from ecgexp.errors import reported
+from ecgexp.errors import is_user_error, reported
 
 CONFIG_PATH = str(Path(__file__).parent / "conf")
 
@@ -23,14 +23,31 @@ def main(cfg: DictConfig) -> float | None:
     A task whose config names an ``entry`` (``task=heatmap``) runs that function instead."""
     from ecgexp.checks import check
 
-    check(cfg, "train")  # again for each job of a multirun, whose values the sweeper sets
-    if cfg.task.get("entry"):
-        from hydra.utils import get_method
+    try:
+        check(cfg, "train")  # again for each job of a multirun, whose values the sweeper sets
+        if cfg.task.get("entry"):
+            from hydra.utils import get_method
 
-        return get_method(cfg.task.entry)(cfg)
-    from ecgexp.train import train
+            return get_method(cfg.task.entry)(cfg)
+        from ecgexp.train import train
 
-    return optimized_value(train(cfg), cfg.get("optimized_metric"))
+        return optimized_value(train(cfg), cfg.get("optimized_metric"))
+    except Exception as error:
+        if is_user_error(error):  # a bad input: the run folder Hydra made for it goes too
+            discard_hydra_folder()
+        raise
+
+
+def discard_hydra_folder() -> None:
+    """Removes this job's Hydra folder if the job wrote nothing into it."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from ecgexp.config import run_token
+    from ecgexp.run_folder import discard_unused
+
+    if HydraConfig.initialized():
+        hydra = HydraConfig.get()
+        discard_unused(hydra.runtime.output_dir, run_token(), f"{hydra.job.name}.log")
 
 
 def optimized_value(metrics: dict[str, float] | None, name: str | None) -> float | None:

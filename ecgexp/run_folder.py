@@ -21,6 +21,7 @@ import fnmatch
 import glob
 import json
 import os
+import shutil
 import socket
 from collections.abc import Sequence
 from functools import cache
@@ -239,6 +240,19 @@ def located_dataset(run_config: DictConfig, run_folder: Path | None = None,
                             f"run's dataset is read, never created, from here: {instead}, or "
                             f"data_root=<the folder the run's relative data paths start from>")
     return config
+
+
+def discard_unused(folder: str | Path, token: str, log_name: str) -> bool:
+    """Removes the run folder this process's Hydra created (its name ends with this process's
+    ``token``) when a run stopped before writing into it: nothing in it but Hydra's ``.hydra``
+    and the log ``log_name``. Returns whether it did; any other folder is left alone."""
+    folder = Path(folder)
+    if not folder.is_dir() or not folder.name.endswith(f"_{token}"):
+        return False
+    if not {p.name for p in folder.iterdir()} <= {".hydra", log_name}:
+        return False
+    shutil.rmtree(folder)
+    return True
 
 
 # ----------------------------------------------------------------------------- ownership

@@ -244,20 +244,7 @@ def train(cfg: DictConfig) -> dict[str, float] | None:
     start = start_checkpoint(cfg)
     if cfg.model.get("weights"):  # read and checked before anything is written
         read_state_dict(cfg.model.weights, trusted=bool(cfg.model.get("weights_trusted")))
-    output_dir = Path(cfg.paths.output_dir)
-    lock = claim_folder(output_dir, continuing=start is not None)
-    try:
-        return _train(cfg, output_dir, start, restart)
-    finally:
-        if lock is not None:
-            lock.release()
-
-
-def _train(cfg: DictConfig, output_dir: Path, start: tuple[Path, int] | None,
-           restart: dict | None) -> dict[str, float] | None:
     pl.seed_everything(cfg.seed, workers=True)
-    write_once(output_dir / CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
-
     objective = instantiate(cfg.task.objective)
     if cfg.task.n_outputs != objective.n_outputs:
         raise UserError(f"task.n_outputs: {cfg.task.n_outputs}, but the {cfg.task.name} "
@@ -265,7 +252,20 @@ def _train(cfg: DictConfig, output_dir: Path, start: tuple[Path, int] | None,
                         f"task.n_outputs={objective.n_outputs}")
     binary = [c for c in objective.binary_columns if c in cfg.task.target_columns]
     datamodule = build_datamodule(cfg, binary_columns=binary)
-    datamodule.setup()  # bad data fails here, before any training
+    datamodule.setup()  # bad data fails here, before the run folder is written
+    output_dir = Path(cfg.paths.output_dir)
+    lock = claim_folder(output_dir, continuing=start is not None)
+    try:
+        return _train(cfg, output_dir, start, restart, objective, datamodule)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(cfg: DictConfig, output_dir: Path, start: tuple[Path, int] | None,
+           restart: dict | None, objective, datamodule: ExamDataModule
+           ) -> dict[str, float] | None:
+    write_once(output_dir / CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
     record_provenance(output_dir, datamodule, restart)
     statistics = fit_training_statistics(objective, datamodule, output_dir)
     module = ECGModule(build_model(cfg.model), objective, instantiate(cfg.optimizer),

@@ -213,3 +213,17 @@ def test_heatmaps_from_elsewhere_read_the_run_data_and_create_none(trained_run, 
                                         r"directory .*\) is not found; .*task.dataset=current"):
         extract_heatmaps(cfg)
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_run_stopped_by_bad_data_leaves_no_run_folder(tmp_path):
+    (tmp_path / "exams.hdf5").write_text("not an HDF5 file\n")
+    (tmp_path / "exams.csv").write_text("exam_id,chagas\n1,0\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    result = run("ecgexp", work, "task=chagas", "dataset=generic",
+                 f"dataset.tracing_files={tmp_path / 'exams.hdf5'}",
+                 f"dataset.labels_csv={tmp_path / 'exams.csv'}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"error: dataset.tracing_files: '{tmp_path / 'exams.hdf5'}' is not an HDF5 file")
+    assert list((work / "outputs" / "chagas" / "runs").iterdir()) == []
