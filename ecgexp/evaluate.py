@@ -205,7 +205,7 @@ def exam_attributes(run_config: DictConfig, run_folder: str | Path | None = None
                     data_root: str | Path | None = None) -> pd.DataFrame:
     """The exam table of the run's dataset (age, sex, death, timey, AF timelines, ...), read
     where the run found it (:func:`located_dataset`)."""
-    from ecgexp.train import build_datamodule
+    from ecgexp.data.build import build_datamodule
 
     datamodule = build_datamodule(located_dataset(run_config, run_folder, data_root))
     datamodule.setup()

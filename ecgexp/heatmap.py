@@ -107,7 +107,7 @@ def output_scores(net, dataset, positions: np.ndarray, index: int,
 
 def extract_heatmaps(cfg: DictConfig) -> dict:
     """The ``task=heatmap`` entry point; returns where it wrote and how many exams."""
-    from ecgexp.train import build_datamodule
+    from ecgexp.data.build import build_datamodule
 
     task = cfg.task
     run_folder, checkpoint = find_checkpoint(cfg.get("ckpt"))

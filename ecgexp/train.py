@@ -10,10 +10,8 @@ history of the epochs before the restart is kept.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -24,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
 from ecgexp.checkpoints import CheckpointFiles, read_checkpoint
+from ecgexp.data.build import build_datamodule
 from ecgexp.data.datamodule import ExamDataModule
 from ecgexp.errors import UserError
 from ecgexp.evaluation.report import flatten_report, print_report
@@ -41,28 +40,6 @@ log = logging.getLogger(__name__)
 def _instantiate_group(group: DictConfig | None) -> list:
     """Instantiates every entry of a ``callbacks``/``logger`` group (empty when null)."""
     return [instantiate(entry) for entry in (group or {}).values() if entry is not None]
-
-
-def dataset_config(cfg: DictConfig) -> DictConfig:
-    """The ``dataset`` config with its split rule replaced by the ``split`` group when one is
-    chosen (``split=age_balanced``), else by the task's own rule (``task.split``, e.g. AF risk)."""
-    dataset = copy.deepcopy(cfg.dataset)
-    rule = cfg.get("split") or cfg.task.get("split")
-    if rule is not None:
-        dataset.split = rule
-    return dataset
-
-
-def build_datamodule(cfg: DictConfig, binary_columns: Sequence[str] = ()) -> ExamDataModule:
-    """The DataModule of a config; ``binary_columns``: targets checked to be 0/1 at set-up."""
-    task = cfg.task
-    return ExamDataModule(
-        instantiate(dataset_config(cfg)), task.target_columns, cfg.preprocessing.leads,
-        seed=cfg.seed, binary_columns=binary_columns,
-        metadata_columns=task.get("metadata_columns") or (),
-        standardise_metadata=task.get("standardise_metadata") or (),
-        target_builder=instantiate(task.targets) if task.get("targets") else None,
-        sampler=instantiate(task.sampler) if task.get("sampler") else None, **cfg.loader)
 
 
 # Overrides that may change on resume: they do not change what is learnt.

@@ -8,8 +8,8 @@ import pytest
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
+from ecgexp.data.build import build_datamodule
 from ecgexp.data.synthetic import write_code15
-from ecgexp.train import build_datamodule
 
 SAMITROP_ID_OFFSET = 10**9  # keeps the two sources' exam ids apart
 

@@ -17,8 +17,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
+from ecgexp.data.build import build_datamodule
 from ecgexp.models.weights import build_model
-from ecgexp.train import build_datamodule, train
+from ecgexp.train import train
 
 TASKS = ["abnormality", "chagas", "age", "electrolyte", "electrolyte_classification",
          "electrolyte_ordinal", "electrolyte_gaussian", "af_risk"]

@@ -19,10 +19,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
 import ecgexp
+from ecgexp.data.build import build_datamodule
 from ecgexp.data.datamodule import ExamDataModule
 from ecgexp.models.weights import build_model
 from ecgexp.tasks.module import ECGModule
-from ecgexp.train import build_datamodule
 
 CONF_DIR = Path(ecgexp.__file__).parent / "conf"
 

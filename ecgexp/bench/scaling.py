@@ -42,7 +42,7 @@ from ecgexp.bench.common import (
 )
 from ecgexp.bench.report import Figure, Result
 from ecgexp.bench.training import CALLBACK_OVERRIDES
-from ecgexp.train import dataset_config
+from ecgexp.data.build import dataset_config
 
 EPOCH_OVERRIDES = ["trainer.max_epochs=1", "+trainer.limit_val_batches=0",
                    "+trainer.num_sanity_val_steps=0", "trainer.accelerator=cpu"]
