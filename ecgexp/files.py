@@ -45,20 +45,26 @@ def confined_path(folder: Path, name: object, key: str, suffix: str = "") -> Pat
     return path
 
 
-def writable_folder(folder: str | Path, key: str) -> Path:
+def writable_folder(folder: str | Path, key: str, written: str | Path | None = None) -> Path:
     """Checks, without creating anything, that ``folder`` is or can be made a folder this
-    process can write to: its nearest existing ancestor must be a writable folder."""
+    process can write to: its nearest existing ancestor must be a writable folder (not a file,
+    a broken link or on a read-only file system). ``written`` (default ``folder``) is what the
+    messages say cannot be written."""
     folder = Path(folder)
+    written = Path(written) if written is not None else folder
     existing = folder
     while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():
+            raise UserError(f"{key}: the folder '{existing}' of '{written}' is a broken link; "
+                            f"choose another {key}")
         existing = existing.parent
     if not existing.is_dir():
-        raise UserError(f"{key}: '{existing}' is a file, not a folder, so '{folder}' cannot be "
-                        f"written; choose another {key}")
+        raise UserError(f"{key}: '{existing}' is a file, not a folder, so '{written}' cannot "
+                        f"be written there; choose another {key}")
     if not os.access(existing, os.W_OK | os.X_OK):
         why = "is on a read-only file system" if _read_only(existing) else "is not writable"
-        raise UserError(f"{key}: '{existing}' {why}, so '{folder}' cannot be written; choose "
-                        f"another {key}")
+        raise UserError(f"{key}: the folder '{existing}' {why}, so '{written}' cannot be "
+                        f"written there; choose another {key}")
     return folder
 
 

@@ -58,6 +58,7 @@ import pandas as pd
 from rich.progress import Progress
 
 from ecgexp.errors import UserError
+from ecgexp.files import writable_folder
 from ecgexp.processes import end_with_parent
 from ecgexp.signal.pipeline import RecordRejected, SignalPipeline
 from ecgexp.signal.readers import RecordError, read_record
@@ -119,19 +120,7 @@ def _check_output(output: Path) -> None:
     """The output's name and folder: a folder (or a folder still to be made) that is writable."""
     if output.suffix not in (".h5", ".hdf5") or not output.stem:
         raise UserError(f"output: '{output}' must be a file name ending in .h5 or .hdf5")
-    existing = output.parent
-    while not existing.exists() and existing != existing.parent:
-        if existing.is_symlink():  # a dangling link
-            raise UserError(f"output: the folder '{existing}' of '{output}' is a broken "
-                            f"link; choose another output")
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UserError(f"output: '{existing}' is a file, not a folder, so '{output}' cannot "
-                        f"be written there; choose another output")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"output: the folder '{existing}' is not writable, so '{output}' "
-                        f"cannot be written there; choose another output or fix the folder's "
-                        f"permissions")
+    writable_folder(output.parent, "output", written=output)
 
 
 def _settings_key(names: Sequence[str], pipeline: SignalPipeline, batch_size: int,

@@ -14,9 +14,8 @@ from torch.utils.data import DataLoader, Sampler
 
 from ecgexp.data.dataset import ExamDataset, collate_exams
 from ecgexp.data.hdf5 import TracingReader
-from ecgexp.data.labels import check_label_values
 from ecgexp.data.samplers import EpochShuffleSampler, ShardSampler
-from ecgexp.data.source import AMPLITUDE_RANGE_MV, CombinedSource, HDF5Source, screen_tracings
+from ecgexp.data.source import AMPLITUDE_RANGE_MV, HDF5Source, screen_tracings
 from ecgexp.errors import UserError
 from ecgexp.processes import die_with_parent
 from ecgexp.signal.leads import lead_indices
@@ -137,7 +136,8 @@ class ExamDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.table is not None:
             return
-        table, self.reader = self._load()
+        table, self.reader = self.source.load(self.target_columns, self.metadata_columns,
+                                              self.target_builder, self.binary_columns)
         if isinstance(self.reader, TracingReader):  # raw records are checked as they are read
             table = screen_tracings(
                 table, self.reader, self.source.scale, self.source.nan_policy,
@@ -154,20 +154,6 @@ class ExamDataModule(pl.LightningDataModule):
                 self.source.nan_policy, None if metadata is None else metadata[rows.index])
         log.info("%s: %s exams", self.source.name,
                  ", ".join(f"{s} {len(d)}" for s, d in self.datasets.items()))
-
-    def _load(self) -> tuple[pd.DataFrame, TracingReader]:
-        """The source's exam table and reader, with the label values checked."""
-        if isinstance(self.source, (HDF5Source, CombinedSource)):  # checks each label file
-            return self.source.load(self.target_columns, self.metadata_columns,
-                                    self.target_builder, self.binary_columns)
-        table, reader = self.source.load(self.target_columns, self.metadata_columns,
-                                         self.target_builder)
-        labels_csv = getattr(self.source, "labels_csv", None)  # raw records: their headers
-        check_label_values(table, self.target_columns, self.metadata_columns,
-                           self.binary_columns, labels_csv or getattr(self.source, "path", ""),
-                           key="dataset.labels_csv" if labels_csv else "dataset.path",
-                           csv_rows=False)
-        return table, reader
 
     def _scaled_metadata(self) -> np.ndarray | None:
         """Metadata columns as ``(exams, n_metadata)``, standardised with training statistics."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ecgexp.data.labels import check_columns, read_label_table
+from ecgexp.data.labels import check_columns, check_label_values, read_label_table
 from ecgexp.data.splits import SPLITS
 from ecgexp.signal.pipeline import SignalPipeline
 from ecgexp.signal.readers import RecordError, read_record, read_wfdb_header
@@ -109,9 +109,11 @@ class RecordFolderSource:
 
     def load(self, target_columns: Sequence[str], metadata_columns: Sequence[str] = (),
              target_builder: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+             binary_columns: Sequence[str] = (),
              ) -> tuple[pd.DataFrame, RecordReader]:
         """As ``HDF5Source.load``: the exam table (``exam_id``, ``file_index``, ``row``,
-        ``record``, ``split``, header columns) and a reader."""
+        ``record``, ``split``, header columns) and a reader; target and metadata values are
+        checked as there (numbers, ``binary_columns`` 0/1), named by exam id."""
         root, names = list_records(self.path, key="dataset.path")
         ids, rejected = exam_ids(names, self.ids)
         for position, reason in rejected.items():
@@ -126,6 +128,10 @@ class RecordFolderSource:
             table = target_builder(table)
         check_columns(table, [*target_columns, *metadata_columns],
                       self.labels_csv or f"the record headers under {self.path}")
+        check_label_values(table, target_columns, metadata_columns, binary_columns,
+                           self.labels_csv or self.path,
+                           key="dataset.labels_csv" if self.labels_csv else "dataset.path",
+                           csv_rows=False)
         table["split"] = self.split(table).to_numpy()
         needed = [*target_columns, *metadata_columns]
         usable = table[needed].notna().all(axis=1) & table.split.isin(SPLITS)
