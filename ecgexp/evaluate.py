@@ -18,6 +18,7 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from ecgexp.data.labels import read_csv_table
 from ecgexp.errors import UserError
 from ecgexp.evaluation import plots
 from ecgexp.evaluation.agreement import cohen_kappa, mcnemar
@@ -34,13 +35,7 @@ from ecgexp.evaluation.survival import (
     kaplan_meier,
     score_bins,
 )
-from ecgexp.evaluation.tables import (
-    binary_column,
-    finite_column,
-    first_line,
-    read_csv_table,
-    require_columns,
-)
+from ecgexp.evaluation.tables import binary_column, finite_column, first_line, require_columns
 from ecgexp.files import (
     confined_path,
     distinct_file_names,

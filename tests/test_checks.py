@@ -2,6 +2,7 @@
 
 import pytest
 from conftest import SHORT_RUN, compose_in, run
+from omegaconf import OmegaConf
 
 from ecgexp.checks import check
 from ecgexp.errors import UserError, is_user_error
@@ -95,13 +96,8 @@ def test_only_errors_raised_by_ecgexp_are_bad_input():
         int("x")
     assert not is_user_error(library.value)
     with pytest.raises(ValueError) as own:
-        check(compose_in_memory(), "train")
+        check(OmegaConf.create({"loader": {"batch_size": 0}}), "train")
     assert is_user_error(own.value)
-
-
-def compose_in_memory():
-    from omegaconf import OmegaConf
-    return OmegaConf.create({"loader": {"batch_size": 0}})
 
 
 @pytest.mark.parametrize("where", ["read-only", "under a file"])

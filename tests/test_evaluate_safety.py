@@ -160,11 +160,11 @@ SCORES = "AF,RBBB\n0.1,0.2\n0.9,0.3\n0.2,0.1\n0.8,0.7\n0.6,0.4\n0.3,0.2\n"
 
 
 @pytest.mark.parametrize("content,expected", [
-    ("", "is empty; predictions expects an .npy of shape (6, 2) or a CSV with the score "
-         "columns AF, RBBB"),
-    (b"\x89PNG\r\n\x1a\n" + bytes(range(256)), "is not a readable CSV ('utf-8' codec can't "
+    ("", "is empty (no header line, no rows); predictions expects an .npy of shape (6, 2) or "
+         "a CSV with the score columns AF, RBBB"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(range(256)), "is not a readable CSV table ('utf-8' codec can't "
                                                "decode"),
-    ("AF,RBBB\n", "has a header but no rows"),
+    ("AF,RBBB\n", "has a header (AF, RBBB) but no rows"),
     ("AF,other\n" + "0.5,0.5\n" * 6, "lacks the column(s) RBBB; predictions expects"),
     (SCORES.replace("0.2,0.1", "nan,0.1"), "column 'AF' holds nan at row 3 (line 4 of the "
                                            "file) (1 such rows); scores must be finite"),
@@ -208,8 +208,9 @@ def test_labels_that_are_not_0_1_are_one_line(tmp_path, content, expected):
 
 
 @pytest.mark.parametrize("edit,expected", [
-    (lambda path: write(path, ""), "is empty; the chagas task expects a predictions table "
-                                   "with the columns exam_id, score_chagas, target_chagas"),
+    (lambda path: write(path, ""), "is empty (no header line, no rows); the chagas task "
+                                   "expects a predictions table with the columns exam_id, "
+                                   "score_chagas, target_chagas"),
     (lambda path: pd.read_csv(path).drop(columns="target_chagas").to_csv(path, index=False),
      "lacks the column(s) target_chagas; the chagas task expects"),
     (lambda path: pd.read_csv(path).assign(score_chagas=lambda t: t.score_chagas.where(
@@ -233,9 +234,10 @@ def test_console_gets_one_line_not_a_pandas_traceback(trained, tmp_path, capsys)
     with pytest.raises(SystemExit) as exited:
         reported(evaluate)(compose_config("evaluate", f"run={run}", *FAST))
     assert exited.value.code == 2
-    assert capsys.readouterr().err == (f"error: run: '{run / 'predictions_val.csv'}' is empty; "
-                                       f"the chagas task expects a predictions table with the "
-                                       f"columns exam_id, score_chagas, target_chagas, as "
+    assert capsys.readouterr().err == (f"error: run: '{run / 'predictions_val.csv'}' is empty "
+                                       f"(no header line, no rows); the chagas task expects a "
+                                       f"predictions table with the columns exam_id, "
+                                       f"score_chagas, target_chagas, as "
                                        f"ecgexp writes it\n")
     assert not (run / "report").exists()
 

@@ -166,7 +166,7 @@ def test_a_folder_in_use_or_holding_a_run_is_refused(trained_run, tmp_path):
     before = digests(trained_run)
     with pytest.raises(UserError, match=rf"'{trained_run}' already holds a run \(config.yaml\)"):
         train(cfg)
-    assert digests(trained_run) == {k: v for k, v in before.items()}
+    assert digests(trained_run) == before
 
 
 def test_two_runs_started_together_get_their_own_folders(trained_run, tmp_path):

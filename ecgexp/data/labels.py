@@ -17,6 +17,28 @@ JOIN_RULES = ("exam_id", "row_order")
 MISSING_EXAM_POLICIES = ("error", "drop")
 
 
+def read_csv_table(path: str | Path, key: str, expected: str) -> pd.DataFrame:
+    """``path`` read as a CSV with at least one row. A missing, empty or unreadable file, or
+    one with a header but no rows, is one line naming ``key``, the file and ``expected`` (what
+    the file should hold, or what to do)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{key}: no file '{path}' (working directory {Path.cwd()}); {expected}")
+    try:
+        table = pd.read_csv(path)
+    except pd.errors.EmptyDataError as error:
+        raise UserError(f"{key}: '{path}' is empty (no header line, no rows); {expected}") \
+            from error
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as error:
+        reason = " ".join(str(error).split()).removeprefix("Error tokenizing data. C error: ")
+        raise UserError(f"{key}: '{path}' is not a readable CSV table ({reason}); "
+                        f"{expected}") from error
+    if table.empty:
+        raise UserError(f"{key}: '{path}' has a header ({', '.join(map(str, table.columns))}) "
+                        f"but no rows; {expected}")
+    return table
+
+
 def read_label_table(path: str | Path, id_column: str | None, required_columns: Sequence[str],
                      rename_columns: Mapping[str, str] | None = None,
                      key: str = "dataset.labels_csv", target_columns: Sequence[str] = (),
@@ -34,21 +56,7 @@ def read_label_table(path: str | Path, id_column: str | None, required_columns: 
     if not path.is_file():
         raise FileNotFoundError(f"{key}: no label file at '{path}' "
                                 f"(working directory {Path.cwd()})")
-    try:
-        table = pd.read_csv(path)
-    except pd.errors.EmptyDataError as error:
-        raise UserError(f"{key}: '{path}' is empty (no header line, no rows); point {key} at "
-                        f"the label table") from error
-    except pd.errors.ParserError as error:
-        reason = " ".join(str(error).split()).removeprefix("Error tokenizing data. C error: ")
-        raise UserError(f"{key}: '{path}' is not a readable CSV table ({reason}); fix the "
-                        f"file or point {key} at the label table") from error
-    except UnicodeDecodeError as error:
-        raise UserError(f"{key}: '{path}' is not a text CSV file (byte {error.start} is not "
-                        f"{error.encoding}); point {key} at the label table") from error
-    if table.empty:
-        raise UserError(f"{key}: '{path}' has a header ({', '.join(map(str, table.columns))}) "
-                        f"but no rows; point {key} at the label table")
+    table = read_csv_table(path, key, f"point {key} at the label table")
     table = table.rename(columns=dict(rename_columns or {}))
     if id_column is not None:
         if id_column not in table.columns:

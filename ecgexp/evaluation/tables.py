@@ -28,24 +28,6 @@ def first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
-def read_csv_table(path: str | Path, key: str, expected: str) -> pd.DataFrame:
-    """``path`` read as a CSV with at least one row; an empty file or one that is not a CSV is
-    one line naming ``key``, the file and ``expected`` (what the file should hold)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{key}: no file '{path}'; {expected}")
-    try:
-        table = pd.read_csv(path)
-    except pd.errors.EmptyDataError as error:
-        raise UserError(f"{key}: '{path}' is empty; {expected}") from error
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as error:
-        raise UserError(f"{key}: '{path}' is not a readable CSV ({first_line(error)}); "
-                        f"{expected}") from error
-    if table.empty:
-        raise UserError(f"{key}: '{path}' has a header but no rows; {expected}")
-    return table
-
-
 def require_columns(table: pd.DataFrame, columns: Sequence[str], path: Path, key: str,
                     expected: str) -> None:
     missing = [c for c in columns if c not in table.columns]
