@@ -24,7 +24,7 @@ from ecgexp.tasks.regression import (
     Ordinal,
     Regression,
 )
-from ecgexp.tasks.weights import inverse_frequency_weights
+from ecgexp.tasks.loss_weights import inverse_frequency_weights
 
 E = math.e
 AGES = [20, 20, 30, 40, 40, 40]  # counts 2, 1, 3

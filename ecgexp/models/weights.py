@@ -37,11 +37,15 @@ SHAPE_KEYS = ("model.blocks, model.stem, model.kernel_size, task.n_outputs, mode
 MAX_LISTED = 10
 
 
-def build_model(model_cfg: DictConfig, with_weights: bool = True) -> nn.Module:
-    """The network of a ``model`` config; with ``model.weights`` set (and ``with_weights``),
-    started from that file. ``with_weights=False`` when other weights follow (a checkpoint)."""
+def build_model(model_cfg: DictConfig, objective=None, with_weights: bool = True) -> nn.Module:
+    """The network of a ``model`` config, with the output width and head of ``objective``
+    (its ``n_outputs`` and ``head``) when given; with ``model.weights`` set (and
+    ``with_weights``), started from that file. ``with_weights=False`` when other weights follow
+    (a checkpoint)."""
     settings = OmegaConf.to_container(model_cfg, resolve=True)
     weights, trusted = (settings.pop(key, None) for key in WEIGHT_KEYS)
+    if objective is not None:
+        settings.update(n_outputs=objective.n_outputs, head=objective.head)
     model = instantiate(settings)
     if with_weights and weights:
         load_weights(model, weights, trusted=bool(trusted))

@@ -13,7 +13,7 @@ from torchmetrics.classification import MulticlassAUROC, MulticlassAveragePrecis
 
 from ecgexp.evaluation.multiclass import af_risk_report
 from ecgexp.tasks.objectives import Objective
-from ecgexp.tasks.weights import check_weight_option, class_weights_option
+from ecgexp.tasks.loss_weights import check_weight_option, class_weights_option
 
 AF_RISK_CLASSES = (1, 2, 3)
 

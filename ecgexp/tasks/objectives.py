@@ -25,7 +25,7 @@ from torchmetrics.classification import (
 )
 
 from ecgexp.evaluation.binary import binary_report, single_label_report
-from ecgexp.tasks.weights import check_weight_option, positive_weight
+from ecgexp.tasks.loss_weights import check_weight_option, positive_weight
 
 
 class Objective:
@@ -34,6 +34,9 @@ class Objective:
     ``state`` holds those statistics as plain numbers; it is logged, written to the run folder
     and stored in checkpoints, so a model can be used again without its training data.
     """
+
+    # The network head the objective's outputs come from (ecgexp.models.resnet1d.HEADS).
+    head = "linear"
 
     def __init__(self, target_columns: Sequence[str]):
         if not target_columns:

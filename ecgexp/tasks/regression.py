@@ -24,7 +24,7 @@ from torchmetrics.regression import (
 
 from ecgexp.evaluation.regression import regression_report
 from ecgexp.tasks.objectives import Objective
-from ecgexp.tasks.weights import (
+from ecgexp.tasks.loss_weights import (
     check_weight_option,
     class_weights_option,
     inverse_frequency_weights,
@@ -206,6 +206,8 @@ class GaussianRegression(Regression):
         interval_level: the central predictive interval whose coverage is reported.
     """
 
+    head = "gaussian"
+
     def __init__(self, target_column: str, log_transform: bool = False,
                  standardise: bool = True, interval_level: float = 0.9,
                  events: Mapping[str, Mapping[str, float]] | None = None):
@@ -307,6 +309,8 @@ class Ordinal(ContinuousTarget):
     class is the number of levels with sigmoid > 0.5. Predictions: the class's value and
     ``prob_above<k>`` per level.
     """
+
+    head = "coral"
 
     def __init__(self, target_column: str, buckets: Sequence[float],
                  events: Mapping[str, Mapping[str, float]] | None = None):
