@@ -1,4 +1,4 @@
-"""AF risk formulation (studies.md §2.4): groups, classes, weeks and the patient split.
+"""AF risk formulation (docs/studies.md §2.4): groups, classes, weeks and the patient split.
 
 The timeline table below is written by hand; its expected columns were worked out by hand from
 the dates (weeks = whole days // 7, truncated toward zero).

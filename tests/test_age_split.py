@@ -1,4 +1,4 @@
-"""Age-balanced patient split (studies.md §2.2, ``formulate_problem.py``)."""
+"""Age-balanced patient split (docs/studies.md §2.2, ``formulate_problem.py``)."""
 
 from __future__ import annotations
 

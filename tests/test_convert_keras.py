@@ -1,5 +1,5 @@
 """``ecgexp-convert-keras``: a Keras 2 save of the abnormality model, written here with h5py in
-the layout and layer names of studies.md §1.2, becomes a ``model.weights`` file whose ResNet1d
+the layout and layer names of docs/studies.md §1.2, becomes a ``model.weights`` file whose ResNet1d
 matches a NumPy re-implementation of the Keras forward pass."""
 
 import math
@@ -14,7 +14,7 @@ from ecgexp.convert_keras import convert
 from ecgexp.models.resnet1d import ResNet1d
 from ecgexp.models.weights import build_model, load_weights
 
-# studies.md §1.2: stem 64 filters at 4096 samples; units (samples, filters); kernel 16.
+# docs/studies.md §1.2: stem 64 filters at 4096 samples; units (samples, filters); kernel 16.
 PUBLISHED = dict(leads=12, n_samples=4096, stem=64, units=[(1024, 128), (256, 196), (64, 256),
                                                             (16, 320)], kernel=16, outputs=6)
 # A scaled-down variant; its last unit keeps the filters, so it has no skip convolution.
@@ -62,7 +62,7 @@ def keras_model(spec: dict, seed: int = 0) -> tuple[list[str], dict[str, dict[st
                         conv2: conv(k, filters, filters), bn2: bn(filters)})
         if skip:
             weights[skip] = conv(1, n_in, filters)
-        # model.layers order (studies.md §1.2)
+        # model.layers order (docs/studies.md §1.2)
         order += [conv1, bn1, act1, drop1, pool, conv2, *([skip] if skip else []), add, bn2,
                   act2, drop2]
         n_in = filters
@@ -116,7 +116,7 @@ def keras_bn(x, w):
 def keras_forward(spec, weights, signal):
     """The automatic-ecg-diagnosis model in inference mode on (N, samples, leads) signals;
     the layers are found by their Keras names (conv1d_{3i-1} main, conv1d_{3i} strided,
-    conv1d_{3i-2} skip; batch_normalization_{2i-1} and _{2i}), as in studies.md §1.2."""
+    conv1d_{3i-2} skip; batch_normalization_{2i-1} and _{2i}), as in docs/studies.md §1.2."""
     relu = lambda v: np.maximum(v, 0)  # noqa: E731
     x = relu(keras_bn(keras_conv(signal, weights["conv1d"]["kernel"]),
                       weights["batch_normalization"]))
@@ -164,7 +164,7 @@ def test_converted_model_matches_the_keras_forward_pass(tmp_path, spec):
 
 
 def test_published_model_sizes_and_experiment(compose_train, tmp_path):
-    """studies.md §1.2: 6,425,638 parameters, 3,728 of them non-trainable BN statistics; the
+    """docs/studies.md §1.2: 6,425,638 parameters, 3,728 of them non-trainable BN statistics; the
     converted file loads into experiment=abnormality_ribeiro2020."""
     order, weights = keras_model(PUBLISHED)
     write_keras_h5(tmp_path / "model.hdf5", order, weights)

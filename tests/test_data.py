@@ -1,4 +1,4 @@
-"""Data layer: HDF5 layouts (studies.md §4), label joins, split rules, loaders and bad inputs.
+"""Data layer: HDF5 layouts (docs/studies.md §4), label joins, split rules, loaders and bad inputs.
 
 Every test writes its own small HDF5/CSV files under ``tmp_path``. Tracing values encode their
 identity: lead ``j`` (in stored order) of the exam with key ``k`` holds ``1000 * k + j`` at every

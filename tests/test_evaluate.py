@@ -19,7 +19,7 @@ from ecgexp.train import train
 
 CODE_TEST = FIXTURES / "code_test"
 LABELS = ["1dAVb", "RBBB", "LBBB", "SB", "AF", "ST"]
-PUBLISHED_THRESHOLDS = [0.124, 0.07, 0.05, 0.278, 0.390, 0.174]  # studies.md §3.1
+PUBLISHED_THRESHOLDS = [0.124, 0.07, 0.05, 0.278, 0.390, 0.174]  # docs/studies.md §3.1
 READERS = {"cardio.": "cardiology_residents", "emerg.": "emergency_residents",
            "stud.": "medical_students"}
 METRICS = {"Precision": "precision", "Recall": "recall", "Specificity": "specificity",

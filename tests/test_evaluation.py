@@ -16,7 +16,7 @@ from ecgexp.evaluation.report import flatten_report
 
 FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "code_test"
 LABELS = ["1dAVb", "RBBB", "LBBB", "SB", "AF", "ST"]
-# studies.md §3.1: thresholds chosen on validation, applied to other_seeds/model_1.
+# docs/studies.md §3.1: thresholds chosen on validation, applied to other_seeds/model_1.
 PUBLISHED_THRESHOLDS = [0.124, 0.07, 0.05, 0.278, 0.390, 0.174]
 
 

@@ -21,9 +21,9 @@ from ecgexp.models.weights import build_model
 EXPERIMENT_DIR = CONF_DIR / "experiment"
 PUBLISHED_BLOCK_LENGTHS = [4096, 1024, 256, 64, 16]
 FILTERS = [64, 128, 196, 256, 320]
-AF_FILTERS = [64, 128, 192, 256, 320]  # studies.md §1.1: the AF code uses 192, not 196
+AF_FILTERS = [64, 128, 192, 256, 320]  # docs/studies.md §1.1: the AF code uses 192, not 196
 
-# Shared by the four electrolyte variants (studies.md §1.1, §2.5, §4 "Electrolyte data").
+# Shared by the four electrolyte variants (docs/studies.md §1.1, §2.5, §4 "Electrolyte data").
 ELECTROLYTE = dict(
     dataset="electrolyte", in_leads=8, filters=FILTERS, kernel_size=17, dropout=0.5,
     stem_relu=True, batch_size=32, lr=1e-3, weight_decay=0.0, max_epochs=30,
@@ -32,7 +32,7 @@ ELECTROLYTE = dict(
                test="random test"))
 
 EXPECTED = {
-    # studies.md §1.2, §2.1 (Keras; PyTorch patience 6 = Keras patience 7, see the config).
+    # docs/studies.md §1.2, §2.1 (Keras; PyTorch patience 6 = Keras patience 7, see the config).
     # The Keras model: the stem's 64 filters at 4096 samples, then four residual units.
     "abnormality_ribeiro2020": dict(
         task="abnormality", n_outputs=6, dataset="code15", in_leads=12, filters=FILTERS,
@@ -43,7 +43,7 @@ EXPECTED = {
         early_stopping=dict(patience=9, min_delta=1e-5), seed=0,
         split=dict(rule="last_fraction_split", val_fraction=0.02, test_fraction=0.0),
         parameters=6_421_910, with_statistics=6_425_638),
-    # studies.md §2.2 (train.py and formulate_problem.py).
+    # docs/studies.md §2.2 (train.py and formulate_problem.py).
     "age_lima2021": dict(
         task="age", n_outputs=1, dataset="code15", in_leads=12, filters=FILTERS, kernel_size=17,
         dropout=0.8, stem_relu=False, batch_size=32, lr=1e-3, weight_decay=0.0, max_epochs=70,
@@ -52,13 +52,13 @@ EXPECTED = {
         split=dict(rule="age_balanced_split", val_fraction=0.05, test_fraction=0.15,
                    balanced_ages=[16, 85], group_column="patient_id"),
         parameters=6_924_705),
-    # studies.md §2.3 (run_code.py).
+    # docs/studies.md §2.3 (run_code.py).
     "chagas_jidling2023": dict(
         task="chagas", n_outputs=1, dataset="chagas_sources", in_leads=12, filters=FILTERS,
         kernel_size=17, dropout=0.5, stem_relu=False, batch_size=32, lr=1e-3, weight_decay=1e-3,
         max_epochs=200, scheduler=dict(factor=0.1, patience=10, min_lr=1e-8),
         early_stopping=None, seed=0, split_seed=0, parameters=6_924_705),
-    # studies.md §2.4.
+    # docs/studies.md §2.4.
     "af_risk_habineza2023": dict(
         task="af_risk", n_outputs=3, dataset="code", in_leads=12, filters=AF_FILTERS,
         kernel_size=17, dropout=0.5, stem_relu=False, batch_size=32, lr=1e-3,
@@ -130,7 +130,7 @@ def test_experiment_has_the_published_hyperparameters(compose_train, name):
         assert cfg.split._target_ == f"ecgexp.data.splits.{split.pop('rule')}"
         for key, value in split.items():
             assert cfg.split[key] == value, key
-    if "parameters" in expected:  # studies.md §1.1 and §1.2 counts
+    if "parameters" in expected:  # docs/studies.md §1.1 and §1.2 counts
         net = build_model(cfg.model)
         assert sum(p.numel() for p in net.parameters()) == expected["parameters"]
     if "with_statistics" in expected:  # Keras counts the BN moving mean and variance too

@@ -1,5 +1,5 @@
 """Losses, training-split weights and activations of the task objectives, against hand
-computations on tiny tensors (studies.md §2.2 age weights, §2.4 AF class weights, §2.5
+computations on tiny tensors (docs/studies.md §2.2 age weights, §2.4 AF class weights, §2.5
 electrolyte variants).
 
 Every expected number is written out here (or computed with plain arithmetic in the test);
@@ -44,7 +44,7 @@ def fitted(objective, *targets):
     return objective
 
 
-# --- inverse_frequency_weights (studies.md §2.2 compute_weights) -------------------------------
+# --- inverse_frequency_weights (docs/studies.md §2.2 compute_weights) -------------------------------
 
 def test_inverse_frequency_weights_are_one_over_count_rescaled_to_mean_one():
     # 1/count per exam: 1/2, 1/2, 1, 1/3, 1/3, 1/3 (sum 3); times 6/3 = 2 -> mean 1.
@@ -191,7 +191,7 @@ def test_gaussian_loss_by_hand_with_standardise():
 
 
 def test_gaussian_loss_is_not_clamped_small_losses_keep_their_gradient():
-    # studies.md §6.11: the published clamp(loss, 10000) set a minimum and stopped learning.
+    # docs/studies.md §6.11: the published clamp(loss, 10000) set a minimum and stopped learning.
     objective = GaussianRegression("k", standardise=False)
     outputs = rows([2.0, -2.0], [3.0, -2.0]).requires_grad_()
     loss = objective.loss(outputs, column(2.0, 3.0))

@@ -1,4 +1,4 @@
-"""ResNet1d against the published PyTorch model (studies.md §1.1) and the Keras padding rule."""
+"""ResNet1d against the published PyTorch model (docs/studies.md §1.1) and the Keras padding rule."""
 
 import math
 
@@ -7,12 +7,12 @@ import torch
 
 from ecgexp.models.resnet1d import ResNet1d
 
-# studies.md §1.1: filters per block and the input channels of each block's conv1.
+# docs/studies.md §1.1: filters per block and the input channels of each block's conv1.
 PUBLISHED_BLOCKS = [(64, 64), (128, 64), (196, 128), (256, 196), (320, 256)]
 
 
 def published_state_dict_shapes(in_leads=12, n_outputs=1, filters=(64, 128, 196, 256, 320)):
-    """Key -> shape of the published model, written out from the table in studies.md."""
+    """Key -> shape of the published model, written out from the table in docs/studies.md."""
     shapes = {"conv1.weight": (64, in_leads, 17)}
     bn = lambda prefix, c: {f"{prefix}.weight": (c,), f"{prefix}.bias": (c,),  # noqa: E731
                             f"{prefix}.running_mean": (c,), f"{prefix}.running_var": (c,),
@@ -68,7 +68,7 @@ def test_even_kernel_same_padding_gives_ceil_length(length, stride):
 
 
 def test_even_kernel_padding_is_tensorflow_asymmetric():
-    """Stride 1, kernel 16: 7 zeros before and 8 after (studies.md §1.2). A kernel that picks
+    """Stride 1, kernel 16: 7 zeros before and 8 after (docs/studies.md §1.2). A kernel that picks
     the first tap sees x[t-7]; one that picks the last tap sees x[t+8]."""
     from ecgexp.models.resnet1d import conv1d
 
@@ -90,7 +90,7 @@ def test_keras_like_kernel16_network_runs_at_published_lengths():
     assert model(torch.randn(2, 12, 4096)).shape == (2, 6)
 
 
-# studies.md §1.2: Keras kernel shapes (k, in, out) of the k16 convs, unit by unit (conv1, conv2),
+# docs/studies.md §1.2: Keras kernel shapes (k, in, out) of the k16 convs, unit by unit (conv1, conv2),
 # and of the 1x1 skips.
 KERAS_K16 = [(16, 64, 128), (16, 128, 128), (16, 128, 196), (16, 196, 196), (16, 196, 256),
              (16, 256, 256), (16, 256, 320), (16, 320, 320)]

@@ -1,4 +1,4 @@
-"""Two-source training batches of the Chagas study (studies.md §2.3): a fixed share of every
+"""Two-source training batches of the Chagas study (docs/studies.md §2.3): a fixed share of every
 batch from source A, an epoch is one pass over A, and source B is an endless stream that keeps
 its position across epochs."""
 

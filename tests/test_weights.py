@@ -48,7 +48,7 @@ def test_weights_load_into_the_configured_model(compose_train, tmp_path, tracing
     source = trained_looking_model()
     state = source.state_dict()
     path = tmp_path / "weights.pth"
-    if layout == "published":  # studies.md §2.2: (epoch, model, valid_loss, optimizer)
+    if layout == "published":  # docs/studies.md §2.2: (epoch, model, valid_loss, optimizer)
         optimizer = torch.optim.Adam(source.parameters())
         torch.save({"epoch": 12, "model": state, "valid_loss": 0.25,
                     "optimizer": optimizer.state_dict()}, path)

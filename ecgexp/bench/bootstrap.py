@@ -28,7 +28,7 @@ from ecgexp.evaluation.bootstrap import (
 )
 
 LABELS = ["1dAVb", "RBBB", "LBBB", "SB", "AF", "ST"]
-PUBLISHED_THRESHOLDS = [0.124, 0.07, 0.05, 0.278, 0.390, 0.174]  # studies.md §3.1
+PUBLISHED_THRESHOLDS = [0.124, 0.07, 0.05, 0.278, 0.390, 0.174]  # docs/studies.md §3.1
 COMPARED = ("precision", "recall", "specificity", "f1")
 SEED = 123
 

@@ -4,7 +4,7 @@
 the seed and the epoch number and a run resumed from a checkpoint sees the same batches as an
 uninterrupted one (Lightning calls ``set_epoch`` before each epoch).
 
-``TwoSourceBatchSampler`` is the Chagas study's two-source training (studies.md §2.3): every
+``TwoSourceBatchSampler`` is the Chagas study's two-source training (docs/studies.md §2.3): every
 batch holds a fixed number of exams from source A (e.g. SaMi-Trop, all positive) and the rest
 from source B (e.g. CODE); an epoch is one pass over source A, and source B is an endless
 stream that keeps its position across epochs and is reshuffled each time it is exhausted.

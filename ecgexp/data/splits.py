@@ -87,7 +87,7 @@ def age_balanced_split(table: pd.DataFrame, val_fraction: float = 0.05,
                        test_fraction: float = 0.15, seed: int = 0, age_column: str = "age",
                        group_column: str = "patient_id",
                        balanced_ages: tuple[float, float] = (16, 85)) -> pd.Series:
-    """ECG-age ``formulate_problem.py`` rule (studies.md §2.2), at patient level: test and val
+    """ECG-age ``formulate_problem.py`` rule (docs/studies.md §2.2), at patient level: test and val
     come out about uniform over the ages in ``balanced_ages`` (years, inclusive).
 
     Each patient gets the age at one randomly chosen exam of theirs (among the exams with an

@@ -1,6 +1,6 @@
 """Agreement between two readers (or a reader and the network): Cohen's kappa and McNemar's test.
 
-As in automatic-ecg-diagnosis (studies.md §3.1): kappa compares the two readers' labels
+As in automatic-ecg-diagnosis (docs/studies.md §3.1): kappa compares the two readers' labels
 directly; McNemar compares their **correctness** against a reference (the gold standard) and
 uses no continuity correction.
 """

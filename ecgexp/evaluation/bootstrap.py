@@ -13,7 +13,7 @@ Two interval rules (``interval=``):
 
 * ``"percentile"``: ``np.nanpercentile`` at ``(1 - level) / 2`` and ``(1 + level) / 2``
   (linear interpolation), ignoring resamples where the metric is undefined (NaN).
-* ``"published"``: the rule of automatic-ecg-diagnosis (studies.md §3.1): sort the ``R`` values
+* ``"published"``: the rule of automatic-ecg-diagnosis (docs/studies.md §3.1): sort the ``R`` values
   and read indices ``int(q * R)`` for ``q = (1 - level) / 2`` and ``(1 + level) / 2``, i.e. 25
   and 975 for ``R = 1000`` (see ``published_indices``).
 

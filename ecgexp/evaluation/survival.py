@@ -1,5 +1,5 @@
 """Survival analysis with lifelines: Cox hazard ratios, ECG-age gap groups, score bins and
-Kaplan–Meier curves (studies.md §3.2 and §3.4).
+Kaplan–Meier curves (docs/studies.md §3.2 and §3.4).
 
 Durations are in whatever unit the table holds (``timey`` is years for CODE-15% and SaMi-Trop;
 the AF study counts weeks); hazard ratios do not depend on it, Kaplan–Meier times and medians
@@ -60,7 +60,7 @@ def cox_hazard_ratios(table: pd.DataFrame, duration_column: str, event_column: s
     columns ``hazard_ratio`` (per unit of the covariate), ``lower`` and ``upper`` (the Wald
     ``level`` confidence interval) and ``p_value``; ``attrs`` holds ``n`` (rows) and ``events``.
     The proportional-hazards assumption is not checked (it fails for the AF score bins,
-    studies.md §6 item 26).
+    docs/studies.md §6 item 26).
     """
     covariates = list(covariates)
     if not covariates:
@@ -93,7 +93,7 @@ def cox_hazard_ratios(table: pd.DataFrame, duration_column: str, event_column: s
 
 
 def age_gap_groups(age_gap: Sequence[float], threshold: float = 8.0) -> pd.Categorical:
-    """ECG-age gap groups (studies.md §3.2): gap = predicted − chronological age, in years.
+    """ECG-age gap groups (docs/studies.md §3.2): gap = predicted − chronological age, in years.
 
     ``"above"`` when gap > ``threshold``, ``"below"`` when gap < −``threshold`` (both strict),
     ``"normal"`` otherwise, so a gap of exactly ±8 years is normal. Missing gaps stay missing.
@@ -139,7 +139,7 @@ def age_gap_cox(table: pd.DataFrame, gap_column: str = "age_gap", duration_colum
 
 
 def score_bins(scores: Sequence[float], edges: Sequence[float] = SCORE_EDGES) -> pd.Categorical:
-    """Right-closed bins of probability scores, labelled ``"(0.2, 0.4]"`` (studies.md §3.4).
+    """Right-closed bins of probability scores, labelled ``"(0.2, 0.4]"`` (docs/studies.md §3.4).
 
     Each bin holds lower < score ≤ upper, except that the lowest bin also holds its lower edge
     (a score of exactly 0 goes to ``"(0, 0.2]"``). Scores outside [edges[0], edges[-1]] are an

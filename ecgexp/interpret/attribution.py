@@ -1,4 +1,4 @@
-"""Batched attribution maps for ECG models (studies.md §5.2, with the defects of §6.27-30 fixed).
+"""Batched attribution maps for ECG models (docs/studies.md §5.2, with the defects of §6.27-30 fixed).
 
 Every method takes ``tracings`` of shape ``(batch, leads, samples)`` (NumPy array or tensor),
 an output index ``target`` and, for models built with ``n_metadata > 0``, ``metadata`` of shape
@@ -116,7 +116,7 @@ def grad_cam(model: nn.Module, tracings: ArrayLike, target: int, layer: str,
 
     Raises:
         ValueError: ``layer`` is not a module of the model, runs more or less than once per
-            forward pass (a shared module, studies.md §6.30), or its output is not 3-D.
+            forward pass (a shared module, docs/studies.md §6.30), or its output is not 3-D.
     """
     module = _find_layer(model, layer)
     x, meta = _as_tensor(tracings, model).requires_grad_(), _as_tensor(metadata, model)

@@ -9,7 +9,7 @@ Accepted files, all read with ``torch.load``:
 
 Files are read by :func:`ecgexp.checkpoints.read_checkpoint` with ``weights_only=True``, which
 refuses pickled objects other than tensors and plain containers. The published ``model.pth``
-files store a NumPy ``valid_loss`` and are refused (studies.md §6, 41): set
+files store a NumPy ``valid_loss`` and are refused (docs/studies.md §6, 41): set
 ``model.weights_trusted=true`` to load a file you trust with ``weights_only=False``, or re-save
 its state dict alone.
 """

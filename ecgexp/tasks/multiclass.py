@@ -24,7 +24,7 @@ class AFRisk(Objective):
 
     Predictions: ``prob_class1..3``. Evaluation: one-vs-rest AUROC/AP per class, class 3 vs 1
     on ``p3 / (p1 + p3)`` with class-2 exams removed, and the detection metrics at the
-    validation max-F1 threshold of that score (studies.md §3.4).
+    validation max-F1 threshold of that score (docs/studies.md §3.4).
 
     Args:
         target_column: the class column (``exam_class`` from ``af_risk_classes``).

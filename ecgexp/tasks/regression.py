@@ -198,7 +198,7 @@ class GaussianRegression(Regression):
     The network outputs ``[mean, log_variance]`` (``model.head=gaussian``) on the transformed
     target scale. The loss is the published ``exp(-logvar) (z - mean)^2 + logvar``, averaged
     over the batch, without the published ``clamp(loss, 10000)`` that set a *minimum* of 10000
-    and stopped all learning (studies.md §6.11). Predictions: the predicted value (the median in
+    and stopped all learning (docs/studies.md §6.11). Predictions: the predicted value (the median in
     the target's units) and ``mean_*``/``std_*`` of the Gaussian on the log scale when
     ``log_transform`` is on, else in the target's units.
 

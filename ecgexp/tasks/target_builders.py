@@ -19,7 +19,7 @@ def af_risk_classes(table: pd.DataFrame, patient_column: str = "patient_id",
                     date_column: str = "exam_date", af_column: str = "AF", min_weeks: int = 0,
                     max_weeks: int = 1000, val_fraction: float = 0.1, test_fraction: float = 0.3,
                     seed: int = 0) -> pd.DataFrame:
-    """AF risk formulation (studies.md §2.4): patient groups, exam classes and a patient split.
+    """AF risk formulation (docs/studies.md §2.4): patient groups, exam classes and a patient split.
 
     Patient groups: 1, at least two exams and never AF; 2, AF on the first (earliest) exam,
     single-exam patients included; 3, AF first appears on a later exam; 0, everyone else.
