@@ -108,6 +108,14 @@ def save_atomic(checkpoint: dict, path: str | Path) -> None:
         temporary.unlink(missing_ok=True)
 
 
+def add_to_checkpoint(path: str | Path, key: str, entries: dict) -> None:
+    """Adds ``entries`` to the dict stored under ``key`` of a checkpoint this run wrote (e.g.
+    the validation thresholds in the model card), rewritten whole under a temporary name."""
+    stored = read_checkpoint(path, "ckpt")
+    stored.setdefault(key, {}).update(entries)
+    save_atomic(stored, path)
+
+
 class CheckpointFiles(TorchCheckpointIO):
     """The trainer's checkpoint plugin: atomic writes, and reads through the one reader.
 

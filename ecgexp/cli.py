@@ -25,10 +25,12 @@ def main(cfg: DictConfig) -> float | None:
 
     try:
         check(cfg, "train")  # again for each job of a multirun, whose values the sweeper sets
-        if cfg.task.get("entry"):
+        if cfg.task.get("entry"):  # writes into the folder it works on, not Hydra's
             from hydra.utils import get_method
 
-            return get_method(cfg.task.entry)(cfg)
+            get_method(cfg.task.entry)(cfg)
+            discard_hydra_folder()
+            return None
         from ecgexp.train import train
 
         return optimized_value(train(cfg), cfg.get("optimized_metric"))
@@ -81,7 +83,7 @@ def preprocess(cfg: DictConfig) -> None:
     """``ecgexp-preprocess``: convert raw ECG records into the CODE HDF5 layout."""
     from hydra.utils import instantiate
 
-    from ecgexp.preprocess import convert
+    from ecgexp.data.convert import convert
 
     result = convert(cfg.input, cfg.output, instantiate(cfg.preprocessing),
                      workers=cfg.workers, batch_size=cfg.batch_size, ids=cfg.ids)
@@ -102,7 +104,7 @@ def evaluate(cfg: DictConfig) -> None:
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="convert_keras")
 @reported
 def _convert_keras(cfg: DictConfig) -> None:
-    from ecgexp.convert_keras import convert, model_overrides
+    from ecgexp.models.keras import convert, model_overrides
 
     output, config = convert(cfg.input, cfg.output, n_samples=cfg.n_samples)
     overrides = [f"model.weights={output.resolve()}", *model_overrides(config)]
@@ -110,7 +112,8 @@ def _convert_keras(cfg: DictConfig) -> None:
           f"{config['n_outputs']} outputs): {output.resolve()}\n"
           f"Load it with: {' '.join(shlex.quote(o) for o in overrides)}\n"
           f"(the published model: experiment=abnormality_ribeiro2020 or model=resnet1d_keras "
-          f"sets these model keys; task.n_outputs must be {config['n_outputs']})")
+          f"sets these model keys; the task must have {config['n_outputs']} outputs, as the "
+          f"abnormality task's six labels)")
 
 
 def convert_keras() -> None:

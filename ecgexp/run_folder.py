@@ -5,7 +5,9 @@ Layout: ``config.yaml`` (the resolved config), ``checkpoints/{best,last}.ckpt``,
 ``provenance.json``, ``history/metrics.csv`` and, while a run writes into it, the lock file
 ``.ecgexp.lock``.
 
-Its dataset is found where the run found it (:func:`located_dataset`) and never created.
+Its dataset is found where the run found it (:func:`located_dataset`) and never created. A run
+claims its folder (:func:`claim_folder`) and continues in it (:func:`resumed`,
+:func:`start_checkpoint`); what its checkpoints carry is :mod:`ecgexp.contract`.
 
 A run folder may come from a colleague or another machine, so its ``config.yaml`` is data:
 :func:`load_run_config` refuses any ``_target_`` (and ``task.entry``) outside ecgexp and the
@@ -20,6 +22,7 @@ import fcntl
 import fnmatch
 import glob
 import json
+import logging
 import os
 import shutil
 import socket
@@ -28,12 +31,16 @@ from functools import cache
 from pathlib import Path
 
 import yaml
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+from pytorch_lightning.utilities import rank_zero_only
 
+from ecgexp.checkpoints import read_checkpoint
 from ecgexp.errors import UserError
 
+log = logging.getLogger(__name__)
 CONFIG = "config.yaml"
 CHECKPOINTS = "checkpoints"
 LOCK = ".ecgexp.lock"
@@ -295,3 +302,107 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+# ----------------------------------------------------------------------------- continuing a run
+# Overrides that may change on resume: they do not change what is learnt.
+RESUME_OVERRIDES = ("trainer.max_epochs", "loader.*", "logger", "callbacks.progress_bar",
+                    "trainer.enable_progress_bar", "trainer.log_every_n_steps")
+RESUME_KEYS = ("resume", "ckpt_trusted")
+
+
+def training_checkpoint(path: Path, key: str, trusted: bool) -> dict:
+    """The checkpoint at ``path``, read and checked to be one a run can continue from."""
+    stored = read_checkpoint(path, key, trusted=trusted, trust_key="ckpt_trusted")
+    if not isinstance(stored, dict) or not {"state_dict", "loops", "epoch"} <= set(stored):
+        raise UserError(f"{key}: '{path}' is not a training checkpoint of ecgexp (no state_dict "
+                        f"and loop state); to start from its weights set model.weights={path}")
+    return stored
+
+
+def command_overrides() -> list[str]:
+    """The ``key=value`` overrides of this command (none outside a Hydra run)."""
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _resume_safe(key: str) -> bool:
+    return any(key == safe.removesuffix(".*") or key.startswith(safe.removesuffix("*"))
+               for safe in RESUME_OVERRIDES)
+
+
+def apply_resume_overrides(cfg: DictConfig, run_config: DictConfig) -> list[str]:
+    """Copies the command's safe overrides (:data:`RESUME_OVERRIDES`) into the resumed run's
+    config and returns them; any other override is refused, since the run continues with its
+    own config."""
+    overrides = [o for o in command_overrides() if _override_key(o) not in RESUME_KEYS]
+    refused = [o for o in overrides if not _resume_safe(_override_key(o))]
+    if refused:
+        raise UserError(
+            f"resume: {', '.join(refused)} would change the run being resumed, which continues "
+            f"with its own config.yaml; only {', '.join(RESUME_OVERRIDES)} may change on "
+            f"resume (start a new run, or a new run from its weights with "
+            f"model.weights=<run>/checkpoints/best.ckpt)")
+    for override in overrides:
+        key = _override_key(override)
+        value = OmegaConf.select(cfg, key)
+        if OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value, resolve=True)
+        OmegaConf.update(run_config, key, value, force_add=True)
+    return overrides
+
+
+def resumed(cfg: DictConfig) -> tuple[DictConfig, dict | None]:
+    """With ``resume=<run folder>``: that run's own config (checked: :func:`load_run_config`),
+    moved to the folder given, with the command's safe overrides applied, continuing from its
+    ``checkpoints/last.ckpt``; and what to record of the restart. Otherwise ``cfg`` and None.
+    Nothing is written here."""
+    if not cfg.get("resume"):
+        return cfg, None
+    folder = Path(cfg.resume).resolve()
+    run_config = load_run_config(folder, key="resume")
+    last = folder / CHECKPOINTS / "last.ckpt"
+    if not last.is_file():
+        raise UserError(f"resume: '{folder}' has no {CHECKPOINTS}/last.ckpt to continue from")
+    trusted = bool(cfg.get("ckpt_trusted"))
+    epoch = training_checkpoint(last, "resume", trusted)["epoch"]
+    run_config = relocated(run_config, folder)
+    overrides = apply_resume_overrides(cfg, run_config)
+    run_config.resume, run_config.ckpt_path, run_config.ckpt_trusted = None, str(last), trusted
+    log.info("resuming %s from %s (epoch %d)%s", folder, last, epoch,
+             f" with {', '.join(overrides)}" if overrides else "")
+    return run_config, {"checkpoint": str(last), "checkpoint_epoch": epoch,
+                        "overrides": overrides}
+
+
+def start_checkpoint(cfg: DictConfig) -> tuple[Path, int] | None:
+    """The checkpoint ``ckpt_path`` names (``last``: the run folder's ``last.ckpt``) and its
+    epoch, read and checked before the run touches its folder; None without one."""
+    name = cfg.get("ckpt_path")
+    if not name:
+        return None
+    if name == "last":
+        path = Path(cfg.paths.output_dir) / CHECKPOINTS / "last.ckpt"
+        if not path.is_file():
+            raise UserError(f"ckpt_path: last: no {CHECKPOINTS}/last.ckpt in "
+                            f"'{cfg.paths.output_dir}' (hydra.run.dir) to continue from")
+    else:
+        path = Path(name)
+    return path, training_checkpoint(path, "ckpt_path", bool(cfg.get("ckpt_trusted")))["epoch"]
+
+
+def claim_folder(output_dir: Path, continuing: bool) -> RunLock | None:
+    """Locks the run folder (rank 0) and refuses one that holds another run, unless this run
+    continues it."""
+    if rank_zero_only.rank != 0:
+        return None
+    lock = RunLock(output_dir, key="hydra.run.dir").acquire()
+    if not continuing and (output_dir / CONFIG).exists():
+        lock.release()
+        raise UserError(f"hydra.run.dir: '{output_dir}' already holds a run ({CONFIG}); "
+                        f"choose another folder, or continue that run with "
+                        f"resume={output_dir}")
+    return lock

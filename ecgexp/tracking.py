@@ -8,9 +8,7 @@ when enabled, the best checkpoint).
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import logging
 from pathlib import Path
 
@@ -21,8 +19,9 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning import loggers as pl_loggers
 
+from ecgexp.evaluation.report import flatten
+
 log = logging.getLogger(__name__)
-EVALUATE_CONFIG = Path(__file__).parent / "conf" / "evaluate.yaml"
 
 
 class WandbLogger(pl_loggers.WandbLogger):
@@ -102,74 +101,60 @@ def keep_history(loggers: list[pl_loggers.Logger], through_epoch: int) -> None:
 def flat_config(cfg: DictConfig) -> dict:
     """The resolved config as ``{"optimizer.lr": 0.001, "model.blocks": [[64, 4096], ...]}``:
     nested keys joined by dots, lists kept as values, nothing left out."""
-    return _flatten(OmegaConf.to_container(cfg, resolve=True))
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
+    return flatten(OmegaConf.to_container(cfg, resolve=True), ".")
 
 
 def log_config(loggers: list[pl_loggers.Logger], cfg: DictConfig, statistics: dict) -> None:
     """Logs the flattened config and the training statistics (``training_statistics.*``) as
     hyperparameters to every logger."""
-    params = {**flat_config(cfg), **_flatten({"training_statistics": statistics})}
+    params = {**flat_config(cfg), **flatten({"training_statistics": statistics}, ".")}
     for logger in loggers:
         logger.log_hyperparams(params)
 
 
-def publish_results(loggers: list[pl_loggers.Logger], output_dir: Path,
-                    metrics: dict[str, float], best_checkpoint: str | None) -> None:
+def wants_report(loggers: list[pl_loggers.Logger]) -> bool:
+    """Whether a logger publishes the report plots (W&B does)."""
+    return any(isinstance(logger, WandbLogger) for logger in loggers)
+
+
+def publish_results(loggers: list[pl_loggers.Logger], metrics: dict[str, float],
+                    output_dir: Path, report_folder: Path | None,
+                    best_checkpoint: str | None) -> None:
     """End of a run. The flattened val/test ``metrics`` go to the W&B run summary (one value per
     run, what the W&B runs table compares) and as final metrics to the other loggers. W&B also
-    receives the report plots, the test predictions table and, with ``checkpoint_artifact``,
-    the best checkpoint; its run is then finished, so that the next job of a multirun starts a
-    new one."""
+    receives the plots of ``report_folder``, the test predictions table and, with
+    ``checkpoint_artifact``, the best checkpoint; its run is then finished, so that the next
+    job of a multirun starts a new one."""
     for logger in loggers:
         if isinstance(logger, WandbLogger):
-            _publish_to_wandb(logger, Path(output_dir), metrics, best_checkpoint)
+            predictions = Path(output_dir) / "predictions_test.csv"
+            publish_to_wandb(logger.experiment, metrics, report_folder,
+                             predictions if predictions.is_file() else None, logger.table_rows,
+                             best_checkpoint if logger.checkpoint_artifact else None)
         else:
             logger.log_metrics(metrics)
             logger.save()
 
 
-def _publish_to_wandb(logger: WandbLogger, output_dir: Path, metrics: dict[str, float],
-                      best_checkpoint: str | None) -> None:
+def publish_to_wandb(run, metrics: dict[str, float], report_folder: Path | None,
+                     predictions: Path | None = None, table_rows: int | None = 1000,
+                     checkpoint: str | None = None) -> None:
+    """The one W&B publishing path (training runs and ``ecgexp-evaluate report_logger=wandb``):
+    ``metrics`` into the run summary, the report's PNG plots as ``plots/<name>``, the first
+    ``table_rows`` rows of a predictions table, the checkpoint as a ``model`` artifact; then
+    the run is finished."""
     import wandb
 
-    run = logger.experiment
     run.summary.update(metrics)
     media = {f"plots/{path.stem}": wandb.Image(str(path))
-             for path in sorted(write_report(output_dir).glob("*.png"))}
-    predictions = output_dir / "predictions_test.csv"
-    if predictions.is_file():
-        media["predictions_test"] = wandb.Table(
-            dataframe=pd.read_csv(predictions, nrows=logger.table_rows))
+             for path in sorted(Path(report_folder).glob("*.png"))} if report_folder else {}
+    if predictions is not None:
+        media["predictions_test"] = wandb.Table(dataframe=pd.read_csv(predictions,
+                                                                      nrows=table_rows))
     if media:
         run.log(media)
-    if logger.checkpoint_artifact and best_checkpoint:
+    if checkpoint:
         artifact = wandb.Artifact(f"model-{run.id}", type="model")
-        artifact.add_file(best_checkpoint, name=Path(best_checkpoint).name)
+        artifact.add_file(checkpoint, name=Path(checkpoint).name)
         run.log_artifact(artifact, aliases=["best"])
     run.finish()
-
-
-def write_report(run_folder: Path) -> Path:
-    """``ecgexp-evaluate run=<run_folder> dataset_attributes=false``: metrics with bootstrap
-    intervals and the task's plots (ROC/PR and reliability, or scatter and Bland–Altman) in
-    ``<run_folder>/report``; returns that folder."""
-    from ecgexp.evaluate import evaluate
-
-    settings = OmegaConf.load(EVALUATE_CONFIG)  # no config groups: its keys are the settings
-    settings = OmegaConf.masked_copy(settings, [k for k in settings
-                                                if k not in ("defaults", "hydra")])
-    settings.run, settings.dataset_attributes = str(run_folder), False
-    with contextlib.redirect_stdout(io.StringIO()):  # the same tables as the run prints
-        evaluate(settings)
-    log.info("report: %s", run_folder / "report")
-    return run_folder / "report"

@@ -1,6 +1,7 @@
 """Shared fixtures: composing the real config tree, a small synthetic dataset."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,15 @@ def compose_in(root: Path, *overrides: str, config_name: str = "train"):
     return cfg
 
 
+def compose_evaluate(*overrides: str):
+    """``evaluate.yaml`` composed with overrides."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("evaluate", overrides=list(overrides))
+    GlobalHydra.instance().clear()
+    return cfg
+
+
 @pytest.fixture
 def compose_train(tmp_path):
     """Composes ``train.yaml`` with overrides; data and outputs go under ``tmp_path``."""
@@ -105,3 +115,34 @@ def trained_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("trained")
     train(compose_in(root, *SHORT_RUN, "trainer.max_epochs=2"))
     return root / "run"
+
+
+# A tiny run of any task: 600 synthetic exams, the small network, 2 epochs of 4 batches.
+TINY_RUN = ["model=resnet1d_small", "dataset.n_exams=600", "trainer.max_epochs=2",
+            "+trainer.limit_train_batches=4", "loader.num_workers=0",
+            "callbacks.progress_bar=null", "logger=none"]
+
+
+@pytest.fixture(scope="session")
+def task_run(tmp_path_factory):
+    """``task_run(task, *overrides, into=folder)``: a finished tiny run (``TINY_RUN``) of
+    ``task``, trained once per session for each task and overrides, all on one shared
+    synthetic dataset, and copied to ``into`` (a new folder the test may write in)."""
+    from ecgexp.train import train
+
+    root = tmp_path_factory.mktemp("task_runs")
+    data = root / "data" / "synthetic_n600_seed0"
+    trained: dict[tuple, Path] = {}
+
+    def get(task: str, *overrides: str, into: Path) -> Path:
+        key = (task, *overrides)
+        if key not in trained:
+            folder = root / f"run{len(trained)}"
+            cfg = compose_in(folder, f"task={task}", *TINY_RUN, f"dataset.directory={data}",
+                             *overrides)
+            train(cfg)
+            trained[key] = Path(cfg.paths.output_dir)
+        shutil.copytree(trained[key], into)
+        return into
+
+    return get

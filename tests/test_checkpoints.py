@@ -14,8 +14,8 @@ from omegaconf import open_dict
 
 from ecgexp.checkpoints import CheckpointFiles, read_checkpoint, save_atomic
 from ecgexp.errors import UserError
-from ecgexp.heatmap import extract_heatmaps
-from ecgexp.models.weights import build_model
+from ecgexp.interpret.heatmaps import extract_heatmaps
+from ecgexp.tasks.build import build_network
 from ecgexp.train import train
 
 
@@ -56,7 +56,7 @@ def test_every_loading_path_refuses_code_in_a_checkpoint(hostile_run, tmp_path):
     root = tmp_path / "work"
 
     with pytest.raises(UserError) as error:  # model.weights
-        build_model(compose_in(root, "experiment=demo", f"model.weights={last}").model)
+        build_network(compose_in(root, "experiment=demo", f"model.weights={last}"))
     refusal(error, last, "model.weights", "model.weights_trusted")
     with pytest.raises(UserError) as error:  # a run from those weights: before any write
         train(compose_in(root, *SHORT_RUN, f"model.weights={last}"))

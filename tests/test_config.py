@@ -11,7 +11,7 @@ from omegaconf.errors import MissingMandatoryValue
 from ecgexp.data.record_source import RecordFolderSource
 from ecgexp.data.source import CombinedSource, HDF5Source
 from ecgexp.models.resnet1d import ResNet1d
-from ecgexp.models.weights import build_model
+from ecgexp.tasks.build import build_network
 
 GROUPS = ["dataset", "preprocessing", "model", "task", "trainer", "logger", "callbacks",
           "paths", "hydra", "experiment"]
@@ -27,7 +27,8 @@ def test_primary_config_has_every_group(compose_train):
                   "paths"]:
         assert group in cfg, group
     assert cfg.model._target_.endswith("ResNet1d") and cfg.model.dropout == 0.8
-    assert cfg.task.name == "abnormality" and cfg.model.n_outputs == 6
+    assert cfg.task.name == "abnormality" and len(cfg.task.objective.target_columns) == 6
+    assert "n_outputs" not in cfg.model and "head" not in cfg.model  # from the objective
     assert cfg.model.in_leads == 12
     assert cfg.optimizer.lr == 1e-3 and cfg.scheduler.factor == 0.1 and cfg.scheduler.patience == 7
 
@@ -35,7 +36,7 @@ def test_primary_config_has_every_group(compose_train):
 @pytest.mark.parametrize("option", options("model"))
 def test_model_options_instantiate(compose_train, option):
     cfg = compose_train(f"model={option}")
-    net = build_model(cfg.model)
+    net = build_network(cfg)
     assert isinstance(net, ResNet1d) and net.lin.out_features == 6
 
 
@@ -103,8 +104,8 @@ def conv_multiply_adds(model: torch.nn.Module) -> int:
 
 def test_small_model_is_at_least_20x_cheaper(compose_train):
     """Convolution multiply-adds, a proxy for training time."""
-    default = build_model(compose_train("model=resnet1d").model)
-    small = build_model(compose_train("model=resnet1d_small").model)
+    default = build_network(compose_train("model=resnet1d"))
+    small = build_network(compose_train("model=resnet1d_small"))
     assert conv_multiply_adds(default) / conv_multiply_adds(small) >= 20
 
 
@@ -116,7 +117,7 @@ def test_experiment_demo_selects_small_model(compose_train):
 
 def test_overrides_reach_the_model(compose_train):
     cfg = compose_train("model.dropout=0.5", "model.kernel_size=9", "model=resnet1d_small")
-    net = build_model(cfg.model)
+    net = build_network(cfg)
     assert net.resblock1d_0.dropout1.p == 0.5 and net.conv1.kernel_size == (9,)
 
 

@@ -1,4 +1,7 @@
-"""Data layer: HDF5 layouts (docs/studies.md §4), label joins, split rules, loaders and bad inputs.
+"""Data layer: HDF5 layouts (docs/studies.md §4), label joins, split rules, loaders and bad inputs,
+through ``HDF5Source`` and ``ExamDataModule``. The checks of the file readers themselves are
+tested in tests/test_hdf5.py (``ecgexp.data.hdf5``) and tests/test_labels.py
+(``ecgexp.data.labels``).
 
 Every test writes its own small HDF5/CSV files under ``tmp_path``. Tracing values encode their
 identity: lead ``j`` (in stored order) of the exam with key ``k`` holds ``1000 * k + j`` at every
@@ -403,61 +406,6 @@ def test_training_loader_shuffles_reproducibly(tmp_path):
 # 3. bad inputs
 
 
-def test_missing_hdf5_file(tmp_path):
-    write_generic(tmp_path, np.arange(1, 11))
-    missing = tmp_path / "nowhere" / "exams.hdf5"
-    with pytest.raises(FileNotFoundError,
-                       match=rf"dataset\.tracing_files.*{re.escape(str(missing))}"):
-        generic_source(tmp_path, tracing_files=str(missing)).load(["y"])
-    pattern = str(tmp_path / "exams_part*.hdf5")
-    with pytest.raises(FileNotFoundError, match=rf"dataset\.tracing_files.*{re.escape(pattern)}"):
-        generic_source(tmp_path, tracing_files=pattern).load(["y"])
-    files = [str(tmp_path / "tracings.hdf5"), str(missing)]  # one good, one missing
-    with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
-        generic_source(tmp_path, tracing_files=files).load(["y"])
-
-
-def test_missing_label_csv(tmp_path):
-    write_generic(tmp_path, np.arange(1, 11))
-    missing = tmp_path / "no_labels.csv"
-    with pytest.raises(FileNotFoundError, match=rf"dataset\.labels_csv.*{re.escape(str(missing))}"):
-        generic_source(tmp_path, labels_csv=str(missing)).load(["y"])
-
-
-def test_missing_hdf5_dataset_names(tmp_path):
-    write_generic(tmp_path, np.arange(1, 11))
-    with pytest.raises(KeyError, match=r"dataset\.tracings_dataset.*'signal'.*tracings"):
-        generic_source(tmp_path, tracings_dataset="signal").load(["y"])
-    with pytest.raises(KeyError, match=r"dataset\.exam_id_dataset.*'id_exam'.*exam_id"):
-        generic_source(tmp_path, exam_id_dataset="id_exam").load(["y"])
-
-
-def test_wrong_tracing_shapes(tmp_path):
-    ids = np.arange(1, 6)
-    write_generic(tmp_path, ids, tracings=encoded(ids, n_leads=8))
-    with pytest.raises(ValueError, match=r"dataset\.n_samples / dataset\.leads.*"
-                                         r"\(5, 4096, 8\).*\(N, 4096, 12\)"):
-        generic_source(tmp_path, split=partial(first_n_split, n_val=1)).load(["y"])
-
-    transposed = np.ascontiguousarray(encoded(ids).transpose(0, 2, 1))
-    write_generic(tmp_path, ids, tracings=transposed)
-    with pytest.raises(ValueError, match=r"\(5, 12, 4096\).*transposed"):
-        generic_source(tmp_path, split=partial(first_n_split, n_val=1)).load(["y"])
-
-    write_generic(tmp_path, ids, tracings=encoded(ids, n_samples=5000))
-    with pytest.raises(ValueError, match=r"dataset\.n_samples.*\(N, 4096, 12\)") as info:
-        generic_source(tmp_path, split=partial(first_n_split, n_val=1)).load(["y"])
-    assert "transposed" not in str(info.value)
-
-
-def test_label_csv_without_target_or_id_column(tmp_path):
-    write_generic(tmp_path, np.arange(1, 11))
-    with pytest.raises(KeyError, match=r"task\.target_columns.*'AF'.*exam_id, y"):
-        generic_source(tmp_path).load(["y", "AF"])
-    with pytest.raises(KeyError, match=r"dataset\.id_column.*'id_exam'"):
-        generic_source(tmp_path, id_column="id_exam").load(["y"])
-
-
 def test_labelled_exams_missing_from_tracings(tmp_path):
     tracing_ids = np.arange(1, 18)
     label_ids = np.arange(1, 21)  # 18, 19, 20 have no tracing
@@ -469,42 +417,6 @@ def test_labelled_exams_missing_from_tracings(tmp_path):
     np.testing.assert_array_equal(table.y, tracing_ids * 0.5)
     with pytest.raises(ValueError, match=r"dataset\.missing_exams.*'ignore'"):
         generic_source(tmp_path, missing_exams="ignore").load(["y"])
-
-
-def test_row_order_length_mismatch(tmp_path):
-    write_h5(tmp_path / "tracings.hdf5", encoded(np.arange(10)))
-    pd.DataFrame({"y": np.arange(9.0)}).to_csv(tmp_path / "labels.csv", index=False)
-    source = generic_source(tmp_path, exam_id_dataset=None, id_column=None, join="row_order")
-    with pytest.raises(ValueError, match=r"dataset\.join=row_order.*9 rows.*have 10"):
-        source.load(["y"])
-
-
-def test_duplicate_exam_ids(tmp_path):
-    write_h5(tmp_path / "exams_part0.hdf5", encoded([1, 2, 3]), [1, 2, 3])
-    write_h5(tmp_path / "exams_part1.hdf5", encoded([3, 4, 5]), [3, 4, 5])
-    pd.DataFrame({"exam_id": [1, 2, 3, 4, 5], "y": 1.0}).to_csv(tmp_path / "labels.csv",
-                                                                 index=False)
-    source = generic_source(tmp_path, tracing_files=str(tmp_path / "exams_part*.hdf5"),
-                            split=partial(first_n_split, n_val=1))
-    with pytest.raises(ValueError, match=r"dataset\.tracing_files: 1 exam_ids occur more than "
-                                         r"once.*e\.g\. 3"):
-        source.load(["y"])
-
-    write_generic(tmp_path, [1, 2, 3, 4, 5], label_ids=[1, 2, 2, 4, 5])
-    with pytest.raises(ValueError, match=r"dataset\.labels_csv: 1 exam_ids occur more than once"
-                                         r".*e\.g\. 2"):
-        generic_source(tmp_path, split=partial(first_n_split, n_val=1)).load(["y"])
-
-
-def test_duplicate_exam_ids_row_order(tmp_path):
-    write_h5(tmp_path / "exams.hdf5", encoded(np.arange(5)))
-    pd.DataFrame({"exam_id": [7, 8, 8, 9, 10], "y": 1.0}).to_csv(tmp_path / "labels.csv",
-                                                                  index=False)
-    source = generic_source(tmp_path, tracing_files=str(tmp_path / "exams.hdf5"),
-                            exam_id_dataset=None, join="row_order",
-                            split=partial(first_n_split, n_val=1))
-    with pytest.raises(ValueError, match=r"more than once"):
-        source.load(["y"])
 
 
 def test_invalid_policy_values(tmp_path):

@@ -5,7 +5,8 @@ all-zero exams found by the cached set-up scan, and amplitudes that are not mV.
 Tracings are the 153 real CODE-15% exams of ``../shared/fixtures/code15_wfdb`` (read with
 wfdb, converted to mV and zero-padded to (4096, 12) float32 as CODE-15% stores them), written
 to HDF5 under ``tmp_path``; every expectation is derived from those arrays, not from the code
-under test. Every error is checked by its text: the config key and the file it names.
+under test. Every error is checked by its text: the config key and the file it names. How the
+scan reads, caches and judges the rows of one file is tested in tests/test_hdf5.py.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from conftest import FIXTURES
 
 import ecgexp.data.hdf5 as hdf5
 from ecgexp.data.datamodule import ExamDataModule
-from ecgexp.data.hdf5 import scan_file
 from ecgexp.data.source import HDF5Source
 from ecgexp.data.splits import first_n_split
 from ecgexp.data.synthetic import write_code15
@@ -187,16 +187,18 @@ def test_label_values_are_named_by_column_row_and_file(tmp_path, real):
     answers.to_csv(path, index=False)
     message = setup_error(module(folder))
     first = answers.chagas.iloc[0]
-    assert message.startswith(f"task.target_columns: column 'chagas' of '{path}' is not "
-                              f"numeric: row 1 (exam_id {ids[0]}) holds '{first}' (40 such")
+    assert message.startswith(f"task.objective (target columns): column 'chagas' of '{path}' "
+                              f"is not numeric: row 1 (exam_id {ids[0]}) holds '{first}' (40 "
+                              f"such")
     assert "dataset.labels_csv" in message
 
     outside = labels.iloc[:40].assign(chagas=labels.chagas[:40].astype(int))
     outside.loc[[7, 12], "chagas"] = [2, -1]
     outside.to_csv(path, index=False)
     message = setup_error(module(folder))
-    assert message.startswith(f"task.target_columns: binary label 'chagas' of '{path}' holds 2 "
-                              f"at row 8 (exam_id {ids[7]}) (2 values outside {{0, 1}}: 2, -1)")
+    assert message.startswith(f"task.objective (target columns): binary label 'chagas' of "
+                              f"'{path}' holds 2 at row 8 (exam_id {ids[7]}) (2 values outside "
+                              f"{{0, 1}}: 2, -1)")
     # the same column is fine where the task does not declare it binary (a regression target)
     datamodule = module(folder, binary=())
     datamodule.setup()
@@ -217,11 +219,11 @@ def test_binary_labels_in_an_extra_label_file(tmp_path, real):
     extra = folder / "chagas.csv"
     labels.iloc[:40][["exam_id"]].assign(chagas=3).to_csv(extra, index=False)
     message = setup_error(module(folder, extra_labels_csv=[str(extra)]))
-    assert message.startswith(f"task.target_columns: binary label 'chagas' of '{extra}' holds 3 "
-                              f"at row 1 (exam_id {ids[0]})")
+    assert message.startswith(f"task.objective (target columns): binary label 'chagas' of "
+                              f"'{extra}' holds 3 at row 1 (exam_id {ids[0]})")
     assert "dataset.extra_labels_csv" in message
-    with pytest.raises(ValueError, match=r"task\.target_columns: the binary labels \['AF'\] are "
-                                         r"not among the targets \(\['chagas'\]\)"):
+    with pytest.raises(ValueError, match=r"task\.objective: the binary labels \['AF'\] are "
+                                         r"not among the target columns \(\['chagas'\]\)"):
         module(folder, binary=("AF",))
 
 
@@ -271,34 +273,6 @@ def test_skip_leaves_bad_exams_out_with_one_line(tmp_path, real, caplog):
     assert len(items) == 35
     for row in np.delete(np.arange(40), bad):
         np.testing.assert_array_equal(items[ids[row]][0].numpy(), tracings[row].T)
-
-
-def test_scan_reads_only_the_exams_in_the_table_in_blocks(tmp_path, real):
-    ids, labels, millivolts, _ = real
-    tracings = damaged(millivolts)
-    path = write_exams(tmp_path / "data", tracings, ids[:40])
-    rows = np.array([0, 1, 2, 3, 8, 9, 10, 30, 31, 32, 39])  # not 17, 25, 33
-    reads = []
-    original = h5py.Dataset.__getitem__
-
-    def counting(self, selection):
-        if self.name == "/tracings":
-            reads.append(selection)
-        return original(self, selection)
-
-    block_bytes = 4 * N_SAMPLES * N_LEADS * 4  # at most 4 rows per read
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(h5py.Dataset, "__getitem__", counting)
-        scan = scan_file(path, "tracings", rows, block_bytes=block_bytes)
-    # each read starts at the next wanted row and spans at most 4 file rows
-    assert reads == [slice(0, 4), slice(8, 11), slice(30, 33), slice(39, 40)]
-    kept = tracings[rows]
-    finite = np.isfinite(kept).all(axis=(1, 2))
-    assert scan.nonfinite == rows[~finite].tolist() == [3]
-    assert scan.zero == rows[finite & ~kept.any(axis=(1, 2))].tolist() == [8]
-    usable = kept[finite & kept.any(axis=(1, 2))].astype(np.float64)
-    per_exam = np.median(usable.max(axis=1) - usable.min(axis=1), axis=1)
-    assert scan.amplitude == pytest.approx(float(np.median(per_exam)))
 
 
 def test_scan_is_cached_by_file_fingerprint_and_rows(tmp_path, real, cache_dir, monkeypatch):

@@ -11,7 +11,6 @@ from ecgexp.data.synthetic import LEADS, SAMPLING_RATE, synthesize_exams
 from ecgexp.interpret.ecg_plot import (
     DISPLAY_NAMES,
     RHYTHM_LABEL,
-    ecg_figure,
     make_ecg_figure,
     render_example,
     save,
@@ -99,7 +98,7 @@ def test_png_and_pdf_are_written(tracing, tmp_path):
     image = imread(png)
     assert image.shape[0] > 400 and image.shape[1] > 600
     assert np.ptp(image[..., :3].reshape(-1, 3), axis=0).max() > 0.5  # not one colour
-    pdf = ecg_figure(tracing, LEADS, tmp_path / "ecg.pdf", sampling_rate=SAMPLING_RATE)
+    pdf = save(make_ecg_figure(tracing, LEADS, SAMPLING_RATE), tmp_path / "ecg.pdf")
     assert pdf.read_bytes()[:4] == b"%PDF"
     with pytest.raises(ValueError, match=r"\.png or \.pdf"):
         save(figure, tmp_path / "ecg.svg")

@@ -7,15 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import CONF_DIR, FIXTURES
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from conftest import FIXTURES, compose_evaluate
 from matplotlib.image import imread
-from omegaconf import open_dict
 
 from ecgexp.evaluate import evaluate
 from ecgexp.evaluation.report import flatten_report
-from ecgexp.train import train
 
 CODE_TEST = FIXTURES / "code_test"
 LABELS = ["1dAVb", "RBBB", "LBBB", "SB", "AF", "ST"]
@@ -25,14 +21,6 @@ READERS = {"cardio.": "cardiology_residents", "emerg.": "emergency_residents",
 METRICS = {"Precision": "precision", "Recall": "recall", "Specificity": "specificity",
            "F1 score": "f1"}
 FAST = ["bootstrap.n_resamples=100"]
-
-
-def compose_evaluate(*overrides):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("evaluate", overrides=list(overrides))
-    GlobalHydra.instance().clear()
-    return cfg
 
 
 def test_published_table_2_is_reproduced(tmp_path):
@@ -63,22 +51,6 @@ def test_published_table_2_is_reproduced(tmp_path):
     assert len(agreement) == 18 and agreement.kappa.between(-1, 1).all()
 
 
-@pytest.fixture(scope="module")
-def synthetic_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("data") / "synthetic_n600_seed0"
-
-
-def tiny_run(compose_train, synthetic_dir, folder: Path, task: str, *overrides) -> Path:
-    cfg = compose_train(f"task={task}", "model=resnet1d_small", "dataset.n_exams=600",
-                        f"dataset.directory={synthetic_dir}", "trainer.max_epochs=2",
-                        "+trainer.limit_train_batches=4", "loader.num_workers=0",
-                        "callbacks.progress_bar=null", "logger=none", *overrides)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(folder)
-    train(cfg)
-    return folder
-
-
 def assert_real_png(path: Path):
     assert path.stat().st_size > 5000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     image = imread(path)
@@ -96,9 +68,8 @@ def assert_real_png(path: Path):
     ("electrolyte_gaussian", ["scatter_potassium.png"]),
     ("af_risk", ["metrics.md", "strata.csv", "bootstrap.csv"]),
 ])
-def test_every_task_run_folder_gets_a_report(compose_train, synthetic_dir, tmp_path, task,
-                                             files):
-    run = tiny_run(compose_train, synthetic_dir, tmp_path / task, task)
+def test_every_task_run_folder_gets_a_report(task_run, tmp_path, task, files):
+    run = task_run(task, into=tmp_path / task)
     evaluate(compose_evaluate(f"run={run}", *FAST))
     report = run / "report"
     for name in ["metrics.json", "metrics.csv", "metrics.md", *files]:
@@ -110,9 +81,9 @@ def test_every_task_run_folder_gets_a_report(compose_train, synthetic_dir, tmp_p
     assert recomputed == pytest.approx(original, rel=1e-4, abs=1e-6, nan_ok=True)
 
 
-def test_ensemble_is_the_mean_of_its_members(compose_train, synthetic_dir, tmp_path):
-    runs = [tiny_run(compose_train, synthetic_dir, tmp_path / f"seed{seed}", "chagas",
-                     f"seed={seed}") for seed in (0, 1)]
+def test_ensemble_is_the_mean_of_its_members(task_run, tmp_path):
+    runs = [task_run("chagas", *([f"seed={seed}"] if seed else []),
+                     into=tmp_path / f"seed{seed}") for seed in (0, 1)]
     evaluate(compose_evaluate(f"runs=[{runs[0]},{runs[1]}]", *FAST,
                               f"output_dir={tmp_path / 'ensemble'}"))
     members = [pd.read_csv(run / "predictions_test.csv").set_index("exam_id") for run in runs]
@@ -125,8 +96,8 @@ def test_ensemble_is_the_mean_of_its_members(compose_train, synthetic_dir, tmp_p
     assert spread.loc["test/chagas/auroc", "mean"] == pytest.approx(np.mean(auroc))
 
 
-def test_chagas_predictions_export_in_challenge_format(compose_train, synthetic_dir, tmp_path):
-    run = tiny_run(compose_train, synthetic_dir, tmp_path / "chagas", "chagas")
+def test_chagas_predictions_export_in_challenge_format(task_run, tmp_path):
+    run = task_run("chagas", into=tmp_path / "chagas")
     export = tmp_path / "challenge_outputs"
     evaluate(compose_evaluate(f"run={run}", *FAST, f"challenge_export={export}"))
     test = pd.read_csv(run / "predictions_test.csv")
@@ -141,11 +112,10 @@ def test_chagas_predictions_export_in_challenge_format(compose_train, synthetic_
         first.score_chagas, abs=1e-6)
 
 
-def test_report_is_logged_to_wandb_offline(compose_train, synthetic_dir, tmp_path,
-                                           monkeypatch):
+def test_report_is_logged_to_wandb_offline(task_run, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    run = tiny_run(compose_train, synthetic_dir, tmp_path / "age", "age")
+    run = task_run("age", into=tmp_path / "age")
     evaluate(compose_evaluate(f"run={run}", *FAST, "report_logger=wandb"))
     assert len(list((run / "report" / "wandb").glob("offline-run-*"))) == 1
 

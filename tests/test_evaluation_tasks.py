@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from scipy.stats import lognorm, norm
 
+from ecgexp.errors import UserError
 from ecgexp.evaluation.binary import (
     challenge_score,
     choose_threshold,
@@ -15,7 +16,7 @@ from ecgexp.evaluation.binary import (
     specificity_threshold,
     youden_threshold,
 )
-from ecgexp.evaluation.multiclass import af_risk_report
+from ecgexp.evaluation.multiclass import Contrast, multiclass_report
 from ecgexp.evaluation.regression import (
     event_detection,
     gaussian_metrics,
@@ -279,9 +280,20 @@ AF_TEST = [(0.3, 0.4, 0.3, 3), (0.3, 0.4, 0.3, 1), (0.8, 0.1, 0.1, 3), (0.9, 0.0
            (0.2, 0.7, 0.1, 2), (0.7, 0.0, 0.3, 1), (0.1, 0.1, 0.8, 2)]
 
 
+AF_CLASSES = [1, 2, 3]
+AF_NAMES = ["class1", "class2", "class3"]
+
+
+def af_risk_report(predictions):
+    """The report of AF risk's task config: classes 1, 2, 3 and the contrast 3 vs 1."""
+    contrast = Contrast.from_config("class3_vs_1", {"positive": 3, "negative": 1}, AF_CLASSES)
+    return multiclass_report(predictions, "exam_class", AF_CLASSES, AF_NAMES, [contrast])
+
+
 def test_af_risk_report_by_hand():
     report = af_risk_report({"val": _af_table(AF_VAL), "test": _af_table(AF_TEST)})
-    assert set(report["test"]) == {"class1", "class2", "class3", "class3_vs_1", "overall"}
+    assert set(report["test"]) == {"class1", "class2", "class3", "class3_vs_1", "macro",
+                                   "overall"}
     assert report["val"]["class3_vs_1"]["auroc"] == 1.0  # needs class 2 removed and p3 / (p1+p3)
     assert report["val"]["class3_vs_1"]["threshold"] == pytest.approx(0.5)
     test = report["test"]
@@ -299,13 +311,30 @@ def test_af_risk_report_by_hand():
     # step: 1, 2/3, then g and h share 0.3 -> 3/5.
     assert test["class1"]["ap"] == pytest.approx((1 + 2 / 3 + 3 / 5) / 3)
     assert [test[f"class{k}"]["n"] for k in (1, 2, 3)] == [3, 2, 2]
+    # macro: the mean of the three one-vs-rest AUROCs and APs.
+    assert test["macro"]["auroc"] == pytest.approx((9.5 / 12 + 0.75 + 0.45) / 3)
+    assert test["macro"]["ap"] == pytest.approx(
+        np.mean([test[f"class{k}"]["ap"] for k in (1, 2, 3)]))
     # argmax classes 2, 2, 1, 1, 2, 1, 3 against 3, 1, 3, 1, 2, 1, 2 -> 3 of 7 right.
     assert test["overall"] == pytest.approx({
         "accuracy": 3 / 7, "weighted_ovr_auroc": (3 * 9.5 / 12 + 2 * 0.75 + 2 * 0.45) / 7})
 
 
+def test_af_risk_report_thresholds_come_from_val_in_every_split():
+    report = af_risk_report({"test": _af_table(AF_TEST), "val": _af_table(AF_VAL)})
+    assert report["test"]["class3_vs_1"]["threshold"] == pytest.approx(0.5)
+    assert report["val"]["class3_vs_1"]["threshold"] == pytest.approx(0.5)
+
+
 def test_af_risk_report_needs_validation_and_valid_classes():
     with pytest.raises(ValueError, match="'val'"):
         af_risk_report({"test": _af_table(AF_TEST)})
-    with pytest.raises(ValueError, match="1, 2 and 3"):
+    with pytest.raises(ValueError, match=r"evaluation: target_exam_class holds .*0\.0.*, not "
+                                         r"among the classes \[1, 2, 3\]"):
+        af_risk_report({"val": _af_table([(0.5, 0.2, 0.3, 0)])})
+
+
+def test_af_risk_report_unknown_class_message_is_plain():
+    with pytest.raises(UserError, match=r"target_exam_class holds \[0\.0\], not among the "
+                                        r"classes \[1, 2, 3\]"):
         af_risk_report({"val": _af_table([(0.5, 0.2, 0.3, 0)])})

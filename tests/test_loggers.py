@@ -211,7 +211,7 @@ with initialize_config_dir(config_dir=sys.argv[1], version_base="1.3"):
                                       "paths.output_dir=" + sys.argv[2]])
 loggers = instantiate_loggers(cfg)
 log_config(loggers, cfg, {"objective": {"pos_weight": [2.0]}})
-publish_results(loggers, Path(sys.argv[2]), {"test/AF/auroc": 0.75}, None)
+publish_results(loggers, {"test/AF/auroc": 0.75}, Path(sys.argv[2]), None, None)
 print(sorted(type(logger).__name__ for logger in loggers), "wandb" in sys.modules)
 """
 

@@ -1,6 +1,6 @@
-"""Losses, training-split weights and activations of the task objectives, against hand
-computations on tiny tensors (docs/studies.md §2.2 age weights, §2.4 AF class weights, §2.5
-electrolyte variants).
+"""Losses, training-split weights, predictions and the contract members of the task
+objectives, against hand computations on tiny tensors (docs/studies.md §2.2 age weights, §2.4
+AF class weights, §2.5 electrolyte variants).
 
 Every expected number is written out here (or computed with plain arithmetic in the test);
 ``ln`` of small integers keeps the hand cross-entropies exact.
@@ -14,9 +14,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
-from ecgexp.tasks.multiclass import AFRisk
-from ecgexp.tasks.objectives import Binary, MultiLabel
+from ecgexp.errors import PACKAGE_DIR, UserError
+from ecgexp.evaluation.analyses import ANALYSES
+from ecgexp.models.resnet1d import HEADS
+from ecgexp.tasks.loss_weights import inverse_frequency_weights
+from ecgexp.tasks.multiclass import MultiClass
+from ecgexp.tasks.objectives import Binary, MultiLabel, Objective
 from ecgexp.tasks.regression import (
     BucketClassification,
     Buckets,
@@ -24,7 +30,6 @@ from ecgexp.tasks.regression import (
     Ordinal,
     Regression,
 )
-from ecgexp.tasks.loss_weights import inverse_frequency_weights
 
 E = math.e
 AGES = [20, 20, 30, 40, 40, 40]  # counts 2, 1, 3
@@ -44,7 +49,7 @@ def fitted(objective, *targets):
     return objective
 
 
-# --- inverse_frequency_weights (docs/studies.md §2.2 compute_weights) -------------------------------
+# --- inverse_frequency_weights (docs/studies.md §2.2 compute_weights) ----------------------------
 
 def test_inverse_frequency_weights_are_one_over_count_rescaled_to_mean_one():
     # 1/count per exam: 1/2, 1/2, 1, 1/3, 1/3, 1/3 (sum 3); times 6/3 = 2 -> mean 1.
@@ -102,9 +107,9 @@ def test_regression_standardise_std_is_numpy_ddof_zero():
     assert state["std"] == pytest.approx(math.sqrt(125.0))
 
 
-def test_regression_standardise_activation_maps_outputs_back_to_years():
+def test_regression_standardise_predict_maps_outputs_back_to_years():
     objective = fitted(Regression("age", standardise=True), 30.0, 40.0)
-    predicted = objective.activation(column(0.0, 1.0, -2.0))
+    predicted = objective.predict(column(0.0, 1.0, -2.0))
     np.testing.assert_allclose(predicted.numpy(), [[35.0], [40.0], [25.0]])
 
 
@@ -119,9 +124,9 @@ def test_regression_log_transform_with_standardise_round_trip():
     objective = fitted(Regression("k", log_transform=True, standardise=True), 1.0, E**2)
     # logs 0, 2 -> mean 1, std 1; e^3 -> z = (3 - 1) / 1 = 2.
     assert objective.transform(rows(E**3)).item() == pytest.approx(2.0)
-    assert objective.activation(column(2.0)).item() == pytest.approx(E**3)
+    assert objective.predict(column(2.0)).item() == pytest.approx(E**3)
     targets = rows(1.5, 4.0, 7.25)
-    back = objective.activation(objective.transform(targets)[:, None])[:, 0]
+    back = objective.predict(objective.transform(targets)[:, None])[:, 0]
     np.testing.assert_allclose(back.numpy(), targets.numpy())
 
 
@@ -201,18 +206,18 @@ def test_gaussian_loss_is_not_clamped_small_losses_keep_their_gradient():
     np.testing.assert_allclose(outputs.grad.numpy(), [[0.0, 0.5], [0.0, 0.5]])
 
 
-def test_gaussian_activation_columns_are_value_mean_std_in_target_units():
+def test_gaussian_predict_columns_are_value_mean_std_in_target_units():
     objective = fitted(GaussianRegression("k"), 30.0, 40.0)  # mean 35, std 5
     assert objective.prediction_columns == ["predicted_k", "mean_k", "std_k"]
     # mean 1 * 5 + 35 = 40; std exp(ln 4 / 2) * 5 = 10.
-    predicted = objective.activation(rows([1.0, ln(4)], [-1.0, 0.0]))
+    predicted = objective.predict(rows([1.0, ln(4)], [-1.0, 0.0]))
     np.testing.assert_allclose(predicted.numpy(), [[40.0, 40.0, 10.0], [30.0, 30.0, 5.0]])
 
 
 def test_gaussian_log_transform_value_is_exp_of_mean():
     objective = fitted(GaussianRegression("k", log_transform=True), 1.0, E**2)
     # log scale: mean 1, std 1; output mean 1 -> 2 on the log scale, value e^2; std 2 * 1.
-    predicted = objective.activation(rows([1.0, ln(4)]))
+    predicted = objective.predict(rows([1.0, ln(4)]))
     np.testing.assert_allclose(predicted.numpy(), [[E**2, 2.0, 2.0]])
 
 
@@ -298,16 +303,16 @@ def test_bucket_classification_auto_class_weights_need_every_class():
         fitted(objective, 3.0, 4.0)
 
 
-def test_bucket_classification_activation_is_argmax_value_then_probabilities():
+def test_bucket_classification_predict_is_argmax_value_then_probabilities():
     objective = BucketClassification("k", [3.5, 5.5])
-    predicted = objective.activation(rows([0.0, ln(3), 0.0], [ln(8), 0.0, ln(2)]))
+    predicted = objective.predict(rows([0.0, ln(3), 0.0], [ln(8), 0.0, ln(2)]))
     # softmax: [1, 3, 1] / 5 -> class 1 (4.5); [8, 1, 2] / 11 -> class 0 (3.5).
     np.testing.assert_allclose(predicted.numpy(), [[4.5, 0.2, 0.6, 0.2],
                                                    [3.5, 8 / 11, 1 / 11, 2 / 11]])
 
 
-def test_bucket_classification_binary_activation():
-    predicted = BucketClassification("k", [5.0]).activation(column(ln(3)))
+def test_bucket_classification_binary_predict():
+    predicted = BucketClassification("k", [5.0]).predict(column(ln(3)))
     np.testing.assert_allclose(predicted.numpy(), [[5.0, 0.25, 0.75]])
 
 
@@ -337,11 +342,11 @@ def test_ordinal_predicted_class_counts_sigmoids_above_one_half():
     assert objective.predicted_classes(logits).tolist() == [2, 0, 3, 1]
 
 
-def test_ordinal_activation_maps_class_to_bucket_value_then_sigmoids():
+def test_ordinal_predict_maps_class_to_bucket_value_then_sigmoids():
     objective = Ordinal("k", [1.0, 2.0, 3.0])
     assert objective.prediction_columns == ["predicted_k", "prob_above0", "prob_above1",
                                             "prob_above2"]
-    predicted = objective.activation(rows([ln(3), 0.0, -ln(3)], [ln(3), ln(3), ln(3)]))
+    predicted = objective.predict(rows([ln(3), 0.0, -ln(3)], [ln(3), ln(3), ln(3)]))
     # values 1, 1.5, 2.5, 3 per class 0..3: class 1 -> 1.5, class 3 -> 3.
     np.testing.assert_allclose(predicted.numpy(), [[1.5, 0.75, 0.5, 0.25],
                                                    [3.0, 0.75, 0.75, 0.75]])
@@ -419,25 +424,47 @@ def test_binary_auto_pos_weight_loss_before_fit_raises():
         Binary("chagas", pos_weight="auto").loss(column(0.0), column(1.0))
 
 
-# --- AFRisk ------------------------------------------------------------------------------------
+# --- AF risk: the MultiClass configuration of ecgexp/conf/task/af_risk.yaml ------------------
+
+AF_CONTRAST = {"class3_vs_1": {"positive": 3, "negative": 1}}
+
+
+def af_risk(**options) -> MultiClass:
+    """AF risk as its task config sets it up: classes 1, 2, 3 and the contrast 3 vs 1."""
+    return MultiClass("exam_class", classes=[1, 2, 3], contrasts=AF_CONTRAST, **options)
+
+
+def test_af_risk_config_instantiates_the_multiclass_objective():
+    config = OmegaConf.load(PACKAGE_DIR / "conf" / "task" / "af_risk.yaml")
+    objective = instantiate(config.objective)
+    assert isinstance(objective, MultiClass)
+    assert objective.target_columns == ["exam_class"]
+    assert objective.classes == [1.0, 2.0, 3.0]
+    assert objective.class_weights is None
+    contrast = objective.contrasts["class3_vs_1"]
+    assert (contrast.positive, contrast.negative) == (2, 0)  # indices of classes 3 and 1
+    assert (contrast.event_time, contrast.censor_time, contrast.time_unit) == (
+        "weeks_to_first_af", "weeks_to_last_exam", "weeks")
+    assert objective.analyses == ("classes", "strata", "contrast_survival")
+
 
 def test_af_risk_class_numbers_map_to_indices():
-    assert AFRisk().class_index(column(1.0, 2.0, 3.0, 2.0)).tolist() == [0, 1, 2, 1]
+    assert af_risk().class_index(column(1.0, 2.0, 3.0, 2.0)).tolist() == [0, 1, 2, 1]
 
 
 def test_af_risk_cross_entropy_by_hand():
     # class 1 with [0, 0, 0]: ln 3; class 3 with [0, 0, ln 3]: -log(3/5).
-    loss = AFRisk().loss(rows([0.0, 0.0, 0.0], [0.0, 0.0, ln(3)]), column(1.0, 3.0))
+    loss = af_risk().loss(rows([0.0, 0.0, 0.0], [0.0, 0.0, ln(3)]), column(1.0, 3.0))
     assert loss.item() == pytest.approx((ln(3) + ln(5 / 3)) / 2)
 
 
 def test_af_risk_auto_class_weights_are_n_max_over_n_c():
-    objective = fitted(AFRisk(class_weights="auto"), 1, 1, 1, 1, 2, 3, 3)  # counts 4, 1, 2
+    objective = fitted(af_risk(class_weights="auto"), 1, 1, 1, 1, 2, 3, 3)  # counts 4, 1, 2
     assert objective.state == {"class_weights": [1.0, 4.0, 2.0]}
 
 
 def test_af_risk_weighted_cross_entropy_by_hand():
-    objective = fitted(AFRisk(class_weights="auto"), 1, 1, 1, 1, 2, 3, 3)  # weights 1, 4, 2
+    objective = fitted(af_risk(class_weights="auto"), 1, 1, 1, 1, 2, 3, 3)  # weights 1, 4, 2
     logits = rows([0.0, 0.0, 0.0], [0.0, ln(2), 0.0], [0.0, 0.0, ln(3)])
     # nll ln 3, -log(2/4) = ln 2, ln 5/3.
     expected = (1 * ln(3) + 4 * ln(2) + 2 * ln(5 / 3)) / (1 + 4 + 2)
@@ -446,15 +473,176 @@ def test_af_risk_weighted_cross_entropy_by_hand():
 
 @pytest.mark.parametrize("bad", [0.0, 4.0])
 def test_af_risk_rejects_targets_outside_classes_1_to_3(bad):
-    with pytest.raises(ValueError, match="exam_class"):
-        AFRisk().loss(rows([0.0, 0.0, 0.0], [0.0, 0.0, 0.0]), column(1.0, bad))
+    with pytest.raises(UserError, match=r"task\.objective\.classes: 'exam_class' holds "
+                                        rf"\[{bad}\]"):
+        af_risk().loss(rows([0.0, 0.0, 0.0], [0.0, 0.0, 0.0]), column(1.0, bad))
 
 
 def test_af_risk_prediction_columns_and_softmax():
-    objective = AFRisk()
+    objective = af_risk()
     assert objective.prediction_columns == ["prob_class1", "prob_class2", "prob_class3"]
-    probabilities = objective.activation(rows([0.0, ln(2), ln(5)]))
+    probabilities = objective.predict(rows([0.0, ln(2), ln(5)]))
     np.testing.assert_allclose(probabilities.numpy(), [[1 / 8, 2 / 8, 5 / 8]])
+
+
+# --- the contract every objective keeps (ecgexp.tasks.objectives.Objective) ---------------------
+
+CONTRACT = {
+    "multilabel": (lambda: MultiLabel(["a", "b"]), "linear", ["score_a", "score_b"],
+                   ["score_a", "score_b"], ("binary", "strata"), ""),
+    "binary": (lambda: Binary("chagas"), "linear", ["score_chagas"], ["score_chagas"],
+               ("binary", "strata"), ""),
+    "regression": (lambda: Regression("age", units="years"), "linear", ["predicted_age"],
+                   ["predicted_age"], ("regression", "strata"), "years"),
+    "regression_gap": (lambda: Regression("age", gap_column="age_gap", units="years"),
+                       "linear", ["predicted_age"], ["predicted_age"],
+                       ("regression", "strata", "mortality"), "years"),
+    "gaussian": (lambda: GaussianRegression("k", units="mmol/L"), "gaussian",
+                 ["mean_k", "log_variance_k"], ["predicted_k", "std_k"],
+                 ("regression", "strata"), "mmol/L"),
+    "classification": (lambda: BucketClassification("k", [3.5, 5.5], units="mmol/L"),
+                       "linear", ["prob_bucket0", "prob_bucket1", "prob_bucket2"],
+                       ["prob_bucket0", "prob_bucket1", "prob_bucket2"],
+                       ("regression", "strata"), "mmol/L"),
+    "classification_binary": (lambda: BucketClassification("k", [5.0]), "linear",
+                              ["prob_bucket1"], ["prob_bucket1"], ("regression", "strata"), ""),
+    "ordinal": (lambda: Ordinal("k", [1.0, 2.0, 3.0], units="mmol/L"), "coral",
+                ["prob_above0", "prob_above1", "prob_above2"],
+                ["prob_above0", "prob_above1", "prob_above2"], ("regression", "strata"),
+                "mmol/L"),
+    "multiclass": (lambda: MultiClass("grade", [0, 5, 10, 20]), "linear",
+                   ["prob_class0", "prob_class5", "prob_class10", "prob_class20"],
+                   ["prob_class0", "prob_class5", "prob_class10", "prob_class20"],
+                   ("classes", "strata"), ""),
+    "af_risk": (af_risk, "linear", ["prob_class1", "prob_class2", "prob_class3"],
+                ["prob_class1", "prob_class2", "prob_class3"], ("classes", "strata"), ""),
+    "af_risk_survival": (
+        lambda: MultiClass("exam_class", [1, 2, 3], contrasts={"class3_vs_1": {
+            "positive": 3, "negative": 1, "event_time": "weeks_to_first_af",
+            "censor_time": "weeks_to_last_exam", "time_unit": "weeks"}}),
+        "linear", ["prob_class1", "prob_class2", "prob_class3"],
+        ["prob_class1", "prob_class2", "prob_class3"],
+        ("classes", "strata", "contrast_survival"), ""),
+}
+
+
+@pytest.mark.parametrize("name", list(CONTRACT))
+def test_contract_members(name):
+    make, head, output_names, output_columns, analyses, units = CONTRACT[name]
+    objective = make()
+    assert isinstance(objective, Objective)
+    assert objective.head == head
+    assert objective.head in HEADS
+    assert objective.output_names == output_names
+    assert objective.output_columns == output_columns
+    assert objective.analyses == analyses
+    assert set(objective.analyses) <= set(ANALYSES)
+    assert objective.units == units
+
+
+@pytest.mark.parametrize("name", list(CONTRACT))
+def test_contract_shapes_agree_with_the_network_width(name):
+    objective = CONTRACT[name][0]()
+    # The network's width: n_outputs per head branch; the gaussian head has two branches.
+    width = objective.n_outputs * (2 if objective.head == "gaussian" else 1)
+    assert len(objective.output_names) == len(objective.output_columns) == width
+    assert set(objective.output_columns) <= set(objective.prediction_columns)
+    if getattr(objective, "standardise", False):  # GaussianRegression's default
+        objective.fit(np.array([[3.0], [5.0]]))
+    predicted = objective.predict(torch.zeros(3, width, dtype=torch.float64))
+    assert predicted.shape == (3, len(objective.prediction_columns))
+
+
+def test_gaussian_output_names_follow_the_target_column_with_standardise():
+    objective = fitted(GaussianRegression("potassium", log_transform=True), 3.0, 5.0)
+    assert objective.output_names == ["mean_potassium", "log_variance_potassium"]
+    assert objective.predict(rows([0.0, 0.0])).shape == (1, len(objective.prediction_columns))
+
+
+def test_units_default_to_empty_for_continuous_objectives():
+    for objective in (Regression("age"), GaussianRegression("k"), Ordinal("k", [1.0]),
+                      BucketClassification("k", [1.0])):
+        assert objective.units == ""
+
+
+def test_analyses_added_per_instance_leave_the_class_default_alone():
+    Regression("age", gap_column="age_gap")
+    CONTRACT["af_risk_survival"][0]()
+    assert Regression("age").analyses == ("regression", "strata")
+    assert MultiClass.analyses == ("classes", "strata")
+    assert af_risk().analyses == ("classes", "strata")
+
+
+def test_objective_is_abstract():
+    with pytest.raises(TypeError, match="abstract"):
+        Objective(["a"])
+
+
+def test_objective_subclass_missing_a_verb_is_abstract():
+    class NoEvaluate(Objective):
+        n_outputs = 1
+        prediction_columns = ["score_a"]
+
+        def loss(self, outputs, targets):
+            return outputs.sum()
+
+        def predict(self, outputs):
+            return outputs
+
+        def metrics(self):
+            return None
+
+    with pytest.raises(TypeError, match="evaluate"):
+        NoEvaluate(["a"])
+
+
+def test_objective_needs_a_target_column():
+    with pytest.raises(UserError, match="at least one target column"):
+        MultiLabel([])
+
+
+def test_default_thresholds_are_empty():
+    assert Regression("age").thresholds({"val": {"age": {"mae": 1.0}}}) == {}
+
+
+def test_multilabel_thresholds_are_each_labels_report_threshold():
+    report = {"val": {"a": {"auroc": 0.8, "threshold": 0.3},
+                      "b": {"auroc": 0.7, "threshold": 0.6},
+                      "macro": {"auroc": 0.75}},
+              "test": {"a": {"threshold": 0.3}, "b": {"threshold": 0.6}}}
+    assert MultiLabel(["a", "b"]).thresholds(report) == {"a": 0.3, "b": 0.6}
+
+
+def test_multilabel_thresholds_from_a_real_report():
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
+    targets = np.array([1, 0, 1, 1, 0, 0, 1, 0])  # max F1 (3/4) at 0.6
+    table = pd.DataFrame({"score_a": scores, "target_a": targets,
+                          "score_b": 1 - scores, "target_b": 1 - targets})
+    objective = MultiLabel(["a", "b"])
+    report = objective.evaluate({"val": table, "test": table})
+    thresholds = objective.thresholds(report)
+    assert set(thresholds) == {"a", "b"}
+    assert thresholds["a"] == pytest.approx(0.6)
+    assert thresholds == {label: report["val"][label]["threshold"] for label in ("a", "b")}
+
+
+def test_binary_thresholds_follow_the_first_threshold_rule():
+    report = {"val": {"chagas": {"auroc": 0.9}, "max_f1": {"threshold": 0.4},
+                      "youden": {"threshold": 0.2}, "specificity_90": {"threshold": 0.7}}}
+    assert Binary("chagas").thresholds(report) == {"chagas": 0.4}
+    assert Binary("chagas", threshold_rules=["youden", "max_f1"]).thresholds(report) == {
+        "chagas": 0.2}
+    assert Binary("chagas", threshold_rules=[]).thresholds(report) == {}
+
+
+def test_binary_thresholds_from_a_real_report():
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
+    targets = np.array([1, 0, 1, 1, 0, 0, 1, 0])
+    table = pd.DataFrame({"score_chagas": scores, "target_chagas": targets})
+    objective = Binary("chagas", threshold_rules=["specificity_75", "max_f1"])
+    report = objective.evaluate({"val": table})
+    # specificity 0.75: the first ROC point with fpr 0.25 is at 0.8 (tests of the rules).
+    assert objective.thresholds(report) == {"chagas": pytest.approx(0.8)}
 
 
 # --- state round trip (checkpoints) ------------------------------------------------------------
@@ -472,8 +660,11 @@ ROUND_TRIPS = {
     "multilabel": (lambda: MultiLabel(["a", "b"], pos_weight="auto"),
                    [[1, 0], [0, 1], [0, 0]], rows([0.3, -0.1], [2.0, 0.4]),
                    rows([1.0, 0.0], [0.0, 1.0])),
-    "af_risk": (lambda: AFRisk(class_weights="auto"), [[1], [2], [3], [1]],
+    "af_risk": (lambda: af_risk(class_weights="auto"), [[1], [2], [3], [1]],
                 rows([0.1, 0.5, -0.2], [1.0, 0.0, 2.0]), column(2.0, 3.0)),
+    "multiclass": (lambda: MultiClass("grade", [0, 5, 10, 20], class_weights="auto"),
+                   [[0], [5], [10], [20], [20], [0], [20]],
+                   rows([0.1, 0.5, -0.2, 0.3], [1.0, 0.0, 2.0, -1.0]), column(10.0, 20.0)),
 }
 
 
@@ -486,4 +677,4 @@ def test_fitted_state_loaded_into_a_fresh_objective_gives_the_same_loss(name):
     restored = make()
     restored.load_state(json.loads(json.dumps(state)))  # plain numbers only
     assert restored.loss(outputs, targets).item() == trained.loss(outputs, targets).item()
-    torch.testing.assert_close(restored.activation(outputs), trained.activation(outputs))
+    torch.testing.assert_close(restored.predict(outputs), trained.predict(outputs))

@@ -1,4 +1,5 @@
-"""ResNet1d against the published PyTorch model (docs/studies.md §1.1) and the Keras padding rule."""
+"""ResNet1d against the published PyTorch model (docs/studies.md §1.1) and the Keras padding
+rule."""
 
 import math
 
@@ -90,8 +91,8 @@ def test_keras_like_kernel16_network_runs_at_published_lengths():
     assert model(torch.randn(2, 12, 4096)).shape == (2, 6)
 
 
-# docs/studies.md §1.2: Keras kernel shapes (k, in, out) of the k16 convs, unit by unit (conv1, conv2),
-# and of the 1x1 skips.
+# docs/studies.md §1.2: Keras kernel shapes (k, in, out) of the k16 convs, unit by unit (conv1,
+# conv2), and of the 1x1 skips.
 KERAS_K16 = [(16, 64, 128), (16, 128, 128), (16, 128, 196), (16, 196, 196), (16, 196, 256),
              (16, 256, 256), (16, 256, 320), (16, 320, 320)]
 KERAS_SKIPS = [(1, 64, 128), (1, 128, 196), (1, 196, 256), (1, 256, 320)]

@@ -13,7 +13,7 @@ import yaml
 from conftest import SHORT_RUN, compose_in, run
 
 from ecgexp.errors import UserError
-from ecgexp.heatmap import extract_heatmaps
+from ecgexp.interpret.heatmaps import extract_heatmaps
 from ecgexp.run_folder import RunLock, library_modules, load_run_config
 from ecgexp.train import train
 

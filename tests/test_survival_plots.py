@@ -207,31 +207,31 @@ def figure_cases():
                                   "p_value": [1e-9, 1e-3, 1e-20]},
                                  index=["above", "below", "age"])
     return {
-        "roc_pr": (plots.make_roc_pr, plots.roc_pr_curves, (scores, targets), {"label": "AF"},
+        "roc_pr": (plots.make_roc_pr, (scores, targets), {"label": "AF"},
                    2, ("false positive rate (1 − specificity)", "recall (sensitivity)")),
-        "reliability": (plots.make_reliability, plots.reliability_diagram, (reliability,), {},
+        "reliability": (plots.make_reliability, (reliability,), {},
                         2, ("", "predicted probability")),
-        "scatter": (plots.make_regression_scatter, plots.regression_scatter,
-                    (predicted_age, target_age), {"unit": "years", "name": "age"},
+        "scatter": (plots.make_regression_scatter, (predicted_age, target_age),
+                    {"unit": "years", "name": "age"},
                     1, ("true age (years)",)),
-        "bland_altman": (plots.make_bland_altman, plots.bland_altman,
-                         (predicted_age, target_age), {"unit": "years", "name": "age"},
+        "bland_altman": (plots.make_bland_altman, (predicted_age, target_age),
+                         {"unit": "years", "name": "age"},
                          1, ("mean of predicted and true age (years)",)),
-        "kaplan_meier": (plots.make_kaplan_meier, plots.kaplan_meier_plot, (curves,),
+        "kaplan_meier": (plots.make_kaplan_meier, (curves,),
                          {"time_unit": "weeks"}, 1, ("time (weeks)",)),
-        "hazard_ratios": (plots.make_hazard_ratios, plots.hazard_ratio_plot, (hazard_ratios,),
+        "hazard_ratios": (plots.make_hazard_ratios, (hazard_ratios,),
                           {}, 1, ("hazard ratio (log scale)",)),
     }
 
 
 @pytest.mark.parametrize("name", list(figure_cases()))
 def test_figures_have_labelled_axes_and_save_real_pngs(name, tmp_path):
-    make, save_plot, args, kwargs, n_axes, xlabels = figure_cases()[name]
+    make, args, kwargs, n_axes, xlabels = figure_cases()[name]
     figure = make(*args, **kwargs)
     assert len(figure.axes) == n_axes
     assert tuple(axes.get_xlabel() for axes in figure.axes) == xlabels
     assert figure.axes[0].get_title() and all(axes.get_ylabel() for axes in figure.axes)
-    path = save_plot(*args, tmp_path / "nested" / f"{name}.png", **kwargs)
+    path = plots.save(figure, tmp_path / "nested" / f"{name}.png")
     assert path == tmp_path / "nested" / f"{name}.png"
     assert_real_png(path)
 

@@ -1,4 +1,5 @@
-"""Every task trains the common network through Hydra compose and learns on synthetic data.
+"""Every task trains the common network through Hydra compose and learns on synthetic data; a
+new task is one YAML file.
 
 The learning checks compare with trivial baselines computed here from the training split
 (predicting the training mean) or with fixed published-style floors (AUROC).
@@ -14,15 +15,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
+from conftest import CONF_DIR, compose_evaluate, compose_in
+from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
 from ecgexp.data.build import build_datamodule
+from ecgexp.evaluate import evaluate
 from ecgexp.models.weights import build_model
 from ecgexp.train import train
 
-TASKS = ["abnormality", "chagas", "age", "electrolyte", "electrolyte_classification",
-         "electrolyte_ordinal", "electrolyte_gaussian", "af_risk"]
+# Every prediction task of the config tree (a task with an `entry` runs another function).
+TASKS = sorted(path.stem for path in (CONF_DIR / "task").glob("*.yaml")
+               if "entry" not in yaml.safe_load(path.read_text()))
 SMALL = ["model=resnet1d_small", "loader.num_workers=0", "callbacks.progress_bar=null",
          "logger=none"]
 
@@ -47,21 +53,39 @@ def training_mean(cfg) -> float:
     return float(datamodule.training_targets()[:, 0].mean())
 
 
+def test_the_task_list_is_the_config_tree():
+    assert {"abnormality", "chagas", "age", "af_risk", "electrolyte"} <= set(TASKS)
+    assert "heatmap" not in TASKS
+
+
+def example_targets(objective, n: int = 4) -> torch.Tensor:
+    """Valid targets for any objective: 0/1 labels, class values, or a positive quantity."""
+    if objective.binary_columns:
+        return torch.tensor([[1.0], [0.0], [1.0], [0.0]]).repeat(1, len(objective.target_columns))
+    if hasattr(objective, "classes"):
+        values = objective.classes
+        return torch.tensor([[values[i % len(values)]] for i in range(n)])
+    return torch.tensor([[1.0], [0.5], [4.2], [5.8]])
+
+
 @pytest.mark.parametrize("task", TASKS)
 def test_network_and_objective_agree_on_every_task(compose_train, task):
-    """The composed model's outputs feed the objective's loss and prediction columns."""
+    """The network is built from the objective (output width and head) and its outputs feed
+    the objective's loss and prediction columns."""
     cfg = compose_train(f"task={task}", "model=resnet1d_small")
     objective = instantiate(cfg.task.objective)
-    assert cfg.task.n_outputs == objective.n_outputs
-    net = build_model(cfg.model)
+    net = build_model(cfg.model, objective)
+    assert net.head == objective.head
     tracings = torch.randn(4, 12, 4096)
     metadata = torch.randn(4, cfg.model.n_metadata) if cfg.model.n_metadata else None
     outputs = net(tracings) if metadata is None else net(tracings, metadata)
-    targets = {"abnormality": torch.ones(4, 6), "af_risk": torch.tensor([[1.], [2.], [3.], [1.]])
-               }.get(task, torch.tensor([[1.], [0.], [4.2], [5.8]]))
+    assert outputs.shape == (4, len(objective.output_names))
+    assert len(objective.output_columns) == outputs.shape[1]
+    assert set(objective.output_columns) <= set(objective.prediction_columns)
+    targets = example_targets(objective)
     objective.fit(targets.numpy())
     assert torch.isfinite(objective.loss(outputs, targets))
-    assert objective.activation(outputs).shape == (4, len(objective.prediction_columns))
+    assert objective.predict(outputs).shape == (4, len(objective.prediction_columns))
 
 
 def test_cfg_job_works_for_every_task(tmp_path):
@@ -74,10 +98,20 @@ def test_cfg_job_works_for_every_task(tmp_path):
         assert f"name: {task}" in result.stdout
 
 
-def test_n_outputs_mismatch_names_the_key(compose_train, synthetic_dir, tmp_path):
-    with pytest.raises(ValueError, match=r"task.n_outputs=3"):
-        train_task(compose_train, synthetic_dir, tmp_path, "electrolyte_classification",
-                   "task.objective.buckets=[3.5,5.5]")
+def test_other_buckets_change_the_network_width_without_another_key(compose_train):
+    cfg = compose_train("task=electrolyte_classification", "model=resnet1d_small",
+                        "task.objective.buckets=[3.5,5.5]")
+    net = build_model(cfg.model, instantiate(cfg.task.objective))
+    assert net(torch.randn(2, 12, 4096)).shape == (2, 3)
+
+
+@pytest.mark.parametrize("override", ["task.target_columns=[age_years]", "task.head=linear",
+                                      "task.n_outputs=3", "model.head=linear"])
+def test_the_objective_is_the_only_place_of_targets_width_and_head(compose_train, override):
+    """What the objective owns has no second key that could disagree with it."""
+    task = "electrolyte_gaussian" if "head" in override else "age"
+    with pytest.raises(ConfigCompositionException, match=override.split("=")[0]):
+        compose_train(f"task={task}", override)
 
 
 def test_chagas_learns_with_two_source_batches(compose_train, synthetic_dir, tmp_path):
@@ -183,3 +217,90 @@ def test_pos_weight_auto_comes_from_the_training_split_and_reaches_the_checkpoin
     assert statistics["objective"]["pos_weight"]["chagas"] == pytest.approx(expected)
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["objective_state"]["pos_weight"]["chagas"] == pytest.approx(expected)
+
+
+NEW_REGRESSION_TASK = """\
+# A new regression task: the age the published network predicted (nn_predicted_age).
+name: nn_age
+metadata_columns: []
+monitor: val_loss
+monitor_mode: min
+optimized_metric: val/nn_predicted_age/mae
+optimized_direction: minimize
+objective:
+  _target_: ecgexp.tasks.regression.Regression
+  target_column: nn_predicted_age
+  standardise: true
+  units: years
+"""
+NEW_CLASS_TASK = """\
+# A new 4-class task with the generic objective: the exam's rhythm class.
+name: rhythm
+metadata_columns: []
+monitor: val_loss
+monitor_mode: min
+optimized_metric: val/macro/auroc
+optimized_direction: maximize
+objective:
+  _target_: ecgexp.tasks.multiclass.MultiClass
+  target_column: rhythm
+  classes: [0, 1, 2, 3]
+  class_names: [sinus, af, brady, tachy]
+  contrasts:
+    af_vs_sinus: {positive: 1, negative: 0}
+"""
+
+
+def rhythm_classes(labels_csv: Path) -> pd.DataFrame:
+    """One rhythm class per exam from the dataset's own labels: AF 1, else SB 2, else ST 3,
+    else 0 (the synthetic generator gives each exam at most one rhythm label)."""
+    table = pd.read_csv(labels_csv)
+    rhythm = np.select([table.AF, table.SB, table.ST], [1, 2, 3], default=0)
+    return pd.DataFrame({"exam_id": table.exam_id, "rhythm": rhythm})
+
+
+def test_a_new_task_is_one_yaml_file(tmp_path):
+    """A regression task and a 4-class task, each one YAML file in a config folder of the
+    user's (on Hydra's search path), train for an epoch and are evaluated: no Python change,
+    no task list edited."""
+    user_conf = tmp_path / "my_conf"
+    (user_conf / "task").mkdir(parents=True)
+    (user_conf / "task" / "nn_age.yaml").write_text(NEW_REGRESSION_TASK)
+    (user_conf / "task" / "rhythm.yaml").write_text(NEW_CLASS_TASK)
+    data = tmp_path / "data" / "synthetic_n300_seed0"
+    first = compose_in(tmp_path / "first", f"hydra.searchpath=[file://{user_conf}]",
+                       "task=nn_age", *SMALL, "dataset.n_exams=300",
+                       f"dataset.directory={data}", "trainer.max_epochs=1")
+    metrics = train(first)
+    assert np.isfinite(metrics["test/nn_predicted_age/mae"])
+    predictions = pd.read_csv(Path(first.paths.output_dir) / "predictions_test.csv")
+    assert list(predictions.columns) == ["exam_id", "predicted_nn_predicted_age",
+                                         "target_nn_predicted_age"]
+
+    rhythm_csv = tmp_path / "rhythm.csv"
+    rhythm_classes(data / "exams.csv").to_csv(rhythm_csv, index=False)
+    second = compose_in(tmp_path / "second", f"hydra.searchpath=[file://{user_conf}]",
+                        "task=rhythm", *SMALL, "dataset.n_exams=300",
+                        f"dataset.directory={data}", f"dataset.extra_labels_csv=[{rhythm_csv}]",
+                        "trainer.max_epochs=1")
+    metrics = train(second)
+    run = Path(second.paths.output_dir)
+    predictions = pd.read_csv(run / "predictions_test.csv")
+    assert list(predictions.columns) == ["exam_id", "prob_sinus", "prob_af", "prob_brady",
+                                         "prob_tachy", "target_rhythm"]
+    np.testing.assert_allclose(predictions.filter(like="prob_").sum(axis=1), 1, rtol=1e-5)
+    expected = rhythm_classes(data / "exams.csv").set_index("exam_id").rhythm
+    assert (predictions.target_rhythm.to_numpy()
+            == expected.loc[predictions.exam_id].to_numpy()).all()
+    counts = np.bincount(predictions.target_rhythm.astype(int), minlength=4)
+    assert metrics["test/sinus/n"] == counts[0] and metrics["test/af/n"] == counts[1]
+    assert 0 <= metrics["test/af_vs_sinus/threshold"] <= 1
+
+    for folder in (Path(first.paths.output_dir), run):  # the reports of the new tasks
+        evaluate(compose_evaluate(f"run={folder}", "dataset_attributes=false",
+                                  "bootstrap.n_resamples=20"))
+    assert (Path(first.paths.output_dir) / "report" / "scatter_nn_predicted_age.png").is_file()
+    bootstrap = pd.read_csv(run / "report" / "bootstrap.csv")
+    assert {"sinus", "af", "af_vs_sinus"} <= set(bootstrap.label)
+    assert set(pd.read_csv(run / "report" / "calibration.csv").label) == {
+        "sinus", "af", "brady", "tachy"}

@@ -14,7 +14,7 @@ from conftest import run
 from hydra.utils import instantiate
 
 from ecgexp.models.resnet1d import ResNet1d
-from ecgexp.models.weights import build_model
+from ecgexp.tasks.build import build_network
 from ecgexp.tasks.module import ECGModule
 
 # model=resnet1d_small with the six abnormality outputs, written out from its YAML file.
@@ -60,10 +60,10 @@ def test_weights_load_into_the_configured_model(compose_train, tmp_path, tracing
                            functools.partial(torch.optim.Adam))
         torch.save({"epoch": 3, "state_dict": module.state_dict()}, path)
     cfg = compose_train("experiment=demo", f"model.weights={path}")
-    loaded = build_model(cfg.model)
+    loaded = build_network(cfg)
     torch.testing.assert_close(outputs(loaded, tracings), outputs(source, tracings),
                                rtol=0, atol=0)
-    fresh = build_model(compose_train("experiment=demo").model)
+    fresh = build_network(compose_train("experiment=demo"))
     assert not torch.allclose(outputs(fresh, tracings), outputs(source, tracings))
 
 
@@ -75,14 +75,14 @@ def test_a_mismatching_config_lists_every_problem(compose_train, tmp_path):
     torch.save({"model": state}, path)
     cfg = compose_train("experiment=demo", "task=age", f"model.weights={path}")  # 1 output
     with pytest.raises(ValueError) as error:
-        build_model(cfg.model)
+        build_network(cfg)
     message = str(error.value)
     assert "model.weights" in message and str(path) in message
     assert "lin.weight: file (6, 1024) vs model (1, 1024)" in message
     assert "lin.bias: file (6,) vs model (1,)" in message
     assert re.search(r"missing in the file \(1\): resblock1d_0\.bn1\.running_var", message)
     assert re.search(r"unexpected in the file \(1\): extra\.weight", message)
-    assert "task.n_outputs" in message and "model.blocks" in message
+    assert "the task's objective (outputs, head)" in message and "model.blocks" in message
 
 
 @pytest.mark.parametrize("extra", [argparse.Namespace(lr=1e-3), np.float64(0.25)])
@@ -92,19 +92,19 @@ def test_pickled_objects_are_refused_unless_trusted(compose_train, tmp_path, tra
     path = tmp_path / "model.pth"
     torch.save({"epoch": 1, "model": source.state_dict(), "valid_loss": extra}, path)
     with pytest.raises(ValueError) as error:
-        build_model(compose_train("experiment=demo", f"model.weights={path}").model)
+        build_network(compose_train("experiment=demo", f"model.weights={path}"))
     message = str(error.value)
     assert f"model.weights: '{path}'" in message and "weights_only" in message
     assert "model.weights_trusted=true" in message
-    trusted = build_model(compose_train("experiment=demo", f"model.weights={path}",
-                                        "model.weights_trusted=true").model)
+    trusted = build_network(compose_train("experiment=demo", f"model.weights={path}",
+                                          "model.weights_trusted=true"))
     torch.testing.assert_close(outputs(trusted, tracings), outputs(source, tracings))
 
 
 def test_missing_file_names_the_key(compose_train, tmp_path):
     path = tmp_path / "nowhere.pth"
     with pytest.raises(ValueError, match=rf"model.weights: no .*{re.escape(str(path))}"):
-        build_model(compose_train("experiment=demo", f"model.weights={path}").model)
+        build_network(compose_train("experiment=demo", f"model.weights={path}"))
 
 
 def test_cli_run_predicts_with_the_given_weights(tmp_path):

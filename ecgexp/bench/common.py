@@ -1,5 +1,6 @@
-"""What the benchmarks share: the ecgexp training config they compose, the synthetic data,
-the plain PyTorch training step they compare against, and clocks."""
+"""What the benchmarks share: the ecgexp training config they compose and ecgexp's own wiring
+of it (``build_datamodule``, ``build_network``, ``build_module``, the configured trainer), the
+synthetic data, the plain PyTorch training step they compare against, and clocks."""
 
 from __future__ import annotations
 
@@ -17,12 +18,14 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
+from torch import nn
 
 import ecgexp
 from ecgexp.data.build import build_datamodule
 from ecgexp.data.datamodule import ExamDataModule
-from ecgexp.models.weights import build_model
+from ecgexp.tasks.build import build_module, build_network, build_objective
 from ecgexp.tasks.module import ECGModule
+from ecgexp.tracking import instantiate_loggers
 
 CONF_DIR = Path(ecgexp.__file__).parent / "conf"
 
@@ -58,29 +61,48 @@ class Context:
 
 
 def datamodule(train_cfg: DictConfig) -> ExamDataModule:
-    """The real DataModule of a training config, set up (the synthetic data is written on first
-    use)."""
+    """The DataModule of a training config (``build_datamodule``), set up (the synthetic data
+    is written on first use)."""
     module = build_datamodule(train_cfg)
     module.setup()
     return module
 
 
+def network(train_cfg: DictConfig, net_state: dict) -> nn.Module:
+    """The network of ``train_cfg`` as ecgexp builds it for the task's objective
+    (``build_network``), with the weights ``net_state``."""
+    net = build_network(train_cfg, build_objective(train_cfg.task), with_weights=False)
+    net.load_state_dict(net_state)
+    return net
+
+
 def ecg_module(train_cfg: DictConfig, net_state: dict, training_targets: np.ndarray
                ) -> ECGModule:
-    """The LightningModule of ``train_cfg`` with the network weights ``net_state``."""
-    objective = instantiate(train_cfg.task.objective)
+    """The LightningModule of ``train_cfg`` (``build_module``, its objective fitted on
+    ``training_targets``) with the network weights ``net_state``."""
+    objective = build_objective(train_cfg.task)
     objective.fit(training_targets)
-    net = build_model(train_cfg.model)
-    net.load_state_dict(net_state)
-    return ECGModule(net, objective, instantiate(train_cfg.optimizer),
-                     instantiate(train_cfg.scheduler) if train_cfg.get("scheduler") else None,
-                     monitor=train_cfg.task.monitor)
+    module = build_module(train_cfg, objective, with_weights=False)
+    module.net.load_state_dict(net_state)
+    return module
 
 
 def initial_weights(train_cfg: DictConfig) -> dict:
     """The network's initial ``state_dict`` drawn from ``seed``, shared by both sides."""
     pl.seed_everything(train_cfg.seed, verbose=False)
-    return copy.deepcopy(build_model(train_cfg.model).state_dict())
+    net = build_network(train_cfg, build_objective(train_cfg.task))
+    return copy.deepcopy(net.state_dict())
+
+
+def config_trainer(train_cfg: DictConfig, *callbacks: pl.Callback, **options) -> pl.Trainer:
+    """The ``pl.Trainer`` of ``train_cfg`` as ``ecgexp.train`` builds it (the ``trainer``
+    config, the ``logger`` and ``callbacks`` groups), with ``callbacks`` added and ``options``
+    passed on; bench.yaml's ``train_overrides`` turn the logger, checkpoints, early stopping,
+    progress bar and model summary off."""
+    group = [instantiate(entry) for entry in (train_cfg.get("callbacks") or {}).values()
+             if entry is not None]
+    return instantiate(train_cfg.trainer, logger=instantiate_loggers(train_cfg) or False,
+                       callbacks=[*group, *callbacks], **options)
 
 
 def raw_tracings(dm: ExamDataModule, split: str, positions: np.ndarray) -> np.ndarray:
@@ -110,9 +132,7 @@ class PlainLoop:
 
     def __init__(self, train_cfg: DictConfig, net_state: dict, device: str = "cpu",
                  bf16: bool = False, compile: bool = False):
-        net = build_model(train_cfg.model)
-        net.load_state_dict(net_state)
-        net.to(device).train()
+        net = network(train_cfg, net_state).to(device).train()
         self.optimizer = instantiate(train_cfg.optimizer)(params=net.parameters())
         self.net = torch.compile(net) if compile else net
         self.device, self.bf16 = device, bf16
@@ -168,11 +188,6 @@ class StepClock(pl.Callback):
         first = max(warmup, 1)
         return float(sum(start - end for start, end in
                          zip(self.starts[first:], self.ends[first - 1:])))
-
-
-def quiet_trainer_kwargs() -> dict:
-    return {"logger": False, "enable_progress_bar": False, "enable_model_summary": False,
-            "enable_checkpointing": False}
 
 
 def interleaved(candidates: dict[str, Callable[[], float]], repeats: int) -> dict[str, list]:

@@ -19,17 +19,16 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from ecgexp.bench.common import (
     Context,
     PlainLoop,
     StepClock,
+    config_trainer,
     datamodule,
     ecg_module,
     initial_weights,
-    quiet_trainer_kwargs,
     raw_tracings,
 )
 from ecgexp.bench.report import Figure, Result, Skipped
@@ -59,10 +58,7 @@ def busy_fraction(context: Context, settings: DictConfig) -> dict:
                          f"{len(dm.datasets['train'])}; raise gpu.exams")
     module = ecg_module(train_cfg, initial_weights(train_cfg), dm.training_targets())
     clock = StepClock(synchronize=True)
-    callbacks = [instantiate(c) for c in train_cfg.callbacks.values() if c is not None]
-    trainer = instantiate(train_cfg.trainer, callbacks=[*callbacks, clock],
-                          **quiet_trainer_kwargs())
-    trainer.fit(module, datamodule=dm)
+    config_trainer(train_cfg, clock).fit(module, datamodule=dm)
     total = float(sum(clock.intervals(settings.warmup)))
     waiting = clock.waiting(settings.warmup)
     return {"busy_fraction": 1 - waiting / total, "waiting_s": waiting, "total_s": total,

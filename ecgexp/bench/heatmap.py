@@ -1,8 +1,9 @@
 """Benchmark 4c, heatmaps: batched attribution maps (``ecgexp.interpret.attribution``) against
 a per-exam loop.
 
-The default ``ResNet1d()`` (12 leads, 4096 samples, 5 blocks; random weights, seed 0, eval
-mode) and random exams (seed 0), on ``device``. For Grad-CAM of ``resblock1d_2.conv1`` and for
+The benchmarks' network (``build_network`` of bench.yaml's ``train_overrides``: by default
+``model=resnet1d``, 12 leads, 4096 samples, 5 blocks; random weights, seed 0, eval mode) and
+random exams of its shape (seed 0), on ``device``. For Grad-CAM of ``resblock1d_2.conv1`` and for
 saliency, it times the maps of ``heatmap.exams`` exams computed in chunks of each of
 ``heatmap.batch_sizes`` (one batched forward and backward pass per chunk) and the maps computed
 one exam at a time (batch 1, the published heatmap loop) on the first ``heatmap.loop_exams``
@@ -19,12 +20,12 @@ import time
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ecgexp.bench.common import Context
 from ecgexp.bench.report import Figure, Result
 from ecgexp.interpret.attribution import attribute
-from ecgexp.models.resnet1d import ResNet1d
+from ecgexp.tasks.build import build_network, build_objective
 
 LAYER = "resblock1d_2.conv1"
 METHODS = ("gradcam", "saliency")
@@ -72,11 +73,13 @@ def run(cfg: DictConfig, context: Context) -> Result:
     # On a GPU, TF32 convolutions (cuDNN's default) round to ~1e-3, per batch size differently.
     tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    train_cfg = context.train_config()
     try:
         torch.manual_seed(0)
-        model = ResNet1d().eval().to(device)
+        model = build_network(train_cfg, build_objective(train_cfg.task)).eval().to(device)
         tracings = np.random.default_rng(0).normal(
-            size=(settings.exams, 12, 4096)).astype(np.float32)
+            size=(settings.exams, train_cfg.model.in_leads, train_cfg.model.n_samples)
+        ).astype(np.float32)
         results = {method: benchmark(method, model, tracings, list(settings.batch_sizes),
                                      settings.loop_exams) for method in METHODS}
     finally:
@@ -88,7 +91,8 @@ def run(cfg: DictConfig, context: Context) -> Result:
                for method in METHODS for batch_size in settings.batch_sizes]
     return Result(
         figures=figures,
-        details={"model": "ResNet1d() default, random weights (seed 0), eval mode",
+        details={"model": f"{train_cfg.model._target_}, random weights (seed 0), eval mode",
+                 "model_config": OmegaConf.to_container(train_cfg.model, resolve=True),
                  "device": device, "exams": settings.exams,
                  "per_exam_loop_exams": settings.loop_exams, "gradcam_layer": LAYER,
                  **results},

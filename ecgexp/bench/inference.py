@@ -1,10 +1,10 @@
-"""Benchmark 3, inference: exams/s of ecgexp's prediction path (``trainer.predict`` over the
-DataModule's test loader, then ``predictions_table``, as ``ecgexp`` and ``ecgexp-evaluate``
-run it) against a plain ``torch.no_grad`` loop over the same exams in memory, both at the
-training batch size; then, on the plain loop, ``torch.inference_mode`` against ``no_grad``,
-each evaluation batch size of ``inference.eval_batch_sizes`` (what ``loader.eval_batch_size``
-would give) against the training batch size and, when ``inference.compile`` is on,
-``torch.compile`` against eager.
+"""Benchmark 3, inference: exams/s of ecgexp's prediction path (``predict`` of the configured
+trainer over the DataModule's test loader, then ``predictions_table``, as ``ecgexp`` and
+``ecgexp-evaluate`` run it) against a plain ``torch.no_grad`` loop over the same exams in
+memory, both at the training batch size; then, on the plain loop, ``torch.inference_mode``
+against ``no_grad``, each evaluation batch size of ``inference.eval_batch_sizes`` (what
+``loader.eval_batch_size`` would give) against the training batch size and, when
+``inference.compile`` is on, ``torch.compile`` against eager.
 
 ``inference.exams`` exams of the test split are predicted per pass (every batch size must
 divide it). ecgexp's pass is timed from the end of its first batch to the end of its last
@@ -24,14 +24,14 @@ from omegaconf import DictConfig
 
 from ecgexp.bench.common import (
     Context,
+    config_trainer,
     datamodule,
     ecg_module,
     initial_weights,
-    quiet_trainer_kwargs,
+    network,
     raw_tracings,
 )
 from ecgexp.bench.report import Figure, Result
-from ecgexp.models.weights import build_model
 from ecgexp.tasks.predictions import predictions_table
 
 
@@ -46,7 +46,7 @@ class PredictClock(pl.Callback):
         self.ends.append(time.perf_counter())
 
 
-def ecgexp_predictor(train_cfg: DictConfig, net_state: dict, exams: int, device: str):
+def ecgexp_predictor(train_cfg: DictConfig, net_state: dict, exams: int):
     """A function predicting ``exams`` test exams the ecgexp way; returns (steady-state
     exams/s, scores, seconds of the whole call)."""
     dm = datamodule(train_cfg)
@@ -56,9 +56,7 @@ def ecgexp_predictor(train_cfg: DictConfig, net_state: dict, exams: int, device:
 
     def predict() -> tuple[float, np.ndarray, float]:
         clock = PredictClock()
-        trainer = pl.Trainer(accelerator="gpu" if device == "cuda" else "cpu", devices=1,
-                             limit_predict_batches=exams // batch_size, callbacks=[clock],
-                             **quiet_trainer_kwargs())
+        trainer = config_trainer(train_cfg, clock, limit_predict_batches=exams // batch_size)
         started = time.perf_counter()
         table = predictions_table(trainer.predict(module, loader), module.objective)
         whole = time.perf_counter() - started
@@ -89,7 +87,8 @@ def run(cfg: DictConfig, context: Context) -> Result:
     settings = cfg.inference
     device = "cuda" if cfg.device == "cuda" else "cpu"
     train_cfg = context.train_config(
-        f"loader.eval_batch_size={context.train_config().loader.batch_size}")
+        f"loader.eval_batch_size={context.train_config().loader.batch_size}",
+        f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}")
     batch = train_cfg.loader.batch_size
     eval_sizes = [size for size in settings.eval_batch_sizes if size != batch]
     if any(settings.exams % size for size in [batch, *eval_sizes]) or settings.exams <= batch:
@@ -102,11 +101,9 @@ def run(cfg: DictConfig, context: Context) -> Result:
                          f"{len(dm.datasets['test'])} test exams; raise exams")
     tracings = torch.from_numpy(raw_tracings(dm, "test", np.arange(settings.exams)))
     tracings = tracings.to(device)
-    net = build_model(train_cfg.model)
-    net.load_state_dict(net_state)
-    net.to(device).eval()
+    net = network(train_cfg, net_state).to(device).eval()
 
-    ways = {"ecgexp_predict": ecgexp_predictor(train_cfg, net_state, settings.exams, device),
+    ways = {"ecgexp_predict": ecgexp_predictor(train_cfg, net_state, settings.exams),
             "no_grad": plain_predictor(net, tracings, batch, torch.no_grad, device),
             "inference_mode": plain_predictor(net, tracings, batch, torch.inference_mode,
                                               device)}

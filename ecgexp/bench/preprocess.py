@@ -21,8 +21,8 @@ from scipy.signal import resample_poly
 
 from ecgexp.bench.common import Context, interleaved
 from ecgexp.bench.report import Figure, Result
+from ecgexp.data.convert import convert
 from ecgexp.data.synthetic import synthesize_exams
-from ecgexp.preprocess import convert
 from ecgexp.signal import filters
 from ecgexp.signal.leads import CANONICAL_LEADS
 from ecgexp.signal.pipeline import SignalPipeline

@@ -3,8 +3,8 @@
 (constant time per exam) and memory stay flat.
 
 Each size trains one epoch (no validation) of ecgexp's real loop (DataModule with its loader
-workers, ECGModule, ``pl.Trainer`` with the callbacks of the ``training`` benchmark) in a
-subprocess of its own (``python -m ecgexp.bench.scaling``), so its peak resident set size
+workers, ECGModule and the configured ``pl.Trainer``, built as in the ``training`` benchmark)
+in a subprocess of its own (``python -m ecgexp.bench.scaling``), so its peak resident set size
 (``VmHWM`` of ``/proc/self/status``) is its own; the loader workers' peak comes from
 ``RUSAGE_CHILDREN`` once they have exited. The synthetic files are written beforehand by this
 process; 95 % of them form the training split. Time per exam is the steady state, from the end
@@ -27,22 +27,19 @@ import sys
 import time
 
 import numpy as np
-import pytorch_lightning as pl
-from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
 from ecgexp.bench.common import (
     Context,
     StepClock,
     compose_train,
+    config_trainer,
     datamodule,
     ecg_module,
     initial_weights,
-    quiet_trainer_kwargs,
 )
 from ecgexp.bench.report import Figure, Result
-from ecgexp.bench.training import CALLBACK_OVERRIDES
-from ecgexp.data.build import dataset_config
+from ecgexp.data.build import build_datamodule
 
 EPOCH_OVERRIDES = ["trainer.max_epochs=1", "+trainer.limit_val_batches=0",
                    "+trainer.num_sanity_val_steps=0", "trainer.accelerator=cpu"]
@@ -81,9 +78,7 @@ def train_one_epoch(overrides: list[str], output_dir: str) -> dict:
     dm = datamodule(train_cfg)
     module = ecg_module(train_cfg, initial_weights(train_cfg), dm.training_targets())
     clock = EpochClock()
-    callbacks = [instantiate(c) for c in train_cfg.callbacks.values() if c is not None]
-    trainer: pl.Trainer = instantiate(train_cfg.trainer, callbacks=[*callbacks, clock],
-                                      **quiet_trainer_kwargs())
+    trainer = config_trainer(train_cfg, clock)
     trainer.fit(module, datamodule=dm)
     steady_exams = sum(clock.exams[1:])
     result = {"train_exams": len(dm.datasets["train"]), "batches": len(clock.exams),
@@ -98,8 +93,7 @@ def train_one_epoch(overrides: list[str], output_dir: str) -> dict:
 
 def size_overrides(cfg: DictConfig, context: Context, size: int) -> list[str]:
     return [*cfg.train_overrides, f"paths.data_dir={context.scratch / 'data'}",
-            f"dataset.n_exams={size}", f"seed={cfg.seed}", *CALLBACK_OVERRIDES,
-            *EPOCH_OVERRIDES, *cfg.scaling.overrides]
+            f"dataset.n_exams={size}", f"seed={cfg.seed}", *EPOCH_OVERRIDES, *cfg.scaling.overrides]
 
 
 def run(cfg: DictConfig, context: Context) -> Result:
@@ -108,7 +102,7 @@ def run(cfg: DictConfig, context: Context) -> Result:
     per_size = {}
     for size in sizes:
         overrides = size_overrides(cfg, context, size)
-        instantiate(dataset_config(compose_train(overrides)))  # writes the synthetic files
+        build_datamodule(compose_train(overrides))  # writes the synthetic files
         command = [sys.executable, "-m", "ecgexp.bench.scaling",
                    json.dumps({"overrides": overrides,
                                "output_dir": str(context.scratch / "run")})]

@@ -1,13 +1,15 @@
 """Benchmark 1, training step overhead: samples/s of ecgexp's training loop against a plain
 PyTorch loop over the same network, weights, batch size, data and optimiser.
 
-The ecgexp side is the real thing: ``ExamDataModule`` (shuffled batches, loader workers as
-configured) on the synthetic CODE-15% HDF5 files, ``ECGModule`` with the task's objective and
-a ``pl.Trainer`` from the ``trainer`` config with the project's default callbacks minus the
-progress bar, checkpointing and early stopping (they act at epoch ends or draw the screen;
-``EpochSeed`` stays) and no logger. The plain side steps the same network from the same
-initial weights with the same optimiser and ``binary_cross_entropy_with_logits`` on the same
-exams, read beforehand into memory, so it is the compute alone. Both are timed per step after
+The ecgexp side is the real thing, wired by ecgexp's own functions: the DataModule of
+``build_datamodule`` (shuffled batches, loader workers as configured) on the synthetic
+CODE-15% HDF5 files, the ``ECGModule`` of ``build_module`` with the task's objective and the
+``pl.Trainer`` of the ``trainer`` config with the ``callbacks`` group, which bench.yaml's
+``train_overrides`` leave without progress bar, checkpointing and early stopping (they act at
+epoch ends or draw the screen; ``EpochSeed`` stays) and without a logger. The plain side steps
+the same network (``build_network``) from the same initial weights with the same optimiser and
+``binary_cross_entropy_with_logits`` on the same exams, read beforehand into memory, so it is
+the compute alone. Both are timed per step after
 ``warmup`` steps (the first steps after the loader workers fork are slower while the main
 process copies its shared pages), in ``rounds`` alternating rounds; each side's figure is the
 batch size over its median step time (robust to bursts of load from other processes on a
@@ -15,7 +17,8 @@ shared machine).
 
 Before timing, one step of each side on the same batch must give the same loss and the same
 updated weights, and the DataModule's batch must equal the exams read with plain h5py.
-The achieved GFLOP/s of a step is ``3 x forward FLOPs per exam x samples/s`` (``flops.py``).
+The achieved GFLOP/s is the training step's FLOPs per exam (forward and backward, counted by
+``FlopCounterMode``: ``flops.py``) times samples/s.
 """
 
 from __future__ import annotations
@@ -23,36 +26,30 @@ from __future__ import annotations
 import gc
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from ecgexp.bench.common import (
     Context,
     PlainLoop,
     StepClock,
+    config_trainer,
     datamodule,
     ecg_module,
     initial_weights,
-    quiet_trainer_kwargs,
+    network,
     raw_tracings,
 )
-from ecgexp.bench.flops import forward_flops
+from ecgexp.bench.flops import forward_flops, training_flops
 from ecgexp.bench.report import Figure, Result
-from ecgexp.models.weights import build_model
-
-# The default callbacks that do not change a training step's work.
-CALLBACK_OVERRIDES = ["callbacks.progress_bar=null", "callbacks.model_checkpoint=null",
-                      "callbacks.early_stopping=null"]
 
 
 def training_config(context: Context, steps: int, device: str, *overrides: str,
                     exams: int | None = None) -> DictConfig:
     """One epoch of ``steps`` training batches, no validation, on ``device``."""
     return context.train_config(
-        *CALLBACK_OVERRIDES, "trainer.max_epochs=1", f"+trainer.limit_train_batches={steps}",
+        "trainer.max_epochs=1", f"+trainer.limit_train_batches={steps}",
         "+trainer.limit_val_batches=0", "+trainer.num_sanity_val_steps=0",
         f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}", *overrides, exams=exams)
 
@@ -94,10 +91,7 @@ def ecgexp_round(train_cfg: DictConfig, net_state: dict, warmup: int) -> list[fl
     dm = datamodule(train_cfg)
     module = ecg_module(train_cfg, net_state, dm.training_targets())
     clock = StepClock(synchronize=train_cfg.trainer.accelerator == "gpu")
-    callbacks = [instantiate(c) for c in train_cfg.callbacks.values() if c is not None]
-    trainer: pl.Trainer = instantiate(train_cfg.trainer, callbacks=[*callbacks, clock],
-                                      **quiet_trainer_kwargs())
-    trainer.fit(module, datamodule=dm)
+    config_trainer(train_cfg, clock).fit(module, datamodule=dm)
     return clock.intervals(warmup)
 
 
@@ -134,8 +128,10 @@ def run(cfg: DictConfig, context: Context) -> Result:
                    for side, rounds in seconds.items()}
     best = {side: batch_size / step for side, step in median_step.items()}
     context.measured["model_samples_per_s"] = best["plain"]
-    flops = forward_flops(build_model(train_cfg.model))["total"]
-    gflops = {side: 3 * flops * rate / 1e9 for side, rate in best.items()}
+    net, (leads, samples) = network(train_cfg, net_state), tracings.shape[1:]
+    flops = forward_flops(net, leads, samples)
+    step_flops = training_flops(net, leads, samples)
+    gflops = {side: step_flops * rate / 1e9 for side, rate in best.items()}
     return Result(
         figures=[Figure("samples/s, ecgexp loop vs plain loop", best["ecgexp"], best["plain"],
                         "samples/s", "plain PyTorch loop", settings.target)],
@@ -144,11 +140,12 @@ def run(cfg: DictConfig, context: Context) -> Result:
                  "samples_per_s_per_round": rates, "median_step_s": median_step,
                  "step_s": seconds,
                  "forward_gflop_per_exam": flops / 1e9,
-                 "training_gflop_per_exam": 3 * flops / 1e9,
+                 "training_gflop_per_exam": step_flops / 1e9,
                  "achieved_gflop_per_s": gflops, "correctness": check,
-                 "ecgexp_side": "ExamDataModule + ECGModule + pl.Trainer (callbacks: default "
-                                "minus progress bar, checkpoint, early stopping; no logger)",
+                 "ecgexp_side": "build_datamodule + build_module + the configured pl.Trainer "
+                                "(callbacks: default minus progress bar, checkpoint, early "
+                                "stopping; no logger)",
                  "plain_side": "same network/weights/optimiser/BCE over in-memory tensors"},
-        notes=[f"network {flops / 1e9:.2f} GFLOP/exam forward, ~{3 * flops / 1e9:.1f} per "
-               f"training exam; achieved {gflops['plain']:.0f} GFLOP/s (plain), "
+        notes=[f"network {flops / 1e9:.2f} GFLOP/exam forward, {step_flops / 1e9:.1f} per "
+               f"training exam (FlopCounterMode); achieved {gflops['plain']:.0f} GFLOP/s (plain), "
                f"{gflops['ecgexp']:.0f} GFLOP/s (ecgexp)"])

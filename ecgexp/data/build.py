@@ -5,7 +5,6 @@ of ``preprocessing.leads`` and the ``loader`` settings."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -23,12 +22,19 @@ def dataset_config(cfg: DictConfig) -> DictConfig:
     return dataset
 
 
-def build_datamodule(cfg: DictConfig, binary_columns: Sequence[str] = ()) -> ExamDataModule:
-    """The DataModule of a config; ``binary_columns``: targets checked to be 0/1 at set-up."""
+def build_datamodule(cfg: DictConfig, objective=None,
+                     metadata_statistics: dict | None = None) -> ExamDataModule:
+    """The DataModule of a config, reading the target columns of the task's objective
+    (``objective``, else the one ``cfg.task.objective`` describes); the objective's binary
+    columns are checked to be 0/1 at set-up. ``metadata_statistics``: a trained model's, to
+    standardise the metadata with instead of this data's training split."""
     task = cfg.task
+    if objective is None:
+        objective = instantiate(task.objective)
     return ExamDataModule(
-        instantiate(dataset_config(cfg)), task.target_columns, cfg.preprocessing.leads,
-        seed=cfg.seed, binary_columns=binary_columns,
+        instantiate(dataset_config(cfg)), objective.target_columns, cfg.preprocessing.leads,
+        seed=cfg.seed, binary_columns=objective.binary_columns,
+        metadata_statistics=metadata_statistics,
         metadata_columns=task.get("metadata_columns") or (),
         standardise_metadata=task.get("standardise_metadata") or (),
         target_builder=instantiate(task.targets) if task.get("targets") else None,

@@ -85,6 +85,9 @@ class ExamDataModule(pl.LightningDataModule):
             two-source mixing); ``None`` shuffles.
         binary_columns: those of ``target_columns`` whose values must be 0 or 1 (the targets
             of a binary or multi-label objective); a value outside {0, 1} is named at set-up.
+        metadata_statistics: ``{column: {mean, std}}`` fitted earlier (a trained model's, from
+            its model card): the metadata is standardised with them instead of with this
+            data's training split.
 
     ``setup`` checks the data before training: label values (numbers; ``binary_columns``
     0/1), and, for HDF5 files, one scan of every exam the run uses (cached, see
@@ -104,7 +107,8 @@ class ExamDataModule(pl.LightningDataModule):
                  metadata_columns: Sequence[str] = (), standardise_metadata: Sequence[str] = (),
                  target_builder: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
                  sampler: Callable[..., Sampler] | None = None,
-                 binary_columns: Sequence[str] = ()):
+                 binary_columns: Sequence[str] = (),
+                 metadata_statistics: dict[str, dict[str, float]] | None = None):
         super().__init__()
         unknown = [c for c in standardise_metadata if c not in metadata_columns]
         if unknown:
@@ -112,8 +116,8 @@ class ExamDataModule(pl.LightningDataModule):
                              f"task.metadata_columns ({list(metadata_columns)})")
         not_targets = [c for c in binary_columns if c not in target_columns]
         if not_targets:
-            raise UserError(f"task.target_columns: the binary labels {not_targets} are not "
-                            f"among the targets ({list(target_columns)})")
+            raise UserError(f"task.objective: the binary labels {not_targets} are not among "
+                            f"the target columns ({list(target_columns)})")
         self.binary_columns = list(binary_columns)
         self.source = source
         self.target_columns = list(target_columns)
@@ -131,6 +135,7 @@ class ExamDataModule(pl.LightningDataModule):
         self.table: pd.DataFrame | None = None
         self.reader: TracingReader | None = None
         self.datasets: dict[str, ExamDataset] = {}
+        self.fitted_metadata = dict(metadata_statistics or {})
         self.metadata_statistics: dict[str, dict[str, float]] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -163,7 +168,10 @@ class ExamDataModule(pl.LightningDataModule):
         train = (self.table.split == "train").to_numpy()
         for name in self.standardise_metadata:
             column = self.metadata_columns.index(name)
-            mean, std = metadata[train, column].mean(), metadata[train, column].std()
+            if name in self.fitted_metadata:
+                mean, std = (self.fitted_metadata[name][k] for k in ("mean", "std"))
+            else:
+                mean, std = metadata[train, column].mean(), metadata[train, column].std()
             if not std > 0:
                 raise ValueError(f"task.standardise_metadata: '{name}' is constant in the "
                                  f"training split")

@@ -12,6 +12,7 @@ so a file that is empty, truncated, not HDF5 or holds a corrupt chunk is named i
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
@@ -302,7 +303,8 @@ def _store_scan(scan: FileScan, fingerprint: dict) -> None:
     except OSError as error:  # a read-only cache only costs a new scan next time
         log.warning("could not cache the scan of %s in %s (%s); set %s to a writable folder",
                     scan.path, cache.parent, error, CACHE_ENV)
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # e.g. the cache "folder" is a file
+            temporary.unlink(missing_ok=True)
 
 
 def _blocks(tracings: h5py.Dataset, rows: np.ndarray, rows_per_block: int

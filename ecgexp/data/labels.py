@@ -101,7 +101,8 @@ def check_label_values(table: pd.DataFrame, target_columns: Sequence[str],
     for column in dict.fromkeys([*target_columns, *metadata_columns]):
         if column not in table.columns:
             continue
-        task_key = "task.target_columns" if column in target_columns else "task.metadata_columns"
+        task_key = ("task.objective (target columns)" if column in target_columns
+                    else "task.metadata_columns")
         values = table[column]
         numbers = _numeric(values)
         present = values.notna().to_numpy()
@@ -131,7 +132,8 @@ def check_columns(table: pd.DataFrame, required_columns: Sequence[str], path: st
     missing = [c for c in required_columns if c not in table.columns]
     if missing:
         raise KeyError(
-            f"task.target_columns / task.metadata_columns: column{'s' if len(missing) > 1 else ''} "
+            f"task.objective (target columns) / task.metadata_columns: "
+            f"column{'s' if len(missing) > 1 else ''} "
             f"{', '.join(repr(c) for c in missing)} not in {path} "
             f"(columns: {', '.join(map(str, table.columns))}); "
             f"map CSV names with dataset.rename_columns"

@@ -7,12 +7,11 @@ uses no continuity correction.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Mapping, Sequence
-
 import numpy as np
 import pandas as pd
 from scipy.stats import chi2
+
+from ecgexp.evaluation.binary import scores_at_threshold
 
 
 def _pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -74,30 +73,22 @@ def mcnemar(a: np.ndarray, b: np.ndarray, truth: np.ndarray | None = None) -> di
             "b": discordant_b, "c": discordant_c}
 
 
-def agreement_table(annotations: Mapping[str, pd.DataFrame], labels: Sequence[str],
-                    pairs: Sequence[tuple[str, str]] | None = None,
-                    truth: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Kappa and McNemar for every pair of readers and every label.
-
-    ``annotations[name]`` has one 0/1 column per label, rows aligned across readers (and with
-    ``truth``). ``pairs`` defaults to every combination in the order of ``annotations``. Kappa
-    compares the two readers; McNemar compares their correctness against ``truth`` when given
-    (the published tables), else their labels. Returns a DataFrame indexed by
-    ``(pair, label)``, pair ``"<a> vs <b>"``, with columns ``kappa``, ``mcnemar_statistic``,
-    ``mcnemar_p``, ``b`` and ``c`` (see ``mcnemar``).
-    """
-    pairs = list(itertools.combinations(annotations, 2)) if pairs is None else list(pairs)
-    unknown = sorted({name for pair in pairs for name in pair} - set(annotations))
-    if unknown:
-        raise ValueError(f"agreement: pairs name unknown readers {unknown}; "
-                         f"known: {list(annotations)}")
-    rows, index = [], []
-    for first, second in pairs:
+def agreement_analyses(predicted: pd.DataFrame, others: dict[str, pd.DataFrame],
+                       truth: pd.DataFrame, labels: list[str]) -> dict[str, pd.DataFrame]:
+    """Each annotation set's scores against the truth, and κ / McNemar against ``predicted``
+    (0/1 tables in the same row order, one column per label): the ``reader_scores`` and
+    ``agreement`` tables of ``ecgexp-evaluate compare=``."""
+    scores, agreement = [], []
+    for name, table in {"model": predicted, **others}.items():
         for label in labels:
-            a = annotations[first][label].to_numpy()
-            b = annotations[second][label].to_numpy()
-            test = mcnemar(a, b, None if truth is None else truth[label].to_numpy())
-            rows.append({"kappa": cohen_kappa(a, b), "mcnemar_statistic": test["statistic"],
-                         "mcnemar_p": test["p_value"], "b": test["b"], "c": test["c"]})
-            index.append((f"{first} vs {second}", label))
-    return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["pair", "label"]))
+            scores.append({"predictor": name, "label": label, **scores_at_threshold(
+                table[label].to_numpy(), truth[label].to_numpy().astype(int), 0.5)})
+            if name != "model":
+                test = mcnemar(predicted[label].to_numpy(), table[label].to_numpy(),
+                               truth[label].to_numpy())
+                agreement.append({"pair": f"model vs {name}", "label": label,
+                                  "kappa": cohen_kappa(predicted[label].to_numpy(),
+                                                       table[label].to_numpy()),
+                                  "mcnemar_statistic": test["statistic"],
+                                  "mcnemar_p": test["p_value"]})
+    return {"reader_scores": pd.DataFrame(scores), "agreement": pd.DataFrame(agreement)}

@@ -163,7 +163,7 @@ def challenge_score(scores: np.ndarray, targets: np.ndarray, fraction: float = 0
     return float(expected_tp / positives)
 
 
-def _nanmean(values: Sequence[float]) -> float:
+def nanmean(values: Sequence[float]) -> float:
     finite = [v for v in values if not math.isnan(v)]
     return float(np.mean(finite)) if finite else math.nan
 
@@ -199,7 +199,7 @@ def binary_report(predictions: dict[str, pd.DataFrame], labels: Sequence[str],
             per_label[label] = {**ranking_scores(scores, targets), "threshold": thresholds[label],
                                 **scores_at_threshold(scores, targets, thresholds[label])}
         metric_names = [m for m in next(iter(per_label.values())) if m != "threshold"]
-        per_label["macro"] = {m: _nanmean([per_label[label][m] for label in labels])
+        per_label["macro"] = {m: nanmean([per_label[label][m] for label in labels])
                               for m in metric_names}
         report[split] = per_label
     return report

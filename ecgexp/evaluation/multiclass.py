@@ -1,73 +1,134 @@
-"""AF-risk evaluation: three classes, 1 no AF, 2 AF in the exam, 3 AF in a later exam.
+"""Single-label multi-class evaluation (the :class:`~ecgexp.tasks.multiclass.MultiClass`
+objective; AF risk is its configuration with classes 1, 2, 3 and the contrast "3 vs 1").
 
-Predictions tables have softmax columns ``prob_class1``, ``prob_class2``, ``prob_class3`` and a
-``target_<label>`` column holding 1, 2 or 3.
+Predictions tables have one probability column per class (``prob_<name>``, softmax outputs in
+the order of the classes) and ``target_<label>`` holding the class values.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_auroc
 
+from ecgexp.errors import UserError
 from ecgexp.evaluation.binary import (
     THRESHOLD_SPLIT,
     detection_metrics,
     max_f1_threshold,
+    nanmean,
     ranking_scores,
     require_threshold_split,
 )
 
-CLASSES = (1, 2, 3)
+
+@dataclass(frozen=True)
+class Contrast:
+    """Class ``positive`` against class ``negative``, the exams of other classes left out,
+    scored by ``p_positive / (p_positive + p_negative)``; its decision threshold maximises F1
+    on validation. With ``event_time`` (and ``censor_time``) columns of the exam table the
+    score is also related to the time to the event (Cox model, Kaplan–Meier by score bin).
+    AF risk's ``class3_vs_1``: AF in a later exam against no AF (docs/studies.md §3.4)."""
+
+    name: str
+    positive: int
+    negative: int
+    event_time: str | None = None
+    censor_time: str | None = None
+    time_unit: str = ""
+
+    @classmethod
+    def from_config(cls, name: str, rule: Mapping, classes: Sequence[float]) -> Contrast:
+        key = f"task.objective.contrasts.{name}"
+        unknown = set(rule) - {"positive", "negative", "event_time", "censor_time", "time_unit"}
+        if unknown or not {"positive", "negative"} <= set(rule):
+            raise UserError(f"{key}: expects positive and negative class values (and "
+                            f"optionally event_time, censor_time, time_unit), got {dict(rule)}")
+        index = {}
+        if rule["positive"] == rule["negative"]:
+            raise UserError(f"{key}: positive and negative must be two different classes, got "
+                            f"{rule['positive']} twice")
+        for side in ("positive", "negative"):
+            if not isinstance(rule[side], int | float) or float(rule[side]) not in classes:
+                raise UserError(f"{key}.{side}: {rule[side]} is not one of the classes "
+                                f"{list(classes)}")
+            index[side] = classes.index(float(rule[side]))
+        return cls(name, index["positive"], index["negative"], rule.get("event_time"),
+                   rule.get("censor_time"), str(rule.get("time_unit", "")))
+
+    def scores(self, probabilities: np.ndarray, classes: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(kept, score, is_positive)`` for ``(n, K)`` probabilities and ``(n,)`` class
+        indices: the mask of the exams of the two classes, their score and target."""
+        kept = np.isin(classes, (self.positive, self.negative))
+        positive, negative = probabilities[kept, self.positive], probabilities[kept, self.negative]
+        return kept, positive / (positive + negative), (classes[kept] == self.positive).astype(int)
 
 
-def _probabilities_and_targets(table: pd.DataFrame, label: str) -> tuple[np.ndarray, np.ndarray]:
-    probabilities = table[[f"prob_class{k}" for k in CLASSES]].to_numpy(dtype=np.float64)
-    targets = table[f"target_{label}"].to_numpy()
-    if not np.isin(targets, CLASSES).all():
-        raise ValueError(f"af_risk_report: target_{label} must hold the classes 1, 2 and 3")
-    return probabilities, targets.astype(int)
+def class_indices(table: pd.DataFrame, label: str, classes: Sequence[float]) -> np.ndarray:
+    """The ``target_<label>`` class values as indices into ``classes``."""
+    values = table[f"target_{label}"].to_numpy(dtype=np.float64)
+    known = np.isin(values, classes)
+    if not known.all():
+        unknown = sorted(set(values[~known].tolist()))[:5]
+        raise UserError(f"evaluation: target_{label} holds {unknown}, not among the classes "
+                        f"{list(classes)} (task.objective.classes)")
+    lookup = {value: index for index, value in enumerate(classes)}
+    return np.array([lookup[v] for v in values], dtype=int)
 
 
-def _later_af(probabilities: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Class 3 vs class 1 with class-2 exams removed: score p3 / (p1 + p3), target class 3."""
-    keep = targets != 2
-    p1, p3 = probabilities[keep, 0], probabilities[keep, 2]
-    return p3 / (p1 + p3), (targets[keep] == 3).astype(int)
+def probabilities_of(table: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
+    return table[[f"prob_{name}" for name in names]].to_numpy(dtype=np.float64)
 
 
-def af_risk_report(predictions: dict[str, pd.DataFrame], label: str = "exam_class") -> dict:
-    """``{split: {class1 | class2 | class3: {auroc, ap, n}, class3_vs_1: {auroc, ap, threshold,
-    sensitivity, ppv, specificity, f1}, overall: {accuracy, weighted_ovr_auroc}}}``.
+def multiclass_report(predictions: dict[str, pd.DataFrame], label: str,
+                      classes: Sequence[float], names: Sequence[str],
+                      contrasts: Sequence[Contrast] = ()) -> dict:
+    """``{split: {<name>: {auroc, ap, n}, <contrast>: {auroc, ap, threshold, sensitivity, ppv,
+    specificity, f1}, macro: {auroc, ap}, overall: {accuracy, weighted_ovr_auroc}}}``.
 
-    ``classK`` is one-vs-rest on ``prob_classK`` and ``n`` counts the exams of class K.
-    ``class3_vs_1`` drops the class-2 exams and scores ``p3 / (p1 + p3)``; its threshold
-    maximises F1 on the ``val`` split and is applied unchanged to every split. ``accuracy`` is
-    that of the argmax class; ``weighted_ovr_auroc`` weights the one-vs-rest AUROCs by class
-    support (NaN with fewer than two classes present).
+    ``<name>`` is one-vs-rest on its class's probability and ``n`` counts the exams of the
+    class. A contrast's threshold maximises F1 on the ``val`` split and is applied unchanged
+    to every split. ``accuracy`` is that of the argmax class; ``weighted_ovr_auroc`` weights
+    the one-vs-rest AUROCs by class support (NaN with fewer than two classes present);
+    ``macro`` averages the one-vs-rest AUROC and AP over the classes that have positives.
     """
-    require_threshold_split(predictions)
-    threshold = max_f1_threshold(*_later_af(*_probabilities_and_targets(
-        predictions[THRESHOLD_SPLIT], label)))
+    classes = list(classes)
+    if contrasts:
+        require_threshold_split(predictions)
+        tuning = predictions[THRESHOLD_SPLIT]
+        tuning_probabilities = probabilities_of(tuning, names)
+        tuning_classes = class_indices(tuning, label, classes)
+        thresholds = {c.name: max_f1_threshold(*c.scores(tuning_probabilities,
+                                                         tuning_classes)[1:])
+                      for c in contrasts}
     report = {}
     for split, table in predictions.items():
-        probabilities, targets = _probabilities_and_targets(table, label)
-        rows = {f"class{k}": {**ranking_scores(probabilities[:, k - 1], (targets == k).astype(int)),
-                              "n": float(np.sum(targets == k))}
-                for k in CLASSES}
-        scores, later = _later_af(probabilities, targets)
-        detection = detection_metrics(scores, later, threshold)
-        rows["class3_vs_1"] = {**ranking_scores(scores, later), "threshold": threshold,
-                               "sensitivity": detection["sensitivity"],
-                               "ppv": detection["precision"],
-                               "specificity": detection["specificity"], "f1": detection["f1"]}
-        preds, classes = torch.tensor(probabilities), torch.tensor(targets - 1)
-        weighted = (float(multiclass_auroc(preds, classes, len(CLASSES), average="weighted"))
+        probabilities, targets = probabilities_of(table, names), class_indices(table, label,
+                                                                                classes)
+        rows = {name: {**ranking_scores(probabilities[:, k], (targets == k).astype(int)),
+                       "n": float(np.sum(targets == k))}
+                for k, name in enumerate(names)}
+        for contrast in contrasts:
+            _, scores, positive = contrast.scores(probabilities, targets)
+            detection = detection_metrics(scores, positive, thresholds[contrast.name])
+            rows[contrast.name] = {**ranking_scores(scores, positive),
+                                   "threshold": thresholds[contrast.name],
+                                   "sensitivity": detection["sensitivity"],
+                                   "ppv": detection["precision"],
+                                   "specificity": detection["specificity"],
+                                   "f1": detection["f1"]}
+        rows["macro"] = {metric: nanmean([rows[name][metric] for name in names])
+                         for metric in ("auroc", "ap")}
+        preds, indices = torch.tensor(probabilities), torch.tensor(targets)
+        weighted = (float(multiclass_auroc(preds, indices, len(classes), average="weighted"))
                     if len(np.unique(targets)) > 1 else math.nan)
-        rows["overall"] = {"accuracy": float(multiclass_accuracy(preds, classes, len(CLASSES),
+        rows["overall"] = {"accuracy": float(multiclass_accuracy(preds, indices, len(classes),
                                                                  average="micro")),
                            "weighted_ovr_auroc": weighted}
         report[split] = rows

@@ -80,11 +80,6 @@ def make_roc_pr(scores, targets, label: str) -> Figure:
     return figure
 
 
-def roc_pr_curves(scores, targets, path: str | Path, label: str) -> Path:
-    """Saves :func:`make_roc_pr` to ``path``."""
-    return save(make_roc_pr(scores, targets, label), path)
-
-
 def make_reliability(table: pd.DataFrame) -> Figure:
     """Reliability diagram from a table with one row per probability bin: columns
     ``bin_lower``, ``bin_upper``, ``count``, ``mean_probability`` and ``observed_rate``.
@@ -110,11 +105,6 @@ def make_reliability(table: pd.DataFrame) -> Figure:
     return figure
 
 
-def reliability_diagram(table: pd.DataFrame, path: str | Path) -> Path:
-    """Saves :func:`make_reliability` to ``path``."""
-    return save(make_reliability(table), path)
-
-
 def make_regression_scatter(predicted, target, unit: str, name: str = "value") -> Figure:
     """Predicted against target ``name`` (both in ``unit``) with the identity line; the mean
     absolute error is in the title. Non-finite pairs are left out."""
@@ -132,12 +122,6 @@ def make_regression_scatter(predicted, target, unit: str, name: str = "value") -
     axes.legend(loc="upper left")
     axes.grid(alpha=0.3)
     return figure
-
-
-def regression_scatter(predicted, target, path: str | Path, unit: str,
-                       name: str = "value") -> Path:
-    """Saves :func:`make_regression_scatter` to ``path``."""
-    return save(make_regression_scatter(predicted, target, unit, name), path)
 
 
 def make_bland_altman(predicted, target, unit: str, name: str = "value") -> Figure:
@@ -164,11 +148,6 @@ def make_bland_altman(predicted, target, unit: str, name: str = "value") -> Figu
     return figure
 
 
-def bland_altman(predicted, target, path: str | Path, unit: str, name: str = "value") -> Path:
-    """Saves :func:`make_bland_altman` to ``path``."""
-    return save(make_bland_altman(predicted, target, unit, name), path)
-
-
 def make_kaplan_meier(curves: Mapping[Hashable, pd.DataFrame], time_unit: str) -> Figure:
     """Kaplan–Meier step curves with their confidence bands, one per group, from
     :func:`ecgexp.evaluation.survival.kaplan_meier` (columns ``time`` in ``time_unit``,
@@ -186,12 +165,6 @@ def make_kaplan_meier(curves: Mapping[Hashable, pd.DataFrame], time_unit: str) -
     axes.legend(loc="lower left")
     axes.grid(alpha=0.3)
     return figure
-
-
-def kaplan_meier_plot(curves: Mapping[Hashable, pd.DataFrame], path: str | Path,
-                      time_unit: str) -> Path:
-    """Saves :func:`make_kaplan_meier` to ``path``."""
-    return save(make_kaplan_meier(curves, time_unit), path)
 
 
 def make_hazard_ratios(table: pd.DataFrame) -> Figure:
@@ -217,6 +190,3 @@ def make_hazard_ratios(table: pd.DataFrame) -> Figure:
     return figure
 
 
-def hazard_ratio_plot(table: pd.DataFrame, path: str | Path) -> Path:
-    """Saves :func:`make_hazard_ratios` to ``path``."""
-    return save(make_hazard_ratios(table), path)

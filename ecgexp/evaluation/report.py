@@ -6,21 +6,53 @@ from rich.console import Console
 from rich.table import Table
 
 
-def flatten_report(report: dict, prefix: str = "") -> dict[str, float]:
-    """``{"test": {"AF": {"auroc": 0.9}}}`` -> ``{"test/AF/auroc": 0.9}``."""
+def flatten(tree: dict, separator: str = "/", prefix: str = "") -> dict:
+    """Nested keys joined by ``separator``: ``{"a": {"b": 1}}`` -> ``{"a/b": 1}``; values
+    (lists included) are kept as they are, an empty dict is a value."""
     flat = {}
-    for key, value in report.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten_report(value, f"{name}/"))
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, separator, f"{prefix}{key}{separator}"))
         else:
-            flat[name] = float(value)
+            flat[f"{prefix}{key}"] = value
     return flat
 
 
+def flatten_report(report: dict) -> dict[str, float]:
+    """``{"test": {"AF": {"auroc": 0.9}}}`` -> ``{"test/AF/auroc": 0.9}`` (what loggers and
+    sweepers receive)."""
+    return {name: float(value) for name, value in flatten(report).items()
+            if not isinstance(value, dict)}
+
+
+# Metric names that count things (exams, events, ...): whole values print without decimals.
+COUNT_NAMES = frozenset({"n", "count", "counts", "exams", "records", "patients", "positives",
+                         "negatives", "events", "support", "tp", "fp", "tn", "fn"})
+
+
+def is_count(metric: str) -> bool:
+    """``n``, ``n_*`` and names ending in a count word: ``positives``, ``n_exams``,
+    ``event_count``."""
+    words = metric.lower().split("_")
+    return words[0] == "n" or words[-1] in COUNT_NAMES
+
+
+def format_value(metric: str, value) -> str:
+    """A table cell: a count that is a whole number as an integer (``12``), any other number
+    with three decimals (``0.912``, ``nan``), anything else as it is."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if is_count(metric) and number.is_integer():
+        return str(int(number))
+    return f"{number:.3f}"
+
+
 def print_report(report: dict, title: str) -> None:
-    """One table per split: a row per output (or threshold rule), a column per metric."""
-    console = Console(width=120)
+    """One table per split: a row per output (or threshold rule), a column per metric; as wide
+    as the terminal (rich's default width when the output is not a terminal)."""
+    console = Console()
     for split, rows in report.items():
         metric_names = list(dict.fromkeys(m for values in rows.values() for m in values))
         table = Table(title=f"{title}: {split} split")
@@ -28,5 +60,6 @@ def print_report(report: dict, title: str) -> None:
         for name in metric_names:
             table.add_column(name, justify="right")
         for label, values in rows.items():
-            table.add_row(label, *(f"{values[m]:.3f}" if m in values else "" for m in metric_names))
+            table.add_row(label, *(format_value(m, values[m]) if m in values else ""
+                                   for m in metric_names))
         console.print(table)

@@ -1,8 +1,8 @@
 """Subgroup evaluation by age band and sex (docs/studies.md §3.3).
 
 The published Chagas strata 0–40/40–50/50–60/60–70/70+ used strict inequalities on both sides,
-so ages of exactly 40, 50, 60 and 70 fell in no stratum (docs/studies.md §6 item 21). Here every band
-is half-open, [lower, upper), and the bounds are written into the labels.
+so ages of exactly 40, 50, 60 and 70 fell in no stratum (docs/studies.md §6 item 21). Here
+every band is half-open, [lower, upper), and the bounds are written into the labels.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Batched attribution maps for ECG models (docs/studies.md §5.2, with the defects of §6.27-30 fixed).
+"""Batched attribution maps for ECG models (docs/studies.md §5.2; defects of §6.27-30 fixed).
 
 Every method takes ``tracings`` of shape ``(batch, leads, samples)`` (NumPy array or tensor),
 an output index ``target`` and, for models built with ``n_metadata > 0``, ``metadata`` of shape
@@ -204,6 +204,18 @@ def gradient_intensity(maps: ArrayLike) -> np.ndarray:
     """
     squared = np.square(np.asarray(maps, dtype=np.float32))
     return squared / np.maximum(squared.mean(axis=-1, keepdims=True), INTENSITY_FLOOR)
+
+
+def visible_intensity(maps: ArrayLike, clip_percentile: float = 99.0) -> np.ndarray:
+    """A map made visible on a figure: ``|map|`` divided by its ``clip_percentile``-th
+    percentile over the exam's samples, clipped to [0, 1]. Signed, sparse maps (integrated
+    gradients) have a few large values; dividing by the maximum would leave the rest near 0
+    and the overlay blank. ``clip_percentile=100`` divides by the maximum."""
+    magnitude = np.abs(np.asarray(maps, dtype=np.float64))
+    scale = np.percentile(magnitude, clip_percentile) if magnitude.size else 0.0
+    if not scale > 0:
+        scale = magnitude.max() if magnitude.size and magnitude.max() > 0 else 1.0
+    return np.clip(magnitude / scale, 0.0, 1.0)
 
 
 METHODS: dict[str, Callable[..., np.ndarray]] = {

@@ -149,11 +149,6 @@ def make_ecg_figure(tracing, leads: Sequence[str], sampling_rate: float = 400,
     return figure
 
 
-def ecg_figure(tracing, leads: Sequence[str], path: str | Path, **options) -> Path:
-    """Saves :func:`make_ecg_figure` (``options`` are its keyword arguments) to ``path``."""
-    return save(make_ecg_figure(tracing, leads, **options), path)
-
-
 def render_example(path: str | Path) -> Path:
     """Renders the README example: the first RBBB exam of ``synthesize_exams(50, seed=0)`` in
     the 3x4 layout with an illustrative heatmap (not a model attribution) that peaks on the
@@ -262,7 +257,8 @@ def _checked_tracing(tracing, leads: Sequence[str], sampling_rate: float,
 
 
 def _normalised_heatmap(heatmap, shape: tuple[int, int]) -> np.ndarray:
-    """The heatmap broadcast to ``shape`` (leads, samples) and divided by its maximum."""
+    """The heatmap broadcast to ``shape`` (leads, samples) and divided by its maximum (pass
+    :func:`ecgexp.interpret.attribution.visible_intensity` to scale sparse maps)."""
     heatmap = np.asarray(heatmap, dtype=np.float64)
     if heatmap.shape not in (shape, shape[1:]):
         raise ValueError(f"make_ecg_figure: heatmap must have the tracing's shape {shape} or "
@@ -339,7 +335,7 @@ def _draw_heatmap_scale(figure: Figure, left: float, bottom: float, width: float
     axes.set(xticks=[], yticks=[0, 0.5, 1])
     axes.yaxis.tick_right()
     axes.yaxis.set_label_position("right")
-    axes.set_ylabel("heatmap (fraction of its maximum)", fontsize=8)
+    axes.set_ylabel("heatmap (fraction of its scale)", fontsize=8)
     axes.tick_params(labelsize=7)
 
 

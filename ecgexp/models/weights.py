@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 # Config keys that say where weights come from; they are not constructor arguments.
 WEIGHT_KEYS = ("weights", "weights_trusted")
 # The config keys that usually make a weights file and a model disagree.
-SHAPE_KEYS = ("model.blocks, model.stem, model.kernel_size, task.n_outputs, model.head, "
+SHAPE_KEYS = ("model.blocks, model.stem, model.kernel_size, the task's objective (outputs, head), "
               "model.n_metadata, preprocessing.leads (model.in_leads)")
 MAX_LISTED = 10
 

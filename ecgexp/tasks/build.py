@@ -15,17 +15,21 @@ def build_objective(task_cfg: DictConfig):
     return instantiate(task_cfg.objective)
 
 
-def build_network(cfg: DictConfig, objective, with_weights: bool = True):
-    """The network of ``cfg.model`` with the output width and head the objective needs;
-    started from ``model.weights`` when set (and ``with_weights``)."""
+def build_network(cfg: DictConfig, objective=None, with_weights: bool = True):
+    """The network of ``cfg.model`` with the output width and head the objective (built from
+    ``cfg.task`` unless given) needs; started from ``model.weights`` when set (and
+    ``with_weights``)."""
+    objective = build_objective(cfg.task) if objective is None else objective
     return build_model(cfg.model, objective, with_weights=with_weights)
 
 
-def build_module(cfg: DictConfig, objective=None, with_weights: bool = True) -> ECGModule:
+def build_module(cfg: DictConfig, objective=None, with_weights: bool = True,
+                 card: dict | None = None) -> ECGModule:
     """The :class:`ECGModule` of a training config: network, objective (built from
-    ``cfg.task`` unless given), optimiser, LR scheduler and monitored value."""
+    ``cfg.task`` unless given), optimiser, LR scheduler, monitored value and the model card
+    its checkpoints carry."""
     objective = build_objective(cfg.task) if objective is None else objective
     return ECGModule(build_network(cfg, objective, with_weights), objective,
                      instantiate(cfg.optimizer),
                      instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
-                     monitor=cfg.task.monitor)
+                     monitor=cfg.task.monitor, card=card)

@@ -10,6 +10,8 @@ from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import MeanMetric
 
+from ecgexp.contract import CARD_KEY
+
 
 class ECGModule(pl.LightningModule):
     """Trains ``net`` on the ``objective`` of a task.
@@ -26,11 +28,14 @@ class ECGModule(pl.LightningModule):
             a run resumed from it continues exactly as an uninterrupted one.
         monitor: the value the scheduler follows: ``val_loss`` or a validation metric
             (``val_<metric>``).
+        card: the model card (:mod:`ecgexp.contract`) every checkpoint carries, or None.
     """
 
     def __init__(self, net: nn.Module, objective, optimizer: Callable,
-                 scheduler: Callable | None = None, monitor: str = "val_loss"):
+                 scheduler: Callable | None = None, monitor: str = "val_loss",
+                 card: dict | None = None):
         super().__init__()
+        self.card = card
         self.net = net
         self.objective = objective
         self.optimizer_factory = optimizer
@@ -84,7 +89,7 @@ class ECGModule(pl.LightningModule):
             return None
         outputs = self(batch["tracing"], batch.get("metadata"))
         return {"exam_id": batch["exam_id"], "target": batch["target"],
-                "score": self.objective.activation(outputs)}
+                "score": self.objective.predict(outputs)}
 
     def on_validation_epoch_end(self) -> None:
         monitored = {"val_loss": self.val_loss_mean.compute()}
@@ -103,6 +108,8 @@ class ECGModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["objective_state"] = self.objective.state
+        if self.card is not None:
+            checkpoint[CARD_KEY] = self.card
         if self.scheduler is not None:
             checkpoint["lr_scheduler_state"] = self.scheduler.state_dict()
 

@@ -1,8 +1,12 @@
-"""Single-label multi-class objectives (AF risk: 1 no AF, 2 AF now, 3 AF later)."""
+"""Single-label multi-class objective: the target column holds one of K class values.
+
+AF risk (1 no AF, 2 AF now, 3 AF later; docs/studies.md §3.4) is a configuration of it
+(``task=af_risk``): its classes and its "class 3 vs 1" contrast are config values.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -11,45 +15,81 @@ import torch.nn.functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAUROC, MulticlassAveragePrecision
 
-from ecgexp.evaluation.multiclass import af_risk_report
-from ecgexp.tasks.objectives import Objective
+from ecgexp.errors import UserError
+from ecgexp.evaluation.multiclass import Contrast, multiclass_report
 from ecgexp.tasks.loss_weights import check_weight_option, class_weights_option
+from ecgexp.tasks.objectives import Objective
 
-AF_RISK_CLASSES = (1, 2, 3)
 
+class MultiClass(Objective):
+    """Softmax cross-entropy over ``classes`` (the values of ``target_column``), with
+    optional class weights ``n_max / n_c``.
 
-class AFRisk(Objective):
-    """Softmax cross-entropy over the AF-risk classes 1, 2, 3 (the target holds the class
-    number, as in ``exam_class``), with optional class weights ``n_max / n_c``.
-
-    Predictions: ``prob_class1..3``. Evaluation: one-vs-rest AUROC/AP per class, class 3 vs 1
-    on ``p3 / (p1 + p3)`` with class-2 exams removed, and the detection metrics at the
-    validation max-F1 threshold of that score (docs/studies.md §3.4).
+    Predictions: ``prob_<name>`` per class (names ``class<value>`` unless ``class_names``).
+    Report: one-vs-rest AUROC/AP and support per class, macro AUROC/AP, accuracy, the
+    support-weighted one-vs-rest AUROC, and each configured contrast (see
+    :class:`ecgexp.evaluation.multiclass.Contrast`); analyses: bootstrap intervals and
+    calibration per class, strata, and time to event per contrast that names its time columns.
 
     Args:
-        target_column: the class column (``exam_class`` from ``af_risk_classes``).
-        class_weights: ``null`` (as the released model), ``auto`` or a list of 3.
+        target_column: the class column (e.g. ``exam_class`` from ``af_risk_classes``).
+        classes: the class values, in output order (e.g. ``[1, 2, 3]``).
+        class_names: one name per class for the prediction columns; default ``class<value>``.
+        class_weights: ``null``, ``auto`` or one weight per class.
+        contrasts: ``{name: {positive: value, negative: value}}`` (optionally with
+            ``event_time`` and ``censor_time`` columns of the exam table for the time-to-event
+            analysis), e.g. AF risk's ``class3_vs_1``.
     """
 
-    def __init__(self, target_column: str = "exam_class",
-                 class_weights: str | Sequence[float] | None = None):
+    analyses = ("classes", "strata")
+
+    def __init__(self, target_column: str, classes: Sequence[float],
+                 class_names: Sequence[str] | None = None,
+                 class_weights: str | Sequence[float] | None = None,
+                 contrasts: Mapping[str, Mapping] | None = None):
         super().__init__([target_column])
+        given = list(classes) if classes is not None else []
+        if not all(isinstance(c, int | float) and not isinstance(c, bool) for c in given):
+            raise UserError(f"task.objective.classes: the class values of '{target_column}' "
+                            f"must be numbers, got {given}")
+        self.classes = [float(c) for c in given]
+        if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+            raise UserError(f"task.objective.classes: at least two distinct class values are "
+                            f"needed, got {given}")
+        names = [str(n) for n in class_names] if class_names is not None else [
+            f"class{int(c) if c.is_integer() else c}" for c in self.classes]
+        reserved = {"macro", "overall", *(contrasts or {})}
+        if (len(names) != len(self.classes) or len(set(names)) != len(names)
+                or reserved & set(names)):
+            raise UserError(f"task.objective.class_names: one distinct name per class is "
+                            f"needed ({len(self.classes)} classes), none of "
+                            f"{', '.join(sorted(reserved))}; got {names}")
+        self.class_names = names
         check_weight_option(class_weights, "class_weights")
         self.class_weights = class_weights
+        self.contrasts = {name: Contrast.from_config(name, rule, self.classes)
+                          for name, rule in (contrasts or {}).items()}
+        if any(c.event_time for c in self.contrasts.values()):
+            self.analyses = (*self.analyses, "contrast_survival")
 
-    n_outputs = len(AF_RISK_CLASSES)
+    @property
+    def n_outputs(self) -> int:
+        return len(self.classes)
 
     @property
     def prediction_columns(self) -> list[str]:
-        return [f"prob_class{c}" for c in AF_RISK_CLASSES]
+        return [f"prob_{name}" for name in self.class_names]
 
     def class_index(self, targets: torch.Tensor) -> torch.Tensor:
-        """Class numbers 1..3 ``(batch, 1)`` -> indices 0..2 ``(batch,)``."""
-        index = targets[:, 0].round().long() - AF_RISK_CLASSES[0]
-        if ((index < 0) | (index >= self.n_outputs)).any():
-            raise ValueError(f"task.target_columns: '{self.target_columns[0]}' must hold the "
-                             f"classes {AF_RISK_CLASSES}, got {targets[:, 0].unique().tolist()}")
-        return index
+        """Class values ``(batch, 1)`` -> class indices ``(batch,)``."""
+        values = targets[:, 0]
+        known = values.new_tensor(self.classes)
+        match = values[:, None] == known[None, :]
+        if not match.any(dim=1).all():
+            unknown = values[~match.any(dim=1)].unique().tolist()
+            raise UserError(f"task.objective.classes: '{self.target_columns[0]}' holds "
+                            f"{unknown}, which are not among the classes {self.classes}")
+        return match.int().argmax(dim=1)
 
     def training_statistics(self, targets: np.ndarray) -> dict:
         if self.class_weights is None:
@@ -63,11 +103,11 @@ class AFRisk(Objective):
                    if self.class_weights is not None else None)
         return F.cross_entropy(logits, self.class_index(targets), weight=weights)
 
-    def activation(self, logits: torch.Tensor) -> torch.Tensor:
+    def predict(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.softmax(logits, dim=1)
 
     def metric_inputs(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple:
-        return self.activation(logits), self.class_index(targets)
+        return self.predict(logits), self.class_index(targets)
 
     def metrics(self) -> MetricCollection:
         return MetricCollection({
@@ -75,4 +115,10 @@ class AFRisk(Objective):
             "ap": MulticlassAveragePrecision(self.n_outputs, average="macro")})
 
     def evaluate(self, predictions: dict[str, pd.DataFrame]) -> dict[str, dict[str, dict]]:
-        return af_risk_report(predictions, self.target_columns[0])
+        return multiclass_report(predictions, self.target_columns[0], self.classes,
+                                 self.class_names, list(self.contrasts.values()))
+
+    def thresholds(self, report: dict) -> dict[str, float]:
+        """Each contrast's threshold (max F1 on validation)."""
+        rows = next(iter(report.values()))
+        return {name: rows[name]["threshold"] for name in self.contrasts if name in rows}

@@ -1,15 +1,17 @@
 """Task objectives: what a prediction task means for the shared network.
 
-Every objective has the same verbs: ``target_columns`` (exam-table columns stacked into the
-batch target), ``n_outputs`` (network outputs), ``prediction_columns``, ``fit`` (statistics of
-the training split: weights, normalisation), ``loss``, ``activation`` (outputs -> the prediction
-columns, in the target's units), ``metrics`` (tracked while training) and ``evaluate``
-(predictions tables -> report). A task config names one with ``_target_``; adding a task means
-adding an objective and a YAML file, nothing else.
+A task is one objective (named by ``task.objective._target_``) plus its YAML file. The
+objective is the single owner of the task's contract (:class:`Objective`): which exam-table
+columns are the targets, how many outputs the network has and which head gives them, the loss,
+how outputs become predictions in the target's units, the metrics tracked while training, the
+report of a finished run and the analyses ``ecgexp-evaluate`` runs on it, and the thresholds a
+run carries to new data. Training, evaluation, prediction and heatmaps all ask the objective;
+none of them reads task keys of its own.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import numpy as np
@@ -24,26 +26,76 @@ from torchmetrics.classification import (
     MultilabelAveragePrecision,
 )
 
+from ecgexp.errors import UserError
 from ecgexp.evaluation.binary import binary_report, single_label_report
 from ecgexp.tasks.loss_weights import check_weight_option, positive_weight
 
 
-class Objective:
-    """Shared plumbing: the target columns and the statistics fitted on the training split.
+class Objective(ABC):
+    """The contract of a task. Shapes: ``outputs`` are the network's ``(batch, width)``
+    outputs (``width = len(output_names)``, no activation applied); ``targets`` the
+    ``(batch, len(target_columns))`` float target columns of the exam table, in their units.
 
-    ``state`` holds those statistics as plain numbers; it is logged, written to the run folder
-    and stored in checkpoints, so a model can be used again without its training data.
+    - ``target_columns``: exam-table columns stacked into the batch target (declared once, as
+      the objective's arguments); ``binary_columns``: those that must hold 0/1.
+    - ``n_outputs`` and ``head``: the network's head (``ResNet1d(n_outputs=..., head=...)``).
+    - ``output_names``: one name per network output (e.g. ``mean_k``, ``log_variance_k``);
+      ``output_columns``: the prediction column that shows each output in the task's units.
+    - ``fit(targets)``: statistics of the training split (``state``: plain numbers, stored in
+      checkpoints; ``load_state`` restores them).
+    - ``loss(outputs, targets)``: a scalar tensor.
+    - ``predict(outputs)``: ``(batch, len(prediction_columns))`` predictions in the target's
+      units (probabilities, years, mmol/L).
+    - ``metrics()`` and ``metric_inputs(outputs, targets)``: torchmetrics tracked while
+      training (logged as ``val_<name>``, ``test_<name>``).
+    - ``evaluate(predictions)``: ``{split: {row: {metric: value}}}`` from predictions tables
+      (``exam_id``, the prediction columns, ``target_<column>``).
+    - ``thresholds(report)``: the decision thresholds chosen on validation, ``{label: t}``.
+    - ``analyses``: the report analyses that apply (:mod:`ecgexp.evaluation.analyses`).
+    - ``units``: the target's units (plot axes, figure titles), ``""`` for probabilities.
     """
 
     # The network head the objective's outputs come from (ecgexp.models.resnet1d.HEADS).
     head = "linear"
+    # The analyses of ecgexp.evaluation.analyses that ecgexp-evaluate runs for this task.
+    analyses: tuple[str, ...] = ("strata",)
+    units = ""
 
     def __init__(self, target_columns: Sequence[str]):
         if not target_columns:
-            raise ValueError("task.target_columns: at least one target column is needed")
-        self.target_columns = list(target_columns)
+            raise UserError("task.objective: at least one target column is needed")
+        self.target_columns = [str(c) for c in target_columns]
         self.state: dict = {}
 
+    # ------------------------------------------------------------------ shape of the task
+    @property
+    @abstractmethod
+    def n_outputs(self) -> int:
+        """Outputs per head branch, as ``ResNet1d(n_outputs=...)`` takes it."""
+
+    @property
+    @abstractmethod
+    def prediction_columns(self) -> list[str]:
+        """The predictions-table columns ``predict`` returns, in order."""
+
+    @property
+    def output_names(self) -> list[str]:
+        """One name per network output (the columns of ``outputs``)."""
+        return list(self.output_columns)
+
+    @property
+    def output_columns(self) -> list[str]:
+        """For each network output, the prediction column that shows it in the task's
+        units (the first prediction columns, one per output, unless an objective says
+        otherwise)."""
+        return self.prediction_columns[:self.n_outputs]
+
+    @property
+    def binary_columns(self) -> list[str]:
+        """The target columns whose values must be 0 or 1 (checked when the data is read)."""
+        return []
+
+    # ------------------------------------------------------------------ training statistics
     def fit(self, targets: np.ndarray) -> dict:
         """Fits the training statistics on the training split's ``(exams, targets)`` array."""
         self.state = self.training_statistics(np.asarray(targets, dtype=np.float64))
@@ -61,13 +113,29 @@ class Objective:
                                f"call fit() (or load a checkpoint) first")
         return self.state[key]
 
-    def metric_inputs(self, outputs: torch.Tensor, targets: torch.Tensor) -> tuple:
-        return self.activation(outputs), targets
+    # ------------------------------------------------------------------ the verbs
+    @abstractmethod
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The training loss of a batch (a scalar)."""
 
-    @property
-    def binary_columns(self) -> list[str]:
-        """The target columns whose values must be 0 or 1 (checked when the data is read)."""
-        return []
+    @abstractmethod
+    def predict(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Network outputs -> ``(batch, len(prediction_columns))`` in the target's units."""
+
+    @abstractmethod
+    def metrics(self) -> MetricCollection:
+        """The metrics tracked during validation and test (fed by ``metric_inputs``)."""
+
+    def metric_inputs(self, outputs: torch.Tensor, targets: torch.Tensor) -> tuple:
+        return self.predict(outputs), targets
+
+    @abstractmethod
+    def evaluate(self, predictions: dict[str, pd.DataFrame]) -> dict[str, dict[str, dict]]:
+        """The report of predictions tables per split (thresholds chosen on ``val``)."""
+
+    def thresholds(self, report: dict) -> dict[str, float]:
+        """The decision thresholds of a report, ``{label: threshold}`` (none by default)."""
+        return {}
 
     def add_derived_columns(self, table: pd.DataFrame) -> pd.DataFrame:
         """Columns computed from a finished predictions table (e.g. the age gap)."""
@@ -82,6 +150,8 @@ class MultiLabel(Objective):
         pos_weight: BCE weight of the positives: ``null``, a number (all labels), a list (one
             per label) or ``auto`` (negatives / positives of each label in the training split).
     """
+
+    analyses = ("binary", "strata")
 
     def __init__(self, target_columns: Sequence[str],
                  pos_weight: float | str | Sequence[float] | None = None):
@@ -117,13 +187,13 @@ class MultiLabel(Objective):
             pos_weight = logits.new_tensor(list(self.fitted("pos_weight").values()))
         return F.binary_cross_entropy_with_logits(logits, targets, pos_weight=pos_weight)
 
-    def activation(self, logits: torch.Tensor) -> torch.Tensor:
+    def predict(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits)
 
     def metric_inputs(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple:
         if self.n_outputs == 1:
-            return self.activation(logits)[:, 0], targets[:, 0].long()
-        return self.activation(logits), targets.long()
+            return self.predict(logits)[:, 0], targets[:, 0].long()
+        return self.predict(logits), targets.long()
 
     def metrics(self) -> MetricCollection:
         """Macro metrics tracked during validation and test (fed by ``metric_inputs``)."""
@@ -136,6 +206,12 @@ class MultiLabel(Objective):
     def evaluate(self, predictions: dict[str, pd.DataFrame]) -> dict[str, dict[str, dict]]:
         """Per-label and macro metrics on every split; thresholds chosen on ``val``."""
         return binary_report(predictions, self.target_columns)
+
+    def thresholds(self, report: dict) -> dict[str, float]:
+        """Each label's threshold (max F1 on validation), as the report holds it."""
+        rows = next(iter(report.values()))
+        return {label: rows[label]["threshold"] for label in self.target_columns
+                if "threshold" in rows.get(label, {})}
 
 
 class Binary(MultiLabel):
@@ -156,3 +232,9 @@ class Binary(MultiLabel):
     def evaluate(self, predictions: dict[str, pd.DataFrame]) -> dict[str, dict[str, dict]]:
         return single_label_report(predictions, self.target_columns[0], self.threshold_rules,
                                    self.challenge_fraction)
+
+    def thresholds(self, report: dict) -> dict[str, float]:
+        """The label's threshold by the first threshold rule (``max_f1`` by default)."""
+        rows = next(iter(report.values()))
+        rule = self.threshold_rules[0] if self.threshold_rules else None
+        return {self.target_columns[0]: rows[rule]["threshold"]} if rule in rows else {}

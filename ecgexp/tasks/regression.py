@@ -23,12 +23,12 @@ from torchmetrics.regression import (
 )
 
 from ecgexp.evaluation.regression import regression_report
-from ecgexp.tasks.objectives import Objective
 from ecgexp.tasks.loss_weights import (
     check_weight_option,
     class_weights_option,
     inverse_frequency_weights,
 )
+from ecgexp.tasks.objectives import Objective
 
 WEIGHTINGS = (None, "exact_value", "buckets")
 
@@ -64,12 +64,16 @@ class ContinuousTarget(Objective):
         target_column: the exam-table column (e.g. ``age``, ``potassium``).
         events: clinical events detected from the predicted value, e.g.
             ``{hyperkalaemia: {above: 5.5}, hypokalaemia: {below: 3.5}}`` (AUROC, AP).
+        units: the target's units (plot axes, figure titles), e.g. ``years``, ``mmol/L``.
     """
 
+    analyses = ("regression", "strata")
+
     def __init__(self, target_column: str,
-                 events: Mapping[str, Mapping[str, float]] | None = None):
+                 events: Mapping[str, Mapping[str, float]] | None = None, units: str = ""):
         super().__init__([target_column])
         self.target_column = target_column
+        self.units = units
         self.events = {name: dict(rule) for name, rule in (events or {}).items()}
 
     @property
@@ -96,15 +100,16 @@ class Regression(ContinuousTarget):
             closest training value); or ``buckets`` (inverse bucket frequency, mean 1).
         buckets: bucket edges for ``weighting=buckets``.
         max_weight: clip the weights at this value and rescale to mean 1 again.
-        gap_column: name of an added predictions column ``predicted - target`` (``age_gap``).
+        gap_column: name of an added predictions column ``predicted - target`` (``age_gap``);
+            with it the report adds the gap-vs-mortality analysis.
     """
 
     def __init__(self, target_column: str, log_transform: bool = False,
                  standardise: bool = False, weighting: str | None = None,
                  buckets: Sequence[float] | None = None, max_weight: float | None = None,
                  gap_column: str | None = None,
-                 events: Mapping[str, Mapping[str, float]] | None = None):
-        super().__init__(target_column, events)
+                 events: Mapping[str, Mapping[str, float]] | None = None, units: str = ""):
+        super().__init__(target_column, events, units)
         if weighting not in WEIGHTINGS:
             raise ValueError(f"task.objective.weighting: '{weighting}' is not one of "
                              f"{WEIGHTINGS}")
@@ -114,6 +119,8 @@ class Regression(ContinuousTarget):
         self.weighting = weighting
         self.max_weight = max_weight
         self.gap_column = gap_column
+        if gap_column:
+            self.analyses = (*self.analyses, "mortality")
 
     n_outputs = 1
 
@@ -173,12 +180,12 @@ class Regression(ContinuousTarget):
         weights = self.sample_weights(targets[:, 0])
         return (squared_error if weights is None else weights * squared_error).mean()
 
-    def activation(self, outputs: torch.Tensor) -> torch.Tensor:
+    def predict(self, outputs: torch.Tensor) -> torch.Tensor:
         values = self.untransform_scale(outputs[:, :1])
         return torch.exp(values) if self.log_transform else values
 
     def metric_inputs(self, outputs: torch.Tensor, targets: torch.Tensor) -> tuple:
-        return self.activation(outputs)[:, 0], targets[:, 0]
+        return self.predict(outputs)[:, 0], targets[:, 0]
 
     def metrics(self) -> MetricCollection:
         return MetricCollection({"mae": MeanAbsoluteError(),
@@ -198,8 +205,8 @@ class GaussianRegression(Regression):
     The network outputs ``[mean, log_variance]`` (``model.head=gaussian``) on the transformed
     target scale. The loss is the published ``exp(-logvar) (z - mean)^2 + logvar``, averaged
     over the batch, without the published ``clamp(loss, 10000)`` that set a *minimum* of 10000
-    and stopped all learning (docs/studies.md §6.11). Predictions: the predicted value (the median in
-    the target's units) and ``mean_*``/``std_*`` of the Gaussian on the log scale when
+    and stopped all learning (docs/studies.md §6.11). Predictions: the predicted value (the
+    median in the target's units) and ``mean_*``/``std_*`` of the Gaussian on the log scale when
     ``log_transform`` is on, else in the target's units.
 
     Args:
@@ -210,8 +217,8 @@ class GaussianRegression(Regression):
 
     def __init__(self, target_column: str, log_transform: bool = False,
                  standardise: bool = True, interval_level: float = 0.9,
-                 events: Mapping[str, Mapping[str, float]] | None = None):
-        super().__init__(target_column, log_transform, standardise, events=events)
+                 events: Mapping[str, Mapping[str, float]] | None = None, units: str = ""):
+        super().__init__(target_column, log_transform, standardise, events=events, units=units)
         self.interval_level = interval_level
 
     @property
@@ -219,12 +226,20 @@ class GaussianRegression(Regression):
         return [self.predicted_column, f"mean_{self.target_column}",
                 f"std_{self.target_column}"]
 
+    @property
+    def output_names(self) -> list[str]:
+        return [f"mean_{self.target_column}", f"log_variance_{self.target_column}"]
+
+    @property
+    def output_columns(self) -> list[str]:
+        return [self.predicted_column, f"std_{self.target_column}"]
+
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         mean, log_variance = outputs[:, 0], outputs[:, 1]
         squared_error = (self.transform(targets[:, 0]) - mean) ** 2
         return (torch.exp(-log_variance) * squared_error + log_variance).mean()
 
-    def activation(self, outputs: torch.Tensor) -> torch.Tensor:
+    def predict(self, outputs: torch.Tensor) -> torch.Tensor:
         mean = self.untransform_scale(outputs[:, :1])
         std = torch.exp(outputs[:, 1:2] / 2) * (self.fitted("std") if self.standardise else 1)
         value = torch.exp(mean) if self.log_transform else mean
@@ -248,8 +263,8 @@ class BucketClassification(ContinuousTarget):
 
     def __init__(self, target_column: str, buckets: Sequence[float],
                  class_weights: str | Sequence[float] | None = None,
-                 events: Mapping[str, Mapping[str, float]] | None = None):
-        super().__init__(target_column, events)
+                 events: Mapping[str, Mapping[str, float]] | None = None, units: str = ""):
+        super().__init__(target_column, events, units)
         self.buckets = Buckets(buckets)
         check_weight_option(class_weights, "class_weights")
         self.class_weights = class_weights
@@ -262,6 +277,11 @@ class BucketClassification(ContinuousTarget):
     def prediction_columns(self) -> list[str]:
         return [self.predicted_column,
                 *(f"prob_bucket{k}" for k in range(self.buckets.n_classes))]
+
+    @property
+    def output_columns(self) -> list[str]:
+        """The logit of each class (binary: of the upper bucket) shows as its probability."""
+        return self.prediction_columns[1:][-self.n_outputs:]
 
     def training_statistics(self, targets: np.ndarray) -> dict:
         if self.class_weights is None:
@@ -286,7 +306,7 @@ class BucketClassification(ContinuousTarget):
             return torch.cat([1 - positive, positive], dim=1)
         return torch.softmax(outputs, dim=1)
 
-    def activation(self, outputs: torch.Tensor) -> torch.Tensor:
+    def predict(self, outputs: torch.Tensor) -> torch.Tensor:
         probabilities = self.probabilities(outputs)
         value = self.buckets.value_of(probabilities.argmax(dim=1))[:, None]
         return torch.cat([value.to(probabilities.dtype), probabilities], dim=1)
@@ -313,8 +333,8 @@ class Ordinal(ContinuousTarget):
     head = "coral"
 
     def __init__(self, target_column: str, buckets: Sequence[float],
-                 events: Mapping[str, Mapping[str, float]] | None = None):
-        super().__init__(target_column, events)
+                 events: Mapping[str, Mapping[str, float]] | None = None, units: str = ""):
+        super().__init__(target_column, events, units)
         self.buckets = Buckets(buckets)
 
     @property
@@ -324,6 +344,10 @@ class Ordinal(ContinuousTarget):
     @property
     def prediction_columns(self) -> list[str]:
         return [self.predicted_column, *(f"prob_above{k}" for k in range(self.n_outputs))]
+
+    @property
+    def output_columns(self) -> list[str]:
+        return self.prediction_columns[1:]
 
     def levels(self, targets: torch.Tensor) -> torch.Tensor:
         """``(batch, K-1)`` CORAL encoding of the raw targets ``(batch,)``."""
@@ -337,7 +361,7 @@ class Ordinal(ContinuousTarget):
         return F.binary_cross_entropy_with_logits(outputs, self.levels(targets[:, 0]),
                                                   reduction="none").sum(dim=1).mean()
 
-    def activation(self, outputs: torch.Tensor) -> torch.Tensor:
+    def predict(self, outputs: torch.Tensor) -> torch.Tensor:
         value = self.buckets.value_of(self.predicted_classes(outputs))[:, None]
         return torch.cat([value.to(outputs.dtype), torch.sigmoid(outputs)], dim=1)
 

@@ -10,9 +10,10 @@ import pytest
 import torch
 from conftest import run
 
-from ecgexp.convert_keras import convert
+from ecgexp.models.keras import convert
 from ecgexp.models.resnet1d import ResNet1d
-from ecgexp.models.weights import build_model, load_weights
+from ecgexp.models.weights import load_weights
+from ecgexp.tasks.build import build_network
 
 # docs/studies.md §1.2: stem 64 filters at 4096 samples; units (samples, filters); kernel 16.
 PUBLISHED = dict(leads=12, n_samples=4096, stem=64, units=[(1024, 128), (256, 196), (64, 256),
@@ -180,7 +181,7 @@ def test_published_model_sizes_and_experiment(compose_train, tmp_path):
     assert sum(v.numel() for k, v in state.items()
                if not k.endswith("num_batches_tracked")) == 6_425_638
     cfg = compose_train("experiment=abnormality_ribeiro2020", f"model.weights={output}")
-    experiment_model = build_model(cfg.model).eval()
+    experiment_model = build_network(cfg).eval()
     reference = resnet1d_of(PUBLISHED)
     reference.load_state_dict(state)
     x = torch.randn(1, 12, 4096)

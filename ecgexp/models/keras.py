@@ -2,10 +2,10 @@
 
 A Keras 2 ``model.save`` file keeps the weights under ``model_weights/<layer>/<layer>/<name>:0``
 (``kernel``; BatchNorm ``gamma``, ``beta``, ``moving_mean``, ``moving_variance``; ``bias``) and
-the layers in ``model.layers`` order in the ``layer_names`` attribute (docs/studies.md §1.2). Read in
-that order, the layers with weights are the stem (conv, BN), then per residual unit the main
-conv, BN, the strided conv and the 1x1 skip conv (absent when the filters do not change), BN,
-and finally the dense layer. The ResNet1d equivalent is ``stem=[filters, n_samples]``, one block
+the layers in ``model.layers`` order in the ``layer_names`` attribute (docs/studies.md §1.2).
+Read in that order, the layers with weights are the stem (conv, BN), then per residual unit the
+main conv, BN, the strided conv and the 1x1 skip conv (absent when the filters do not change),
+BN, and finally the dense layer. The ResNet1d equivalent is ``stem=[filters, n_samples]``, one block
 per unit, ``stem_relu=True`` and ``bn_eps=1e-3``; filters, kernel size, leads and outputs are
 read from the weight shapes. Weights alone do not give the units' lengths: they are taken as
 ``n_samples`` downsampled by the same factor per unit down to the length the dense layer sees

@@ -22,9 +22,9 @@ from conftest import FIXTURES
 from omegaconf import open_dict
 from scipy.signal import resample_poly
 
+from ecgexp.data.convert import convert
 from ecgexp.data.synthetic import synthesize_exams
 from ecgexp.errors import UserError
-from ecgexp.preprocess import convert
 from ecgexp.signal.leads import CANONICAL_LEADS
 from ecgexp.signal.pipeline import SignalPipeline
 from ecgexp.train import train
@@ -329,7 +329,7 @@ def test_a_kill_at_any_step_leaves_all_or_nothing_and_a_rerun_finishes(code15_re
 
 KILL_AFTER_FIRST_MOVE = """
 import os, sys
-from ecgexp.preprocess import convert
+from ecgexp.data.convert import convert
 from ecgexp.signal.pipeline import SignalPipeline
 link = os.link
 def link_then_die(*args, **kwargs):
@@ -397,16 +397,16 @@ def test_foreign_files_in_the_partial_folder_are_refused_not_deleted(code15_reco
 
 def test_the_clean_up_removes_only_the_converters_files(code15_records, tmp_path, monkeypatch,
                                                         caplog):
-    import ecgexp.preprocess as preprocess
+    import ecgexp.data.convert as conversion
 
     folder = tmp_path / "out.h5.partial"
-    assemble = preprocess._assemble
+    assemble = conversion._assemble
 
     def assemble_while_a_user_saves_a_file(*args, **kwargs):
         (folder / "saved_meanwhile.txt").write_text("keep me")
         return assemble(*args, **kwargs)
 
-    monkeypatch.setattr(preprocess, "_assemble", assemble_while_a_user_saves_a_file)
+    monkeypatch.setattr(conversion, "_assemble", assemble_while_a_user_saves_a_file)
     convert(code15_records, tmp_path / "out.h5", SignalPipeline(), workers=1, batch_size=2)
     assert all((tmp_path / name).is_file() for name in OUTPUT_NAMES)
     assert [p.name for p in folder.iterdir()] == ["saved_meanwhile.txt"]

@@ -1,0 +1,2 @@
+"""The config tree of ecgexp (a package, so that Hydra finds it with
+``initialize_config_module("ecgexp.conf")``)."""

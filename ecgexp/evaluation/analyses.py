@@ -1,0 +1,245 @@
+"""The analysis families of a run's report, chosen by its objective (``objective.analyses``)
+and run by ``ecgexp-evaluate``. Each takes the same :class:`ReportInputs` and returns named
+tables (written as ``<name>.csv``/``.md``); figures go into the report folder.
+
+- ``binary``: bootstrap intervals at the validation thresholds and of AUROC, calibration
+  (ECE), ROC/PR and reliability figures of every binary label;
+- ``regression``: bootstrap intervals of MAE/RMSE/R²/Pearson, scatter and Bland–Altman
+  figures in the target's units;
+- ``classes``: bootstrap intervals of each class's one-vs-rest AUROC and of each contrast,
+  calibration per class (multi-class objectives);
+- ``strata``: the task's metrics per age band and per sex (needs the dataset's attributes);
+- ``mortality``: the predicted-minus-true gap (ECG-age) against mortality, Cox and
+  Kaplan–Meier (needs the attributes);
+- ``contrast_survival``: each contrast's score against the time to its event (AF risk).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig
+
+from ecgexp.evaluation import plots
+from ecgexp.evaluation.binary import ranking_scores
+from ecgexp.evaluation.bootstrap import bootstrap_statistic, bootstrap_threshold_metrics
+from ecgexp.evaluation.calibration import expected_calibration_error, reliability_table
+from ecgexp.evaluation.multiclass import class_indices, probabilities_of
+from ecgexp.evaluation.regression import regression_metrics
+from ecgexp.evaluation.report import flatten_report
+from ecgexp.evaluation.stratify import age_bands, sex_groups, stratified
+from ecgexp.evaluation.survival import (
+    age_gap_cox,
+    age_gap_groups,
+    cox_hazard_ratios,
+    kaplan_meier,
+    score_bins,
+)
+from ecgexp.files import confined_path
+
+
+@dataclass
+class ReportInputs:
+    """What every analysis receives.
+
+    predictions: ``{split: predictions table}``; objective: the run's objective; thresholds:
+    ``{label: threshold}`` used for the thresholded metrics; attributes: the exam table of the
+    run's dataset (or None); settings: the ``ecgexp-evaluate`` config; out: the report folder.
+    """
+
+    predictions: dict[str, pd.DataFrame]
+    objective: object
+    thresholds: dict[str, float]
+    attributes: pd.DataFrame | None
+    settings: DictConfig
+    out: Path
+
+    def bootstrap(self, statistic: Callable, arrays: list[np.ndarray]) -> dict:
+        settings = self.settings.bootstrap
+        return bootstrap_statistic(statistic, arrays, settings.n_resamples, settings.seed,
+                                   settings.level)
+
+    def test_with_attributes(self) -> pd.DataFrame | None:
+        """The test predictions joined with the exam attributes, or None without either."""
+        if "test" not in self.predictions or self.attributes is None:
+            return None
+        return self.predictions["test"].merge(self.attributes, on="exam_id", how="left",
+                                              suffixes=("", "_exam"))
+
+
+def figure_path(out: Path, kind: str, label: str) -> Path:
+    """``<out>/<kind>_<label>.png`` with the label (a column name of the predictions, i.e.
+    data) made a plain file name, confined to ``out``: ``../x`` gives ``roc_pr_.._x.png``."""
+    return confined_path(out, f"{kind}_{label}", f"label '{label}' (a column of the "
+                         f"predictions table)", ".png")
+
+
+def _auroc(scores: np.ndarray, targets: np.ndarray) -> float:
+    return ranking_scores(scores, targets)["auroc"]
+
+
+def binary_analyses(inputs: ReportInputs) -> dict[str, pd.DataFrame]:
+    """Bootstrap intervals at fixed thresholds, AUROC intervals, calibration and figures."""
+    settings, labels = inputs.settings, list(inputs.thresholds)
+    rows, calibration_rows = [], []
+    for split, table in inputs.predictions.items():
+        scores = table[[f"score_{n}" for n in labels]].to_numpy(float)
+        targets = table[[f"target_{n}" for n in labels]].to_numpy().astype(int)
+        at_threshold = bootstrap_threshold_metrics(
+            scores, targets, np.array([inputs.thresholds[n] for n in labels]),
+            settings.bootstrap.n_resamples, settings.bootstrap.seed, settings.bootstrap.level)
+        for metric, values in at_threshold.items():
+            for i, label in enumerate(labels):
+                rows.append({"split": split, "label": label, "metric": metric,
+                             **{k: float(np.asarray(v)[i]) for k, v in values.items()}})
+        for i, label in enumerate(labels):
+            if len(np.unique(targets[:, i])) == 2:
+                rows.append({"split": split, "label": label, "metric": "auroc",
+                             **inputs.bootstrap(_auroc, [scores[:, i], targets[:, i]])})
+            if split == "test":
+                _binary_figures(scores[:, i], targets[:, i], label,
+                                settings.calibration.n_bins, inputs.out)
+            calibration_rows.append({"split": split, "label": label,
+                                     "ece": expected_calibration_error(
+                                         scores[:, i], targets[:, i],
+                                         settings.calibration.n_bins)})
+    return {"bootstrap": pd.DataFrame(rows), "calibration": pd.DataFrame(calibration_rows)}
+
+
+def _binary_figures(scores, targets, label: str, n_bins: int, out: Path) -> None:
+    if len(np.unique(targets)) == 2:
+        plots.save(plots.make_roc_pr(scores, targets, label), figure_path(out, "roc_pr", label))
+    plots.save(plots.make_reliability(reliability_table(scores, targets, n_bins)),
+               figure_path(out, "reliability", label))
+
+
+def regression_analyses(inputs: ReportInputs) -> dict[str, pd.DataFrame]:
+    """Bootstrap intervals of MAE/RMSE/R²/Pearson, scatter and Bland–Altman figures."""
+    objective, rows = inputs.objective, []
+    name = objective.target_column
+    for split, table in inputs.predictions.items():
+        predicted = table[objective.predicted_column].to_numpy(float)
+        target = table[f"target_{name}"].to_numpy(float)
+        for metric in ("mae", "rmse", "r2", "pearson"):
+            interval = inputs.bootstrap(lambda p, t, m=metric: regression_metrics(p, t)[m],
+                                        [predicted, target])
+            rows.append({"split": split, "label": name, "metric": metric, **interval})
+        if split == "test":
+            plots.save(plots.make_regression_scatter(predicted, target, objective.units, name),
+                       figure_path(inputs.out, "scatter", name))
+            plots.save(plots.make_bland_altman(predicted, target, objective.units, name),
+                       figure_path(inputs.out, "bland_altman", name))
+    return {"bootstrap": pd.DataFrame(rows)}
+
+
+def class_analyses(inputs: ReportInputs) -> dict[str, pd.DataFrame]:
+    """Bootstrap intervals of each class's one-vs-rest AUROC and of each contrast; the
+    calibration (ECE) of each class's probability."""
+    objective = inputs.objective
+    label, rows, calibration_rows = objective.target_columns[0], [], []
+    for split, table in inputs.predictions.items():
+        probabilities = probabilities_of(table, objective.class_names)
+        classes = class_indices(table, label, objective.classes)
+        curves = {name: (probabilities[:, k], (classes == k).astype(int))
+                  for k, name in enumerate(objective.class_names)}
+        for contrast in objective.contrasts.values():
+            curves[contrast.name] = contrast.scores(probabilities, classes)[1:]
+        for row, (scores, positive) in curves.items():
+            if positive.any() and not positive.all():
+                rows.append({"split": split, "label": row, "metric": "auroc",
+                             **inputs.bootstrap(_auroc, [scores, positive])})
+        for k, name in enumerate(objective.class_names):
+            calibration_rows.append({"split": split, "label": name,
+                                     "ece": expected_calibration_error(
+                                         probabilities[:, k], (classes == k).astype(int),
+                                         inputs.settings.calibration.n_bins)})
+    return {"bootstrap": pd.DataFrame(rows), "calibration": pd.DataFrame(calibration_rows)}
+
+
+def strata_analyses(inputs: ReportInputs) -> dict[str, pd.DataFrame]:
+    """The task's metrics per age band and per sex on the test split."""
+    test, settings = inputs.test_with_attributes(), inputs.settings.stratify
+    if test is None:
+        return {}
+    groupings = {}
+    if settings.age_column in test.columns:
+        groupings["age"] = pd.Series(age_bands(test[settings.age_column],
+                                               list(settings.age_edges)), index=test.index)
+    if settings.sex_column in test.columns:
+        groupings["sex"] = pd.Series(sex_groups(test[settings.sex_column]), index=test.index)
+    val = inputs.predictions.get("val")
+    rows = []
+    for kind, groups in groupings.items():
+        reports = stratified(test, groups, lambda sub: flatten_report(inputs.objective.evaluate(
+            {**({"val": val} if val is not None else {}), "test": sub})))
+        for group, report in reports.items():
+            metrics = {k: v for k, v in report.items() if not k.startswith("val/")}
+            rows.append({"stratum": kind, "group": str(group), **metrics})
+    return {"strata": pd.DataFrame(rows)}
+
+
+def mortality_analyses(inputs: ReportInputs) -> dict[str, pd.DataFrame]:
+    """The gap column (ECG-age minus age) against mortality: Cox hazard ratios of the gap
+    groups and Kaplan–Meier curves per group (docs/studies.md §3.2)."""
+    test, settings = inputs.test_with_attributes(), inputs.settings.survival.mortality
+    gap = inputs.objective.gap_column
+    if test is None or not {settings.duration_column, settings.event_column} <= set(test):
+        return {}
+    cohort = test.dropna(subset=[settings.duration_column, settings.event_column])
+    event = cohort[settings.event_column].astype(float)
+    if event.sum() == 0:
+        raise ValueError(f"no {settings.event_column} event among the test exams")
+    cohort = cohort.assign(**{settings.event_column: event})
+    table = age_gap_cox(cohort, gap, settings.duration_column, settings.event_column,
+                        list(settings.covariates), settings.gap_threshold).reset_index()
+    groups = cohort.assign(group=age_gap_groups(cohort[gap], settings.gap_threshold))
+    curves, _ = kaplan_meier(groups, settings.duration_column, settings.event_column, "group")
+    plots.save(plots.make_kaplan_meier(curves, "years"), inputs.out / "km_age_gap.png")
+    plots.save(plots.make_hazard_ratios(table.set_index("covariate")),
+               inputs.out / "cox_age_gap.png")
+    return {"cox_age_gap": table}
+
+
+def contrast_survival_analyses(inputs: ReportInputs) -> dict[str, pd.DataFrame]:
+    """Each contrast's score against the time to its event (time to the event for the
+    positive class, censored at ``censor_time`` for the negative one): Cox hazard ratio of the
+    score and Kaplan–Meier curves per score bin (AF risk, docs/studies.md §3.4)."""
+    test, settings = inputs.test_with_attributes(), inputs.settings.survival.contrast
+    objective, results = inputs.objective, {}
+    if test is None:
+        return results
+    label = objective.target_columns[0]
+    for contrast in objective.contrasts.values():
+        times = {contrast.event_time, contrast.censor_time or contrast.event_time}
+        if not contrast.event_time or not times <= set(test.columns):
+            continue
+        kept, scores, positive = contrast.scores(probabilities_of(test, objective.class_names),
+                                                 class_indices(test, label, objective.classes))
+        cohort = test[kept].assign(event=positive.astype(float), score=scores)
+        cohort["time"] = np.where(cohort.event == 1, cohort[contrast.event_time],
+                                  cohort[contrast.censor_time or contrast.event_time])
+        if cohort.event.sum() == 0:
+            continue
+        name = f"cox_{contrast.name}"
+        results[name] = cox_hazard_ratios(cohort, "time", "event", ["score"],
+                                          settings.penalizer).reset_index()
+        cohort["bin"] = score_bins(cohort.score, list(settings.bin_edges))
+        curves, _ = kaplan_meier(cohort, "time", "event", "bin")
+        plots.save(plots.make_kaplan_meier(curves, contrast.time_unit or contrast.event_time),
+                   confined_path(inputs.out, f"km_{contrast.name}", "contrast", ".png"))
+        plots.save(plots.make_hazard_ratios(results[name].set_index("covariate")),
+                   confined_path(inputs.out, name, "contrast", ".png"))
+    return results
+
+
+ANALYSES: dict[str, Callable[[ReportInputs], dict[str, pd.DataFrame]]] = {
+    "binary": binary_analyses, "regression": regression_analyses, "classes": class_analyses,
+    "strata": strata_analyses, "mortality": mortality_analyses,
+    "contrast_survival": contrast_survival_analyses}
+# Analyses that relate predictions to the dataset's attributes and are skipped, with a
+# warning and a row in skipped.csv, when the data cannot support them (no events, ...).
+OPTIONAL = ("strata", "mortality", "contrast_survival")

@@ -1,0 +1,188 @@
+"""The inputs of ``ecgexp-evaluate``: a run folder's config and predictions tables (checked),
+ensembles of runs, prediction files made elsewhere, and the exam attributes of a run's
+dataset."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from ecgexp.data.build import build_datamodule
+from ecgexp.data.labels import read_csv_table
+from ecgexp.errors import UserError
+from ecgexp.evaluation.report import flatten_report
+from ecgexp.evaluation.tables import binary_column, finite_column, first_line, require_columns
+from ecgexp.run_folder import load_run_config, located_dataset
+
+SPLITS = ("val", "test")
+
+
+def predictions_columns(objective) -> list[str]:
+    """The columns a run of ``objective`` writes to ``predictions_<split>.csv``."""
+    return ["exam_id", *objective.prediction_columns,
+            *(f"target_{name}" for name in objective.target_columns)]
+
+
+def read_predictions(path: Path, objective, task: str, key: str = "run") -> pd.DataFrame:
+    """A run's ``predictions_<split>.csv``, checked: the task's columns, finite predictions,
+    numeric targets (0/1 for a binary label)."""
+    expected = predictions_columns(objective)
+    what = (f"the {task} task expects a predictions table with the columns "
+            f"{', '.join(expected)}, as ecgexp writes it")
+    table = read_csv_table(path, key, what)
+    require_columns(table, expected, path, key, what)
+    for column in objective.prediction_columns:
+        finite_column(table, column, path, key)
+    for name in objective.target_columns:
+        column = f"target_{name}"
+        if f"score_{name}" in table.columns:
+            binary_column(table, column, path, key)
+        else:
+            finite_column(table, column, path, key, "targets")
+    return table
+
+
+def load_run(folder: str | Path, key: str = "run",
+             ) -> tuple[DictConfig, dict[str, pd.DataFrame]]:
+    """A run folder's resolved config and its checked predictions tables per split."""
+    folder = Path(folder)
+    run_config = load_run_config(folder, key)
+    if "task" not in run_config:
+        raise UserError(f"{key}: '{folder / 'config.yaml'}' has no task; it is not the "
+                        f"config.yaml of an ecgexp run")
+    objective = instantiate(run_config.task.objective)
+    tables = {split: read_predictions(folder / f"predictions_{split}.csv", objective,
+                                      run_config.task.name, key)
+              for split in SPLITS if (folder / f"predictions_{split}.csv").is_file()}
+    if not tables:
+        raise FileNotFoundError(f"{key}: no predictions_<split>.csv in '{folder}'")
+    return run_config, tables
+
+
+def check_same_exams(members: Sequence[tuple[str, dict[str, pd.DataFrame]]],
+                     key: str) -> None:
+    """Every member predicted the same exams of every split, each once."""
+    for name, tables in members:
+        for split, table in tables.items():
+            twice = table.exam_id[table.exam_id.duplicated()]
+            if len(twice):
+                raise UserError(f"{key}: {name} predicted exam_id {twice.iloc[0]} of the {split} "
+                                f"split more than once ({len(twice)} repeats); an ensemble "
+                                f"averages one prediction per exam")
+    first_name, first = members[0]
+    for name, tables in members[1:]:
+        for split in [s for s in SPLITS if s in first or s in tables]:
+            a = set(first[split].exam_id) if split in first else set()
+            b = set(tables[split].exam_id) if split in tables else set()
+            if a != b:
+                raise UserError(f"{key}: {first_name} and {name} predicted different {split} "
+                                f"exams ({len(a - b)} only in the first, {len(b - a)} only in "
+                                f"the second); an ensemble needs runs of the same split (same "
+                                f"dataset and split_seed)")
+
+
+def mean_ensemble(members: Sequence[dict[str, pd.DataFrame]], prediction_columns: list[str],
+                  ) -> dict[str, pd.DataFrame]:
+    """The members' prediction columns averaged per exam (members of the same exams: see
+    :func:`check_same_exams`), in the first member's row order."""
+    ensemble = {}
+    for split in members[0]:
+        tables = [m[split].set_index("exam_id") for m in members if split in m]
+        common = tables[0].index
+        for table in tables[1:]:
+            common = common.intersection(table.index, sort=False)
+        mean = sum(t.loc[common, prediction_columns] for t in tables) / len(tables)
+        merged = tables[0].loc[common].copy()
+        merged[prediction_columns] = mean
+        ensemble[split] = merged.reset_index()
+    return ensemble
+
+
+def member_spread(reports: Sequence[dict]) -> pd.DataFrame:
+    """Mean, standard deviation, min and max of every flattened metric over the members."""
+    flat = pd.DataFrame([flatten_report(r) for r in reports])
+    return flat.agg(["mean", "std", "min", "max"]).T.rename_axis("metric").reset_index()
+
+
+def _load_scores(path: Path, names: list[str], n_rows: int, labels: Path) -> np.ndarray:
+    """The scores of ``predictions=``: an ``.npy`` (N, labels) or a CSV with one column per
+    label, checked against the labels table's shape and for finite values."""
+    expected = (f"predictions expects an .npy of shape ({n_rows}, {len(names)}) or a CSV with "
+                f"the score columns {', '.join(names)} (label_columns, default the columns of "
+                f"{labels}) in the row order of {labels}")
+    if path.suffix == ".npy":
+        if not path.is_file():
+            raise UserError(f"predictions: no file '{path}'; {expected}")
+        try:
+            scores = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as error:
+            raise UserError(f"predictions: '{path}' is not a NumPy .npy array "
+                            f"({first_line(error)}); {expected}") from error
+        if not isinstance(scores, np.ndarray) or not np.issubdtype(scores.dtype, np.number):
+            raise UserError(f"predictions: '{path}' does not hold a numeric array; {expected}")
+        if scores.ndim == 1 and len(names) == 1:
+            scores = scores[:, None]
+        where = "array"
+    else:
+        table = read_csv_table(path, "predictions", expected)
+        require_columns(table, names, path, "predictions", expected)
+        scores = np.column_stack([finite_column(table, n, path, "predictions") for n in names])
+        where = "table"
+    if scores.shape != (n_rows, len(names)):
+        raise UserError(f"predictions: '{path}' has shape {scores.shape}, but {labels} has "
+                        f"{n_rows} rows and {len(names)} label columns; {expected}")
+    bad = ~np.isfinite(scores.astype(np.float64))
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
+        raise UserError(f"predictions: '{path}' holds {scores[row, column]} at row {row + 1}, "
+                        f"column {column + 1} (label {names[column]}) of the {where} "
+                        f"({int(bad.sum())} such values); scores must be finite numbers")
+    return scores.astype(np.float64)
+
+
+def prediction_files(predictions: str | Path, labels: str | Path,
+                     label_columns: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
+    """Outputs made elsewhere as a ``test`` predictions table: an ``.npy`` (N, labels) or a
+    CSV of scores in the row order of a labels CSV (e.g. CODE-test ``gold_standard.csv``)."""
+    labels = Path(labels)
+    labels_table = read_csv_table(labels, "labels", "labels expects a CSV with one 0/1 column "
+                                  "per label (e.g. CODE-test annotations/gold_standard.csv)")
+    names = [str(n) for n in (label_columns or labels_table.columns)]
+    missing = [n for n in names if n not in labels_table.columns]
+    if missing:
+        raise UserError(f"label_columns: {missing} not in {labels} "
+                        f"(columns: {', '.join(map(str, labels_table.columns))})")
+    targets = {name: binary_column(labels_table, name, labels, "labels") for name in names}
+    scores = _load_scores(Path(predictions), names, len(labels_table), labels)
+    table = pd.DataFrame(scores, columns=[f"score_{n}" for n in names])
+    table.insert(0, "exam_id", np.arange(len(table)))
+    for name in names:
+        table[f"target_{name}"] = targets[name]
+    return {"test": table}
+
+
+def exam_attributes(run_config: DictConfig, run_folder: str | Path | None = None,
+                    data_root: str | Path | None = None) -> pd.DataFrame:
+    """The exam table of the run's dataset (age, sex, death, timey, AF timelines, ...), read
+    where the run found it (:func:`located_dataset`)."""
+    datamodule = build_datamodule(located_dataset(run_config, run_folder, data_root))
+    datamodule.setup()
+    return datamodule.table.drop(columns=["file_index", "row"], errors="ignore")
+
+
+def multirun_members(folder: str | Path) -> list[Path]:
+    """The run folders of a multirun (``<sweep folder>/<job number>``), in job order."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"multirun: no folder '{folder}'")
+    members = sorted((p.parent for p in folder.glob("*/metrics.json")),
+                     key=lambda p: int(p.name) if p.name.isdigit() else math.inf)
+    if not members:
+        raise FileNotFoundError(f"multirun: no finished run (<job>/metrics.json) in '{folder}'")
+    return members

@@ -1,0 +1,118 @@
+"""The Python API (``ecgexp.api``): the config module composes the standard way, a config
+composed in Python trains without Hydra's app, and a checkpoint copied alone is a model that
+predicts what its run predicted."""
+
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+
+from ecgexp.api import compose_config, load_model, train
+from ecgexp.errors import UserError
+
+OVERRIDES = ["experiment=demo", "dataset.n_exams=120", "trainer.max_epochs=1",
+             "+trainer.limit_train_batches=3", "loader.num_workers=0", "loader.batch_size=16",
+             "callbacks.progress_bar=null", "logger=none", "dataset.split.val_fraction=0.3",
+             "dataset.split.test_fraction=0.3"]
+
+
+@pytest.fixture(scope="module")
+def api_run(tmp_path_factory):
+    """A run trained from Python: ``compose_config`` then ``train``, no Hydra app."""
+    root = tmp_path_factory.mktemp("api")
+    GlobalHydra.instance().clear()
+    cfg = compose_config(*OVERRIDES, f"paths.data_dir={root / 'data'}",
+                         f"paths.log_dir={root / 'outputs'}")
+    assert not HydraConfig.initialized()
+    metrics = train(cfg)
+    return Path(cfg.paths.output_dir), metrics, root
+
+
+def test_the_config_module_composes_the_standard_way():
+    GlobalHydra.instance().clear()
+    with initialize_config_module("ecgexp.conf", version_base="1.3"):
+        cfg = compose("train", overrides=["task=age"])
+    GlobalHydra.instance().clear()
+    assert cfg.task.objective.target_column == "age"
+
+
+def test_a_config_composed_in_python_trains_and_returns_its_metrics(api_run):
+    folder, metrics, root = api_run
+    assert folder.parent == root / "outputs" / "abnormality" / "runs"  # the command's folder
+    assert folder.name.split("_")[2] == "demo"  # <date>_<time>_<experiment>_<token>
+    stored = json.loads((folder / "metrics.json").read_text())
+    assert metrics["test/macro/auroc"] == pytest.approx(stored["test"]["macro"]["auroc"])
+
+
+def read_tracings(data: Path, exam_ids: np.ndarray) -> np.ndarray:
+    """The stored tracings of ``exam_ids`` read with h5py, as ``(exams, leads, samples)``."""
+    found = {}
+    for path in sorted(data.glob("exams_part*.hdf5")):
+        with h5py.File(path, "r") as handle:
+            for row, exam_id in enumerate(handle["exam_id"][:]):
+                if exam_id in exam_ids:
+                    found[int(exam_id)] = handle["tracings"][row].T
+    return np.stack([found[int(e)] for e in exam_ids]).astype(np.float32)
+
+
+def test_a_checkpoint_alone_predicts_what_its_run_predicted(api_run, tmp_path):
+    folder, _, root = api_run
+    alone = tmp_path / "elsewhere" / "model.ckpt"  # no run folder, no config.yaml beside it
+    alone.parent.mkdir()
+    shutil.copy(folder / "checkpoints" / "best.ckpt", alone)
+    model = load_model(alone)
+    contract = model.contract
+    assert contract["leads"] == ["DI", "DII", "DIII", "AVR", "AVL", "AVF",
+                                 "V1", "V2", "V3", "V4", "V5", "V6"]
+    assert (contract["sampling_rate_hz"], contract["n_samples"], contract["units"]) == (
+        400.0, 4096, "mV")
+    report = json.loads((folder / "metrics.json").read_text())
+    labels = list(model.objective.target_columns)
+    assert model.thresholds == pytest.approx({k: report["val"][k]["threshold"] for k in labels})
+
+    expected = pd.read_csv(folder / "predictions_test.csv")
+    data = next((root / "data").glob("synthetic_*"))
+    predicted = model.predict(read_tracings(data, expected.exam_id.to_numpy()))
+    scores = [f"score_{label}" for label in labels]
+    np.testing.assert_allclose(predicted[scores], expected[scores], rtol=1e-4, atol=1e-5)
+    for label in labels:  # labels at the validation thresholds, score >= threshold
+        np.testing.assert_array_equal(
+            predicted[f"label_{label}"],
+            (expected[f"score_{label}"] >= model.thresholds[label]).astype(int))
+
+
+def test_the_model_card_is_plain_data_read_with_weights_only(api_run):
+    folder, _, _ = api_run
+    stored = torch.load(folder / "checkpoints" / "best.ckpt", weights_only=True)
+    card = stored["ecgexp"]
+    assert card["config"]["task"]["name"] == "abnormality"
+    assert set(card) == {"format", "config", "metadata_statistics", "input_contract",
+                         "thresholds"}
+    assert card["input_contract"]["signal_steps"]["applied"].startswith("as stored")
+    last = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["ecgexp"]
+    assert last["input_contract"] == card["input_contract"]
+
+
+def test_tracings_that_break_the_contract_are_named(api_run):
+    model = load_model(api_run[0])
+    with pytest.raises(UserError, match=r"^tracings: shape \(2, 8, 4096\), but the model takes "
+                                        r"\(batch, 12, 4096\): the leads DI, DII, .* at 400 Hz, "
+                                        r"in mV"):
+        model.predict(np.zeros((2, 8, 4096)))
+    with pytest.raises(UserError, match="^tracings: NaN or infinite samples"):
+        model.predict(np.full((1, 12, 4096), np.nan))
+    with pytest.raises(UserError, match="^metadata: this model takes no metadata inputs"):
+        model.predict(np.zeros((1, 12, 4096)), metadata=np.zeros((1, 2)))
+
+
+def test_loading_names_a_missing_model(tmp_path):
+    with pytest.raises(UserError, match=f"^model: no run folder or checkpoint at '{tmp_path}/x'"):
+        load_model(tmp_path / "x")
