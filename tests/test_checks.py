@@ -1,7 +1,7 @@
 """Bad values and typos fail at start-up, with the key named, before any folder is created."""
 
 import pytest
-from conftest import SHORT_RUN, compose_in, run
+from conftest import SHORT_RUN, compose_in, run_in_process
 from omegaconf import OmegaConf
 
 from ecgexp.checks import check
@@ -12,7 +12,7 @@ from ecgexp.train import train
 @pytest.mark.parametrize("group,typo,valid", [("experiment", "demoo", "demo"),
                                               ("sweep", "optunaa", "optuna")])
 def test_an_unknown_option_fails_with_the_valid_ones(tmp_path, group, typo, valid):
-    result = run("ecgexp", tmp_path, f"{group}={typo}")
+    result = run_in_process("ecgexp", tmp_path, f"{group}={typo}")
     assert result.returncode != 0
     assert f"Could not find '{group}/{typo}'" in result.stderr
     assert f"Available options in '{group}':\n\t" in result.stderr
@@ -63,7 +63,7 @@ def test_values_are_checked_with_the_key_named(tmp_path, override, message):
      "error: batch_size: 0 is not a whole number >= 1; set batch_size=<value>"),
 ])
 def test_a_bad_value_is_one_line_and_creates_nothing(tmp_path, command, arguments, line):
-    result = run(command, tmp_path, *arguments)
+    result = run_in_process(command, tmp_path, *arguments)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [line]
     assert list(tmp_path.iterdir()) == []
@@ -71,7 +71,7 @@ def test_a_bad_value_is_one_line_and_creates_nothing(tmp_path, command, argument
 
 def test_a_bad_value_in_a_sweep_stops_it_before_training(tmp_path):
     """The sweeper sets each job's values; the job with the bad one stops the sweep."""
-    result = run("ecgexp", tmp_path, "-m", "optimizer.lr=-1,0.001")
+    result = run_in_process("ecgexp", tmp_path, "-m", "optimizer.lr=-1,0.001")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         "error: optimizer.lr: -1 is not a number > 0; set optimizer.lr=<value>")
@@ -116,7 +116,7 @@ def test_an_output_that_cannot_be_written_is_one_line(tmp_path, tmpfs, trained_r
                  "ecgexp-evaluate": [f"run={trained_run}", f"output_dir={target}"],
                  "ecgexp-synth": [f"output_dir={target}"],
                  "ecgexp-preprocess": [f"input={tmp_path}", f"output={target}"]}[command]
-    result = run(command, work, *arguments)
+    result = run_in_process(command, work, *arguments)
     assert result.returncode == 2, result.stderr
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"error: {key}: ") and f"'{target}' cannot be written" in line

@@ -1,25 +1,33 @@
-"""The console scripts, run as a user would (subprocess, fresh working directory)."""
+"""The console scripts, run as a user would (fresh working directory): one training run in a
+new process, the end-to-end proof of the ``ecgexp`` script; the others call the console
+scripts' entry points in this process (``run_in_process``)."""
 
 import hashlib
 import json
+import sys
 from importlib import metadata
+from pathlib import Path
 
 import h5py
 import pandas as pd
 import pytest
-from conftest import SHORT_RUN, run, run_folders
+from conftest import SHORT_RUN, run, run_folders, run_in_process
 
 LABELS = ["1dAVb", "RBBB", "LBBB", "SB", "AF", "ST"]
+# SHORT_RUN with two training batches and no logger, for runs whose history nobody reads
+QUICK_RUN = [*(o for o in SHORT_RUN if not o.startswith("+trainer.limit_train_batches")),
+             "+trainer.limit_train_batches=2", "logger=none"]
 
 def test_synth_writes_a_code15_dataset(tmp_path):
-    result = run("ecgexp-synth", tmp_path, "n_exams=30", "n_parts=2", "seed=3",
+    result = run_in_process("ecgexp-synth", tmp_path, "n_exams=30", "n_parts=2", "seed=3",
                  f"output_dir={tmp_path / 'synth'}")
     assert result.returncode == 0, result.stderr
     labels = pd.read_csv(tmp_path / "synth" / "exams.csv")
     assert len(labels) == 30
     with h5py.File(tmp_path / "synth" / "exams_part1.hdf5") as part:
         assert part["tracings"].shape[1:] == (4096, 12) and part["exam_id"][-1] == 0
-    again = run("ecgexp-synth", tmp_path, "n_exams=30", f"output_dir={tmp_path / 'synth'}")
+    again = run_in_process("ecgexp-synth", tmp_path, "n_exams=30",
+                           f"output_dir={tmp_path / 'synth'}")
     assert again.returncode != 0 and "exams" in again.stderr  # never overwrites
 
 
@@ -31,6 +39,8 @@ def test_train_writes_the_run_folder(tmp_path):
     assert f"Run folder: {folder}" in result.stdout
     assert (folder / "config.yaml").is_file()
     provenance = json.loads((folder / "provenance.json").read_text())
+    # the command line of the process, as started (test_provenance checks the rest in-process)
+    assert provenance["command"] == [str(Path(sys.executable).parent / "ecgexp"), *SHORT_RUN]
     assert provenance["packages"]["torch"] == metadata.version("torch")
     labels_csv = tmp_path / "data" / "synthetic_n120_seed0" / "exams.csv"
     assert provenance["dataset"]["label_files"][0]["sha256"] == hashlib.sha256(
@@ -60,13 +70,14 @@ def test_train_writes_the_run_folder(tmp_path):
 
 
 def test_cfg_job_prints_resolved_overrides(tmp_path):
-    result = run("ecgexp", tmp_path, "--cfg", "job", "model.dropout=0.5", "trainer.max_epochs=3")
+    result = run_in_process("ecgexp", tmp_path, "--cfg", "job", "model.dropout=0.5",
+                            "trainer.max_epochs=3")
     assert result.returncode == 0, result.stderr
     assert "dropout: 0.5" in result.stdout and "max_epochs: 3" in result.stdout
 
 
 def test_multirun_sweeps_a_model_option(tmp_path):
-    result = run("ecgexp", tmp_path, "-m", "model.kernel_size=5,9", *SHORT_RUN)
+    result = run_in_process("ecgexp", tmp_path, "-m", "model.kernel_size=5,9", *QUICK_RUN)
     assert result.returncode == 0, result.stderr[-3000:]
     folders = run_folders(tmp_path / "outputs" / "abnormality" / "multiruns")
     assert len(folders) == 2
@@ -81,6 +92,6 @@ def test_multirun_sweeps_a_model_option(tmp_path):
     ("dataset=code15", "dataset.tracing_files"),  # no CODE-15% files in this folder
 ])
 def test_bad_invocations_fail_with_the_key(tmp_path, override, message):
-    result = run("ecgexp", tmp_path, "experiment=demo", "loader.num_workers=0", override)
+    result = run_in_process("ecgexp", tmp_path, "experiment=demo", "loader.num_workers=0", override)
     assert result.returncode != 0
     assert message in result.stderr + result.stdout

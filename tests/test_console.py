@@ -3,12 +3,10 @@ on a training run."""
 
 import logging
 import re
-import sys
 import warnings
 
 import pytest
-from conftest import CONF_DIR, SHORT_RUN, run
-from hydra.core.global_hydra import GlobalHydra
+from conftest import CONF_DIR, SHORT_RUN, call_entry_point, entry_point, run
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
@@ -29,14 +27,10 @@ COMMANDS = {
 
 def help_text(command: str, monkeypatch, capsys, *args: str) -> str:
     """``command --help`` run in this process (as the console script does), its output."""
-    entry = COMMANDS[command][0]
-    monkeypatch.setattr(sys, "argv", [command, *args, "--help"])
-    # Hydra's help sets the process-wide HydraConfig: put back what was there after the test
-    monkeypatch.setattr(HydraConfig.instance(), "cfg", HydraConfig.instance().cfg)
-    GlobalHydra.instance().clear()
+    assert entry_point(command) is COMMANDS[command][0]
+    # call_entry_point puts back the process-wide HydraConfig (set by the help) after the test
     with pytest.raises(SystemExit) as stopped:
-        entry()
-    GlobalHydra.instance().clear()
+        call_entry_point(command, monkeypatch, *args, "--help")
     assert stopped.value.code == 0
     return capsys.readouterr().out
 

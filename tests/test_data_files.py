@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import wfdb
-from conftest import FIXTURES
+from conftest import FIXTURES, damaged
 
 import ecgexp.data.hdf5 as hdf5
 from ecgexp.data.datamodule import ExamDataModule
@@ -229,16 +229,6 @@ def test_binary_labels_in_an_extra_label_file(tmp_path, real):
 
 # --------------------------------------------------------------------------------------------
 # 2. the set-up scan: NaN/Inf and all-zero exams, cached
-
-
-def damaged(millivolts):
-    """40 exams: rows 3 (one NaN), 17 (an Inf lead) and 33 (-Inf) non-finite, 8 and 25 zero."""
-    tracings = millivolts[:40].copy()
-    tracings[3, 2000, 4] = np.nan
-    tracings[17, :, 0] = np.inf
-    tracings[33, 5, 11] = -np.inf
-    tracings[[8, 25]] = 0.0
-    return tracings
 
 
 def test_bad_exams_stop_the_run_at_setup(tmp_path, real):

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import wfdb
-from conftest import FIXTURES
+from conftest import FIXTURES, damaged
 
 import ecgexp.data.hdf5 as hdf5
 from ecgexp.data.hdf5 import (
@@ -321,16 +321,6 @@ def real():
         header = dict(c.split(": ", 1) for c in record.comments)
         ids.append(int(header["Exam ID"]))
     return np.array(ids, np.int64), millivolts
-
-
-def damaged(millivolts):
-    """40 exams: rows 3 (one NaN), 17 (an Inf lead) and 33 (-Inf) non-finite, 8 and 25 zero."""
-    tracings = millivolts[:40].copy()
-    tracings[3, 2000, 4] = np.nan
-    tracings[17, :, 0] = np.inf
-    tracings[33, 5, 11] = -np.inf
-    tracings[[8, 25]] = 0.0
-    return tracings
 
 
 def test_scan_reads_only_the_exams_in_the_table_in_blocks(tmp_path, real):

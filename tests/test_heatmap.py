@@ -107,7 +107,8 @@ def test_current_dataset_uses_the_runs_metadata_statistics(compose_train, task_r
     from ecgexp.api import load_model
 
     run = task_run("electrolyte", "task.metadata_columns=[age,is_male]",
-                   "task.standardise_metadata=[age]", into=tmp_path / "run")
+                   "task.standardise_metadata=[age]", "preprocessing=eight_leads",
+                   into=tmp_path / "run")
     other = tmp_path / "other" / "synthetic_n300_seed7"
     extract_heatmaps(heatmap_config(compose_train, other, run, tmp_path / "x",
                                     "task.dataset=current", "dataset.n_exams=300",

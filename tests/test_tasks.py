@@ -33,15 +33,18 @@ SMALL = ["model=resnet1d_small", "loader.num_workers=0", "callbacks.progress_bar
          "logger=none"]
 
 
+LEARNING_EXAMS = 1500
+
+
 @pytest.fixture(scope="module")
 def synthetic_dir(tmp_path_factory):
-    """One 3000-exam synthetic dataset shared by the learning tests (generated once)."""
-    return tmp_path_factory.mktemp("data") / "synthetic_n3000_seed0"
+    """One synthetic dataset shared by the learning tests (generated once)."""
+    return tmp_path_factory.mktemp("data") / f"synthetic_n{LEARNING_EXAMS}_seed0"
 
 
 def train_task(compose_train, synthetic_dir, tmp_path, task, *overrides):
     cfg = compose_train(f"task={task}", *SMALL, f"dataset.directory={synthetic_dir}",
-                        *overrides)
+                        f"dataset.n_exams={LEARNING_EXAMS}", *overrides)
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp_path / task)
     return cfg, train(cfg), tmp_path / task
@@ -114,6 +117,7 @@ def test_the_objective_is_the_only_place_of_targets_width_and_head(compose_train
         compose_train(f"task={task}", override)
 
 
+@pytest.mark.slow
 def test_chagas_learns_with_two_source_batches(compose_train, synthetic_dir, tmp_path):
     cfg, metrics, run = train_task(compose_train, synthetic_dir, tmp_path, "chagas",
                                    "trainer.max_epochs=12")
@@ -125,9 +129,10 @@ def test_chagas_learns_with_two_source_batches(compose_train, synthetic_dir, tmp
     assert list(table.columns) == ["exam_id", "score_chagas", "target_chagas"]
 
 
+@pytest.mark.slow
 def test_age_beats_the_training_mean(compose_train, synthetic_dir, tmp_path):
     cfg, metrics, run = train_task(compose_train, synthetic_dir, tmp_path, "age",
-                                   "trainer.max_epochs=8")
+                                   "trainer.max_epochs=4")
     test = pd.read_csv(run / "predictions_test.csv")
     baseline_mae = np.abs(test.target_age - training_mean(cfg)).mean()
     assert metrics["test/age/mae"] <= 0.8 * baseline_mae
@@ -137,18 +142,20 @@ def test_age_beats_the_training_mean(compose_train, synthetic_dir, tmp_path):
     assert len(weights["values"]) == len(weights["weights"]) > 30
 
 
+@pytest.mark.slow
 def test_electrolyte_regression_beats_the_training_mean(compose_train, synthetic_dir, tmp_path):
     cfg, metrics, run = train_task(compose_train, synthetic_dir, tmp_path, "electrolyte",
-                                   "trainer.max_epochs=6")
+                                   "trainer.max_epochs=5")
     test = pd.read_csv(run / "predictions_test.csv")
     baseline_mae = np.abs(test.target_potassium - training_mean(cfg)).mean()
     assert metrics["test/potassium/mae"] <= 0.8 * baseline_mae
     assert metrics["test/hypokalaemia/auroc"] > 0.7
 
 
+@pytest.mark.slow
 def test_electrolyte_gaussian_intervals_are_calibrated(compose_train, synthetic_dir, tmp_path):
     cfg, metrics, run = train_task(compose_train, synthetic_dir, tmp_path,
-                                   "electrolyte_gaussian", "trainer.max_epochs=10")
+                                   "electrolyte_gaussian", "trainer.max_epochs=5")
     assert 0.8 <= metrics["test/potassium/coverage_90"] <= 0.97
     test = pd.read_csv(run / "predictions_test.csv")
     assert (test.std_potassium > 0).all()
@@ -160,30 +167,36 @@ def test_electrolyte_gaussian_intervals_are_calibrated(compose_train, synthetic_
     ("electrolyte_classification", ["predicted_potassium", *(f"prob_bucket{k}" for k in range(6))]),
     ("electrolyte_ordinal", ["predicted_potassium", *(f"prob_above{k}" for k in range(5))]),
 ])
-def test_bucket_variants_write_values_in_mmol(compose_train, synthetic_dir, tmp_path, task,
-                                              columns):
-    _, metrics, run = train_task(compose_train, synthetic_dir, tmp_path, task,
-                                 "trainer.max_epochs=1", "+trainer.limit_train_batches=5")
+def test_bucket_variants_write_values_in_mmol(task_run, tmp_path, task, columns):
+    run = task_run(task, into=tmp_path / task)
     test = pd.read_csv(run / "predictions_test.csv")
     assert list(test.columns) == ["exam_id", *columns, "target_potassium"]
     assert set(test.predicted_potassium) <= {3.5, 3.75, 4.25, 4.75, 5.25, 5.5}
-    assert np.isfinite(metrics["test/potassium/mae"])
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert np.isfinite(metrics["test"]["potassium"]["mae"])
 
 
-def test_electrolyte_metadata_fusion_trains(compose_train, synthetic_dir, tmp_path):
-    _, metrics, run = train_task(
-        compose_train, synthetic_dir, tmp_path, "electrolyte", "trainer.max_epochs=1",
-        "+trainer.limit_train_batches=3", "task.metadata_columns=[age,is_male]",
-        "task.standardise_metadata=[age]", "preprocessing=eight_leads")
+def test_electrolyte_metadata_fusion_trains(task_run, tmp_path):
+    """The published age/sex fusion head (8 leads, metadata standardised with the training
+    split's statistics, which the model card carries)."""
+    run = task_run("electrolyte", "task.metadata_columns=[age,is_male]",
+                   "task.standardise_metadata=[age]", "preprocessing=eight_leads",
+                   into=tmp_path / "fusion")
     statistics = json.loads((run / "training_statistics.json").read_text())
     assert set(statistics["metadata"]) == {"age"}
     assert 35 < statistics["metadata"]["age"]["mean"] < 70
-    assert np.isfinite(metrics["test/potassium/mae"])
+    card = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)["ecgexp"]
+    assert card["metadata_statistics"] == statistics["metadata"]
+    assert card["input_contract"]["metadata_columns"] == ["age", "is_male"]
+    assert card["input_contract"]["leads"] == ["DI", "DII", "V1", "V2", "V3", "V4", "V5", "V6"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert np.isfinite(metrics["test"]["potassium"]["mae"])
 
 
+@pytest.mark.slow
 def test_af_risk_finds_current_af(compose_train, synthetic_dir, tmp_path):
     _, metrics, run = train_task(compose_train, synthetic_dir, tmp_path, "af_risk",
-                                 "trainer.max_epochs=6")
+                                 "trainer.max_epochs=4")
     assert metrics["test/class2/auroc"] >= 0.9
     for name in ("auroc", "ap", "sensitivity", "ppv", "specificity", "f1"):
         assert f"test/class3_vs_1/{name}" in metrics

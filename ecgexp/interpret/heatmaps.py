@@ -178,10 +178,13 @@ def extract_heatmaps(cfg: DictConfig) -> dict:
     figures = out / "figures"
     shown = min(task.figures.max_exams, len(positions))
     units = f" {model.objective.units}" if model.objective.units else ""
+    layout = task.figures.layout
+    if layout == "auto":  # the 3x4 paper layout needs the 12 standard leads (8-lead models)
+        layout = "3x4" if len(leads) == 12 else "12x1"
     for position in range(shown):
         exam_id = int(dataset.exam_ids[positions[position]])
         figure = make_ecg_figure(
-            tracings[position].numpy(), leads, rate, layout=task.figures.layout,
+            tracings[position].numpy(), leads, rate, layout=layout,
             heatmap=visible_intensity(maps[position], task.figures.clip_percentile),
             style=task.figures.style,
             title=f"exam {exam_id}: {task.method} of {model.objective.output_names[index]}, "
