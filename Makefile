@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/ecgexp experiment=demo
 
+# Two pytest-xdist workers, one per core, each computing with one thread (tests/conftest.py);
+# whole test files go to one worker, so that module fixtures are made once.
 test: $(STAMP)
-	WANDB_MODE=offline $(BIN)/python -m pytest -q
+	WANDB_MODE=offline $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The benchmark suite (ecgexp/conf/bench.yaml): a table of figures against their baselines,
 # saved to benchmarks/results/<date>-<host>.json. About 10 minutes on 2 cores.

@@ -3,12 +3,14 @@
 import contextlib
 import io
 import logging
+import logging.config
 import os
 import shutil
 import subprocess
 import sys
 import traceback
 from dataclasses import dataclass
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 
@@ -20,6 +22,14 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
 import ecgexp  # noqa: F401  (registers the OmegaConf resolvers)
+
+# `make test` runs two pytest-xdist workers on the two cores: each computes with one thread
+# (its subprocesses too, through OMP_NUM_THREADS), so that the workers do not compete for them.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    import torch
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
 
 CONF_DIR = Path(ecgexp.__file__).parent / "conf"
 # The shared real files (../shared/fixtures beside the clone, as in CI); ECGEXP_FIXTURES moves it.
@@ -207,6 +217,16 @@ def exit_status(code) -> int:
     return 1
 
 
+def close_handlers_but(kept: list) -> None:
+    """``logging.config._clearExistingHandlers`` (run by each logging config), sparing the
+    handlers ``kept`` (weak references, as in ``logging._handlerList``)."""
+    logging._handlers.clear()
+    closed = [ref for ref in logging._handlerList if ref not in kept]
+    logging.shutdown(closed)
+    for ref in closed:
+        logging._handlerList.remove(ref)
+
+
 def run_in_process(command: str, cwd: Path, *args: str, env: dict | None = None) -> Finished:
     """``run(command, cwd, *args)`` without starting a process (no 6 s of imports): the console
     script's entry point called here, in ``cwd`` with ``run``'s environment (and ``env``), a new
@@ -230,6 +250,9 @@ def run_in_process(command: str, cwd: Path, *args: str, env: dict | None = None)
                 patch.setenv(key, str(value))
             root.handlers = []  # a new process's logging: Hydra's job logging, or stderr
             root.setLevel(logging.WARNING)
+            # Hydra's logging config closes every handler of the process: only the run's here
+            patch.setattr(logging.config, "_clearExistingHandlers",
+                          partial(close_handlers_but, list(logging._handlerList)))
             try:
                 call_entry_point(command, patch, *args)
                 returncode = 0

@@ -17,6 +17,7 @@ from ecgexp.interpret.attribution import (
     guided_backprop,
     integrated_gradients,
     saliency,
+    visible_intensity,
 )
 from ecgexp.models.resnet1d import ResNet1d
 
@@ -138,6 +139,7 @@ def randomised(model, seed):
     return copied
 
 
+@pytest.mark.slow
 def test_trained_maps_localise_the_feature_and_randomised_model_maps_differ():
     torch.manual_seed(0)
     x, labels = (torch.tensor(a) for a in bumps(400, seed=0)[:2])
@@ -232,3 +234,22 @@ def test_gradient_intensity_by_hand():
     got = gradient_intensity(maps)
     assert got.dtype == np.float32 and got.shape == (1, 2, 4)
     assert np.allclose(got, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_sparse_signed_maps_are_scaled_to_be_visible():
+    """An integrated-gradients-like map: signed, mostly small, with a few large spikes. Scaled
+    by its maximum almost everything would be invisible; by the 99th percentile of |map| the
+    bulk of the map shows and the spikes saturate at 1."""
+    rng = np.random.default_rng(0)
+    signed = rng.normal(0, 0.01, (12, 4096))
+    signed[3, [100, 2000]] = [5.0, -8.0]
+    by_maximum = np.abs(signed) / np.abs(signed).max()
+    visible = visible_intensity(signed, 99)
+    assert np.median(by_maximum) < 0.001
+    expected = np.clip(np.abs(signed) / np.percentile(np.abs(signed), 99), 0, 1)
+    np.testing.assert_allclose(visible, expected)
+    assert np.median(visible) > 0.2 and visible[3, 100] == visible[3, 2000] == 1.0
+    assert visible.min() >= 0 and visible.max() <= 1
+    np.testing.assert_allclose(visible_intensity(signed, 100), by_maximum)
+    assert not visible_intensity(np.zeros((12, 10))).any()
+

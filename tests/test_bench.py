@@ -8,7 +8,6 @@ only the structure of the results and the equalities the benchmarks check themse
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from functools import partial
 
@@ -17,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import run_in_process
 from hydra import compose, initialize_config_dir
 from torch.utils.data import DataLoader
 
@@ -55,6 +55,7 @@ def bench_config(*overrides: str):
 # the suite
 
 
+@pytest.mark.slow
 def test_suite_writes_results_with_ratios(tmp_path):
     results = run_suite(bench_config(f"output_dir={tmp_path}"))
     files = list(tmp_path.glob("*.json"))
@@ -97,13 +98,11 @@ def test_figure_ratio_and_target_directions():
     assert Figure("info", 1.0, 2.0, "", "x").met is None
 
 
-def test_unknown_benchmark_lists_valid_names():
+def test_unknown_benchmark_lists_valid_names(tmp_path):
     assert check_names(["scaling", "training"]) == ["training", "scaling"]
     with pytest.raises(ValueError, match="'trainig'.*valid names: training, data, inference"):
         check_names(["trainig"])
-    finished = subprocess.run(
-        [sys.executable, "-c", "from ecgexp.cli import bench; bench()", "trainig"],
-        capture_output=True, text=True, timeout=120)
+    finished = run_in_process("ecgexp-bench", tmp_path, "trainig")
     assert finished.returncode != 0
     assert "valid names: training, data, inference" in finished.stderr
 

@@ -31,6 +31,7 @@ def test_synth_writes_a_code15_dataset(tmp_path):
     assert again.returncode != 0 and "exams" in again.stderr  # never overwrites
 
 
+@pytest.mark.slow
 def test_train_writes_the_run_folder(tmp_path):
     result = run("ecgexp", tmp_path, *SHORT_RUN)
     assert result.returncode == 0, result.stderr[-3000:]

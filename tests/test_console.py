@@ -173,6 +173,7 @@ def test_the_filters_drop_only_their_own_lines():
     assert [w.filename for w in caught] == ["other.py"]
 
 
+@pytest.mark.slow
 def test_a_training_run_prints_no_tips_deprecations_or_flops(tmp_path):
     overrides = [o for o in SHORT_RUN if not o.startswith("callbacks.progress_bar")]
     result = run("ecgexp", tmp_path, *overrides, "model=resnet1d_small", "logger=none")

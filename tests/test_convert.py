@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import wfdb
-from conftest import FIXTURES
+from conftest import FIXTURES, run_in_process
 from omegaconf import open_dict
 from scipy.signal import resample_poly
 
@@ -174,6 +174,7 @@ def run_preprocess(*overrides, cwd):
                             stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_killed_conversion_resumes_to_the_same_file(tmp_path):
     folder = tmp_path / "records"
     write_synthetic_records(folder, 120)
@@ -523,9 +524,8 @@ def test_workers_end_when_the_converter_is_killed(tmp_path):
 
 def test_the_command_prints_one_line_and_writes_nothing(tmp_path):
     (tmp_path / "a_file").write_text("")
-    finished = subprocess.run([str(Path(sys.executable).parent / "ecgexp-preprocess"),
-                               f"input={WFDB_FIXTURES}", "output=a_file/out.h5"], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=120)
+    finished = run_in_process("ecgexp-preprocess", tmp_path, f"input={WFDB_FIXTURES}",
+                              "output=a_file/out.h5")
     assert finished.returncode == 2
     assert finished.stderr == ("error: output: 'a_file' is a file, not a folder, so "
                                "'a_file/out.h5' cannot be written there; choose another "

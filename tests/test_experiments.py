@@ -2,16 +2,11 @@
 the hyperparameters of its study (values written out from docs/studies.md, not read back from
 the configs) and builds its network and objective."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import CONF_DIR
+from conftest import CONF_DIR, run_in_process
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
@@ -223,10 +218,7 @@ def test_experiment_header_names_the_paper_and_its_numbers(name):
 
 
 def test_experiment_prints_from_outside_the_repository(tmp_path):
-    script = Path(sys.executable).parent / "ecgexp"
-    env = {**os.environ, "ECGEXP_DATA_DIR": str(tmp_path / "data")}
-    result = subprocess.run([str(script), "experiment=age_lima2021", "--cfg", "job"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    result = run_in_process("ecgexp", tmp_path, "experiment=age_lima2021", "--cfg", "job")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "age_balanced_split" in result.stdout and "dropout: 0.8" in result.stdout
     assert "seed: 2" in result.stdout and "max_epochs: 70" in result.stdout

@@ -1,15 +1,13 @@
 """``ecgexp task=heatmap``: heatmaps of every task's checkpoint through the main entry point."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_in_process
 from matplotlib.image import imread
 from omegaconf import open_dict
 
@@ -156,17 +154,14 @@ def test_bad_inputs_name_the_keys(compose_train, synthetic_dir, task_run, tmp_pa
                                         "task.method=occlusion"))
 
 
-def test_heatmap_is_one_override_on_the_cli(compose_train, synthetic_dir, task_run, tmp_path):
+def test_heatmap_is_one_override_on_the_cli(task_run, tmp_path):
     run = task_run("chagas", into=tmp_path / "run")
-    script = Path(sys.executable).parent / "ecgexp"
-    env = {**os.environ, "WANDB_MODE": "offline"}
-    result = subprocess.run(
-        [str(script), "task=heatmap", f"ckpt={run / 'checkpoints' / 'last.ckpt'}",
-         "task.select.top_k=2", "task.figures.formats=[png,pdf]",
-         f"hydra.run.dir={tmp_path / 'cli'}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    result = run_in_process("ecgexp", tmp_path, "task=heatmap",
+                            f"ckpt={run / 'checkpoints' / 'last.ckpt'}", "task.select.top_k=2",
+                            "task.figures.formats=[png,pdf]")
     assert result.returncode == 0, result.stderr[-2000:]
     out = results_of(run)
     assert (out / "heatmaps.h5").is_file()
     assert len(list((out / "figures").glob("*.pdf"))) == 2
-    assert not list((tmp_path / "cli").glob("*.h5"))  # nothing of the results in Hydra's folder
+    hydra_files = [p for p in (tmp_path / "outputs").rglob("*") if p.is_file()]
+    assert hydra_files == []  # Hydra's own folder held nothing of the results: removed

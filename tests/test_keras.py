@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import run
+from conftest import run_in_process
 
 from ecgexp.models.keras import convert
 from ecgexp.models.resnet1d import ResNet1d
@@ -192,16 +192,16 @@ def test_published_model_sizes_and_experiment(compose_train, tmp_path):
 def test_cli_converts_a_positional_path_and_never_overwrites(tmp_path):
     order, weights = keras_model(SMALL)
     write_keras_h5(tmp_path / "keras model.hdf5", order, weights)
-    result = run("ecgexp-convert-keras", tmp_path, "keras model.hdf5", "n_samples=256")
+    result = run_in_process("ecgexp-convert-keras", tmp_path, "keras model.hdf5", "n_samples=256")
     assert result.returncode == 0, result.stderr[-3000:]
     written = tmp_path / "keras model.pth"
     assert "model.stem=[8,256]" in result.stdout and str(written) in result.stdout
     before = written.read_bytes()
-    again = run("ecgexp-convert-keras", tmp_path, "keras model.hdf5", "n_samples=256")
+    again = run_in_process("ecgexp-convert-keras", tmp_path, "keras model.hdf5", "n_samples=256")
     assert again.returncode != 0 and "exists" in again.stderr
     assert written.read_bytes() == before
-    other = run("ecgexp-convert-keras", tmp_path, "input=keras model.hdf5",
-                f"output={tmp_path / 'out' / 'converted.pth'}", "n_samples=256")
+    other = run_in_process("ecgexp-convert-keras", tmp_path, "input=keras model.hdf5",
+                           f"output={tmp_path / 'out' / 'converted.pth'}", "n_samples=256")
     assert other.returncode == 0, other.stderr[-3000:]
     model = resnet1d_of(SMALL)
     load_weights(model, tmp_path / "out" / "converted.pth")

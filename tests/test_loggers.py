@@ -15,6 +15,9 @@ import pytest
 import yaml
 
 EPOCHS = 2
+# End-to-end runs of the console script with real loggers.
+pytestmark = pytest.mark.slow
+
 SHORT_RUN = ["experiment=demo", "dataset.n_exams=120", f"trainer.max_epochs={EPOCHS}",
              "+trainer.limit_train_batches=3", "loader.num_workers=0", "loader.batch_size=16",
              "callbacks.progress_bar=null", "dataset.split.val_fraction=0.3",

@@ -14,6 +14,7 @@ import textwrap
 import h5py
 import numpy as np
 import pandas as pd
+import pytest
 
 N_EXAMS, N_SAMPLES, N_LEADS, CHUNK = 8000, 4096, 12, 500
 GIB_KIB = 1024 * 1024  # ru_maxrss is in KiB on Linux
@@ -50,6 +51,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_epoch_memory_stays_small(tmp_path):
     h5_path, csv_path = tmp_path / "big.hdf5", tmp_path / "big.csv"
     rng = np.random.default_rng(0)

@@ -67,6 +67,7 @@ def reference_metrics(tmp_path_factory) -> dict:
     return json.loads((tmp_path / "reference" / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["resume", "ckpt_path"])
 def test_killed_run_resumes_to_the_same_metrics(tmp_path, reference_metrics, how):
     folder = tmp_path / "interrupted"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SHORT_RUN, compose_in, run
+from conftest import SHORT_RUN, compose_in, run_in_process
 
 from ecgexp.errors import UserError
 from ecgexp.interpret.heatmaps import extract_heatmaps
@@ -109,7 +109,7 @@ def test_resuming_a_copy_leaves_the_original_alone(trained_run, tmp_path):
     before = digests(original)
     work = tmp_path / "work"
     work.mkdir()
-    result = run("ecgexp", work, f"resume={copy}", "trainer.max_epochs=3")
+    result = run_in_process("ecgexp", work, f"resume={copy}", "trainer.max_epochs=3")
     assert result.returncode == 0, result.stderr[-3000:]
     assert digests(original) == before
     assert list(work.iterdir()) == []  # no stray run folder (nor data) in the working directory
@@ -132,8 +132,8 @@ def test_resuming_a_copy_leaves_the_original_alone(trained_run, tmp_path):
 def test_overrides_that_change_the_run_are_refused(trained_run, tmp_path):
     folder = copy_run(trained_run, tmp_path / "run_copy")
     before = digests(folder)
-    result = run("ecgexp", tmp_path, f"resume={folder}", "model.dropout=0.1",
-                 "optimizer.lr=0.1")
+    result = run_in_process("ecgexp", tmp_path, f"resume={folder}", "model.dropout=0.1",
+                            "optimizer.lr=0.1")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: resume: model.dropout=0.1, optimizer.lr=0.1 would change the run being resumed, "
@@ -169,6 +169,7 @@ def test_a_folder_in_use_or_holding_a_run_is_refused(trained_run, tmp_path):
     assert digests(trained_run) == before
 
 
+@pytest.mark.slow
 def test_two_runs_started_together_get_their_own_folders(trained_run, tmp_path):
     """Same command, same second: two folders named after the experiment, each with its own
     config, provenance and metrics."""
@@ -220,9 +221,9 @@ def test_a_run_stopped_by_bad_data_leaves_no_run_folder(tmp_path):
     (tmp_path / "exams.csv").write_text("exam_id,chagas\n1,0\n")
     work = tmp_path / "work"
     work.mkdir()
-    result = run("ecgexp", work, "task=chagas", "dataset=generic",
-                 f"dataset.tracing_files={tmp_path / 'exams.hdf5'}",
-                 f"dataset.labels_csv={tmp_path / 'exams.csv'}")
+    result = run_in_process("ecgexp", work, "task=chagas", "dataset=generic",
+                            f"dataset.tracing_files={tmp_path / 'exams.hdf5'}",
+                            f"dataset.labels_csv={tmp_path / 'exams.csv'}")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(
         f"error: dataset.tracing_files: '{tmp_path / 'exams.hdf5'}' is not an HDF5 file")

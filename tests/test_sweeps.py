@@ -5,9 +5,13 @@ import json
 import pandas as pd
 import pytest
 import yaml
-from conftest import CONF_DIR, SHORT_RUN, run, run_folders
+from conftest import CONF_DIR, SHORT_RUN, run_folders, run_in_process
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+
+# SHORT_RUN with two training batches and no logger (no test here reads the history)
+QUICK_RUN = [*(o for o in SHORT_RUN if not o.startswith("+trainer.limit_train_batches")),
+             "+trainer.limit_train_batches=2", "logger=none"]
 
 
 def _validation_metric(folder, label: str, metric: str) -> float:
@@ -19,10 +23,11 @@ def _config(folder) -> dict:
 
 
 def test_optuna_sweep_maximises_the_task_metric_over_the_trials(tmp_path):
-    result = run("ecgexp", tmp_path, "sweep=optuna", "hydra.sweeper.n_trials=3", *SHORT_RUN)
+    result = run_in_process("ecgexp", tmp_path, "sweep=optuna", "hydra.sweeper.n_trials=2",
+                            *QUICK_RUN)
     assert result.returncode == 0, result.stderr[-3000:]
     trials = run_folders(tmp_path / "outputs" / "abnormality" / "multiruns")
-    assert len(trials) == 3
+    assert len(trials) == 2
     [results_file] = (tmp_path / "outputs").rglob("optimization_results.yaml")
     results = yaml.safe_load(results_file.read_text())
 
@@ -35,7 +40,7 @@ def test_optuna_sweep_maximises_the_task_metric_over_the_trials(tmp_path):
         "optimizer.weight_decay": config["optimizer"]["weight_decay"],
         "model.dropout": config["model"]["dropout"]})
     learning_rates = {_config(trial)["optimizer"]["lr"] for trial in trials}
-    assert len(learning_rates) == 3 and all(1e-4 <= lr <= 1e-2 for lr in learning_rates)
+    assert len(learning_rates) == 2 and all(1e-4 <= lr <= 1e-2 for lr in learning_rates)
 
 
 @pytest.mark.parametrize("task, direction", [("abnormality", "maximize"), ("chagas", "maximize"),
@@ -53,13 +58,13 @@ def test_optuna_direction_follows_the_task_metric(task, direction):
 
 
 def test_a_misnamed_optimized_metric_names_the_key(tmp_path):
-    result = run("ecgexp", tmp_path, "optimized_metric=val/macro/aurok", *SHORT_RUN)
+    result = run_in_process("ecgexp", tmp_path, "optimized_metric=val/macro/aurok", *QUICK_RUN)
     assert result.returncode != 0
     assert "optimized_metric" in result.stderr and "val/macro/auroc" in result.stderr
 
 
 def test_a_seed_sweep_is_evaluated_as_an_ensemble(tmp_path):
-    result = run("ecgexp", tmp_path, "-m", "seed=0,1", *SHORT_RUN)
+    result = run_in_process("ecgexp", tmp_path, "-m", "seed=0,1", *QUICK_RUN)
     assert result.returncode == 0, result.stderr[-3000:]
     [sweep] = (tmp_path / "outputs" / "abnormality" / "multiruns").iterdir()
     members = [pd.read_csv(sweep / job / "predictions_test.csv") for job in ("0", "1")]
@@ -67,7 +72,8 @@ def test_a_seed_sweep_is_evaluated_as_an_ensemble(tmp_path):
     assert members[0]["exam_id"].tolist() == members[1]["exam_id"].tolist()
     assert not members[0]["score_AF"].equals(members[1]["score_AF"])
 
-    result = run("ecgexp-evaluate", tmp_path, f"multirun={sweep}", "bootstrap.n_resamples=20")
+    result = run_in_process("ecgexp-evaluate", tmp_path, f"multirun={sweep}",
+                            "bootstrap.n_resamples=20")
     assert result.returncode == 0, result.stderr[-3000:]
     ensemble = pd.read_csv(sweep / "ensemble_report" / "predictions_test.csv")
     scores = [c for c in members[0] if c.startswith("score_")]
@@ -83,5 +89,5 @@ def test_a_seed_sweep_is_evaluated_as_an_ensemble(tmp_path):
 
 def test_evaluate_multirun_without_runs_names_the_folder(tmp_path):
     (tmp_path / "empty").mkdir()
-    result = run("ecgexp-evaluate", tmp_path, f"multirun={tmp_path / 'empty'}")
+    result = run_in_process("ecgexp-evaluate", tmp_path, f"multirun={tmp_path / 'empty'}")
     assert result.returncode != 0 and "multirun" in result.stderr and "empty" in result.stderr

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import run
+from conftest import run_in_process
 from hydra.utils import instantiate
 
 from ecgexp.models.resnet1d import ResNet1d
@@ -112,10 +112,11 @@ def test_cli_run_predicts_with_the_given_weights(tmp_path):
     from the stored tracings (HDF5 rows, (samples, leads)) and the saved state dict."""
     state = trained_looking_model(seed=11).state_dict()
     torch.save({"epoch": 5, "model": state, "valid_loss": 0.5}, tmp_path / "model.pth")
-    result = run("ecgexp", tmp_path, "experiment=demo", "dataset.n_exams=120",
-                 "trainer.max_epochs=0", "loader.num_workers=0", "loader.batch_size=16",
-                 "callbacks.progress_bar=null", "logger=none", "dataset.split.val_fraction=0.3",
-                 "dataset.split.test_fraction=0.3", f"model.weights={tmp_path / 'model.pth'}")
+    result = run_in_process("ecgexp", tmp_path, "experiment=demo", "dataset.n_exams=120",
+                            "trainer.max_epochs=0", "loader.num_workers=0", "loader.batch_size=16",
+                            "callbacks.progress_bar=null", "logger=none",
+                            "dataset.split.val_fraction=0.3", "dataset.split.test_fraction=0.3",
+                            f"model.weights={tmp_path / 'model.pth'}")
     assert result.returncode == 0, result.stderr[-3000:]
     (predictions_csv,) = (tmp_path / "outputs").rglob("predictions_test.csv")
     predictions = pd.read_csv(predictions_csv)

@@ -41,7 +41,7 @@ def read_predictions(path: Path, objective, task: str, key: str = "run") -> pd.D
         finite_column(table, column, path, key)
     for name in objective.target_columns:
         column = f"target_{name}"
-        if f"score_{name}" in table.columns:
+        if name in objective.binary_columns:
             binary_column(table, column, path, key)
         else:
             finite_column(table, column, path, key, "targets")
