@@ -83,13 +83,13 @@ def _record_provenance(output_dir: Path, datamodule: ExamDataModule,
     _write_once(path, json.dumps(record, indent=2))
 
 
-def _check_monitor(module: ECGModule) -> None:
+def _check_monitor(monitor: str, objective) -> None:
     """Refuses a ``task.monitor`` that is neither ``val_loss`` nor a validation metric the
-    objective tracks, before any training."""
-    tracked = ["val_loss", *(f"val_{name}" for name in module.objective.metrics())]
-    if module.monitor not in tracked:
-        raise UserError(f"task.monitor: '{module.monitor}' is not tracked by the "
-                        f"{type(module.objective).__name__} objective; choose one of "
+    objective tracks, before anything is written."""
+    tracked = ["val_loss", *(f"val_{name}" for name in objective.metrics())]
+    if monitor not in tracked:
+        raise UserError(f"task.monitor: '{monitor}' is not tracked by the "
+                        f"{type(objective).__name__} objective; choose one of "
                         f"{', '.join(tracked)}")
 
 
@@ -139,6 +139,7 @@ def train(cfg: DictConfig) -> dict[str, float] | None:
         read_state_dict(cfg.model.weights, trusted=bool(cfg.model.get("weights_trusted")))
     pl.seed_everything(cfg.seed, workers=True)
     objective = build_objective(cfg.task)
+    _check_monitor(cfg.task.monitor, objective)
     datamodule = build_datamodule(cfg, objective)
     datamodule.setup()  # bad data fails here, before the run folder is written
     output_dir = Path(cfg.paths.output_dir)
@@ -158,7 +159,6 @@ def _train(cfg: DictConfig, output_dir: Path, start: tuple[Path, int] | None,
     statistics = _fit_training_statistics(objective, datamodule, output_dir)
     module = build_module(cfg, objective, card=model_card(cfg, datamodule.source,
                                                           statistics["metadata"]))
-    _check_monitor(module)
     _check_optimized_metric(module, datamodule, cfg.get("optimized_metric"))
     loggers = instantiate_loggers(cfg)
     if start is not None:

@@ -274,3 +274,23 @@ def run_in_process(command: str, cwd: Path, *args: str, env: dict | None = None)
             if os.environ.get(key) != value:
                 os.environ[key] = value
     return Finished([command, *args], returncode, out.getvalue(), err.getvalue())
+
+
+def code15_exams(limit: int | None = None) -> tuple[list[dict], np.ndarray, np.ndarray]:
+    """The real CODE-15% exams of ``FIXTURES/code15_wfdb`` (the first ``limit`` by name),
+    read with wfdb as ADC counts: their header fields, and the tracings (exams, 4096, 12)
+    centre-padded with zeros as int16 counts and as float32 mV (gain 1000 adu/mV, checked)."""
+    import wfdb
+
+    records = FIXTURES / "code15_wfdb"
+    names = sorted(p.stem for p in records.glob("*.hea"))[:limit]
+    counts = np.zeros((len(names), 4096, 12), np.int16)
+    headers = []
+    for i, name in enumerate(names):
+        record = wfdb.rdrecord(str(records / name), physical=False)
+        assert record.adc_gain == [1000.0] * 12 and record.baseline == [0] * 12
+        start = (4096 - record.sig_len) // 2
+        counts[i, start:start + record.sig_len] = record.d_signal
+        headers.append(dict(c.split(": ", 1) for c in record.comments))
+    return headers, counts, (counts / 1000.0).astype(np.float32)
+

@@ -21,8 +21,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-import wfdb
-from conftest import FIXTURES, damaged
+from conftest import code15_exams, damaged
 
 import ecgexp.data.hdf5 as hdf5
 from ecgexp.data.datamodule import ExamDataModule
@@ -32,7 +31,6 @@ from ecgexp.data.synthetic import write_code15
 from ecgexp.errors import is_user_error
 
 N_SAMPLES, N_LEADS = 4096, 12
-RECORDS = FIXTURES / "code15_wfdb"
 LEADS = ["DI", "DII", "DIII", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6"]
 
 
@@ -48,21 +46,11 @@ def cache_dir(tmp_path, monkeypatch):
 def real():
     """The real exams: exam ids, labels, mV tracings float32 (N, 4096, 12) centre-padded with
     zeros, and the same as int16 ADC counts (gain 1000 adu/mV)."""
-    names = sorted(p.stem for p in RECORDS.glob("*.hea"))
-    assert len(names) == 153
-    millivolts = np.zeros((len(names), N_SAMPLES, N_LEADS), np.float32)
-    counts = np.zeros((len(names), N_SAMPLES, N_LEADS), np.int16)
-    rows = []
-    for i, name in enumerate(names):
-        record = wfdb.rdrecord(str(RECORDS / name), physical=False)
-        assert record.adc_gain == [1000.0] * N_LEADS and record.baseline == [0] * N_LEADS
-        start = (N_SAMPLES - record.sig_len) // 2
-        counts[i, start:start + record.sig_len] = record.d_signal
-        millivolts[i, start:start + record.sig_len] = record.d_signal / 1000.0
-        header = dict(c.split(": ", 1) for c in record.comments)
-        rows.append({"exam_id": int(header["Exam ID"]), "patient_id": int(header["Patient ID"]),
-                     "age": float(header["Age"]), "chagas": header["Chagas label"] == "True"})
-    labels = pd.DataFrame(rows)
+    headers, counts, millivolts = code15_exams()
+    assert len(headers) == 153
+    labels = pd.DataFrame([{"exam_id": int(h["Exam ID"]), "patient_id": int(h["Patient ID"]),
+                            "age": float(h["Age"]), "chagas": h["Chagas label"] == "True"}
+                           for h in headers])
     return labels.exam_id.to_numpy(np.int64), labels, millivolts, counts
 
 

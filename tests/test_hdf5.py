@@ -19,8 +19,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-import wfdb
-from conftest import FIXTURES, damaged
+from conftest import code15_exams, damaged
 
 import ecgexp.data.hdf5 as hdf5
 from ecgexp.data.hdf5 import (
@@ -38,7 +37,6 @@ from ecgexp.errors import UserError, is_user_error
 
 SAMPLES, LEADS = 32, 3  # small tracings; index_tracings is told the shape to expect
 N_SAMPLES, N_LEADS = 4096, 12  # the real exams
-RECORDS = FIXTURES / "code15_wfdb"
 
 
 @pytest.fixture(autouse=True)
@@ -309,18 +307,9 @@ def test_cache_dir_follows_the_environment(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def real():
     """40 real exams: ids and mV tracings float32 (40, 4096, 12), centre-padded with zeros."""
-    names = sorted(p.stem for p in RECORDS.glob("*.hea"))[:40]
-    assert len(names) == 40
-    millivolts = np.zeros((len(names), N_SAMPLES, N_LEADS), np.float32)
-    ids = []
-    for i, name in enumerate(names):
-        record = wfdb.rdrecord(str(RECORDS / name), physical=False)
-        assert record.adc_gain == [1000.0] * N_LEADS and record.baseline == [0] * N_LEADS
-        start = (N_SAMPLES - record.sig_len) // 2
-        millivolts[i, start:start + record.sig_len] = record.d_signal / 1000.0
-        header = dict(c.split(": ", 1) for c in record.comments)
-        ids.append(int(header["Exam ID"]))
-    return np.array(ids, np.int64), millivolts
+    headers, _, millivolts = code15_exams(limit=40)
+    assert len(headers) == 40
+    return np.array([int(h["Exam ID"]) for h in headers], np.int64), millivolts
 
 
 def test_scan_reads_only_the_exams_in_the_table_in_blocks(tmp_path, real):

@@ -1,10 +1,9 @@
 """Loggers: W&B offline (config, summary, history, media, artifact, groups), TensorBoard and
-CSV, several at once. Runs the ``ecgexp`` console script and reads what the loggers wrote:
+CSV, several at once. Runs the ``ecgexp`` entry point and reads what the loggers wrote:
 the offline ``.wandb`` transaction log, TensorBoard event files, the CSV history."""
 
 import json
 import math
-import os
 import struct
 import subprocess
 import sys
@@ -13,9 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import run_in_process
 
 EPOCHS = 2
-# End-to-end runs of the console script with real loggers.
+# Runs of the console script's entry point with real loggers.
 pytestmark = pytest.mark.slow
 
 SHORT_RUN = ["experiment=demo", "dataset.n_exams=120", f"trainer.max_epochs={EPOCHS}",
@@ -24,15 +24,15 @@ SHORT_RUN = ["experiment=demo", "dataset.n_exams=120", f"trainer.max_epochs={EPO
              "dataset.split.test_fraction=0.3"]
 
 
-def ecgexp(root: Path, *args: str) -> subprocess.CompletedProcess:
-    """``python -m ecgexp *args`` in ``root`` with W&B offline and its files under ``root``."""
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true",
+def ecgexp(root: Path, *args: str):
+    """``ecgexp *args`` (its entry point, in this process) in ``root`` with W&B offline and its
+    files under ``root``."""
+    env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true",
            "WANDB_PROJECT": "ecgexp-test", "WANDB_DIR": str(root / "wandb_dir"),
            "WANDB_DATA_DIR": str(root / "wandb_data"), "WANDB_CACHE_DIR": str(root / "wandb_cache"),
            "WANDB_CONFIG_DIR": str(root / "wandb_config"),
            "ECGEXP_DATA_DIR": str(root.parent / "data")}
-    result = subprocess.run([sys.executable, "-m", "ecgexp", *args], cwd=root, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = run_in_process("ecgexp", root, *args, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 

@@ -145,7 +145,7 @@ def test_age_beats_the_training_mean(compose_train, synthetic_dir, tmp_path):
 @pytest.mark.slow
 def test_electrolyte_regression_beats_the_training_mean(compose_train, synthetic_dir, tmp_path):
     cfg, metrics, run = train_task(compose_train, synthetic_dir, tmp_path, "electrolyte",
-                                   "trainer.max_epochs=5")
+                                   "trainer.max_epochs=4")
     test = pd.read_csv(run / "predictions_test.csv")
     baseline_mae = np.abs(test.target_potassium - training_mean(cfg)).mean()
     assert metrics["test/potassium/mae"] <= 0.8 * baseline_mae
@@ -317,3 +317,13 @@ def test_a_new_task_is_one_yaml_file(tmp_path):
     assert {"sinus", "af", "af_vs_sinus"} <= set(bootstrap.label)
     assert set(pd.read_csv(run / "report" / "calibration.csv").label) == {
         "sinus", "af", "brady", "tachy"}
+
+
+def test_a_monitor_the_objective_does_not_track_is_refused_before_any_write(compose_train,
+                                                                            tmp_path):
+    cfg = compose_train("task=age", *SMALL, "task.monitor=val_auroc")
+    with pytest.raises(ValueError, match=r"^task.monitor: 'val_auroc' is not tracked by the "
+                                         r"Regression objective; choose one of val_loss, "
+                                         r"val_mae, val_pearson, val_r2, val_rmse$"):
+        train(cfg)
+    assert not Path(cfg.paths.output_dir).exists()
