@@ -32,6 +32,18 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 CONF_DIR = Path(ecgexp.__file__).parent / "conf"
+
+
+def task_configs() -> list[str]:
+    """Every prediction task of the config tree, found by globbing ``conf/task`` (a task
+    whose config names an ``entry``, such as ``heatmap``, runs another function)."""
+    import yaml
+
+    return sorted(path.stem for path in (CONF_DIR / "task").glob("*.yaml")
+                  if "entry" not in yaml.safe_load(path.read_text()))
+
+
+TASKS = task_configs()
 # The shared real files (../shared/fixtures beside the clone, as in CI); ECGEXP_FIXTURES moves it.
 FIXTURES = Path(os.environ.get("ECGEXP_FIXTURES",
                                Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"))

@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FIXTURES, compose_evaluate
+from conftest import FIXTURES, TASKS, compose_evaluate
+from hydra.utils import instantiate
 from matplotlib.image import imread
+from omegaconf import OmegaConf
 
 from ecgexp.evaluate import evaluate
 from ecgexp.evaluation.report import flatten_report
@@ -57,23 +59,35 @@ def assert_real_png(path: Path):
     assert image.shape[0] > 200 and image.shape[1] > 200 and image.std() > 0
 
 
-@pytest.mark.parametrize("task,files", [
-    ("abnormality", ["bootstrap.csv", "calibration.csv", "roc_pr_AF.png",
-                     "reliability_AF.png", "strata.csv"]),
-    ("chagas", ["bootstrap.md", "calibration.csv", "roc_pr_chagas.png", "strata.csv"]),
-    ("age", ["bootstrap.csv", "scatter_age.png", "bland_altman_age.png", "strata.csv"]),
-    ("electrolyte", ["scatter_potassium.png", "bland_altman_potassium.png"]),
-    ("electrolyte_classification", ["scatter_potassium.png"]),
-    ("electrolyte_ordinal", ["scatter_potassium.png"]),
-    ("electrolyte_gaussian", ["scatter_potassium.png"]),
-    ("af_risk", ["metrics.md", "strata.csv", "bootstrap.csv"]),
-])
-def test_every_task_run_folder_gets_a_report(task_run, tmp_path, task, files):
+def expected_files(objective) -> list[str]:
+    """The report files each analysis the objective names writes (README, Evaluation)."""
+    files = ["metrics.json", "metrics.csv", "metrics.md"]
+    if "strata" in objective.analyses:
+        files.append("strata.csv")
+    if "binary" in objective.analyses:
+        files += ["bootstrap.csv", "bootstrap.md", "calibration.csv",
+                  *(f"reliability_{label}.png" for label in objective.target_columns)]
+    if "regression" in objective.analyses:
+        name = objective.target_column
+        files += ["bootstrap.csv", f"scatter_{name}.png", f"bland_altman_{name}.png"]
+    if "classes" in objective.analyses:
+        files += ["bootstrap.csv", "calibration.csv"]
+    return files
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_task_run_folder_gets_a_report(task_run, tmp_path, task):
     run = task_run(task, into=tmp_path / task)
+    objective = instantiate(OmegaConf.load(run / "config.yaml").task.objective)
+    files = expected_files(objective)
     evaluate(compose_evaluate(f"run={run}", *FAST))
     report = run / "report"
-    for name in ["metrics.json", "metrics.csv", "metrics.md", *files]:
+    for name in files:
         assert (report / name).is_file(), name
+    test = pd.read_csv(run / "predictions_test.csv")
+    for label in objective.binary_columns:  # ROC/PR wherever the test split has both classes
+        assert (report / f"roc_pr_{label}.png").is_file() == (
+            test[f"target_{label}"].nunique() == 2), label
     for png in report.glob("*.png"):
         assert_real_png(png)
     recomputed = flatten_report(json.loads((report / "metrics.json").read_text()))

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 import yaml
-from conftest import CONF_DIR, SHORT_RUN, run_folders, run_in_process
+from conftest import CONF_DIR, SHORT_RUN, TASKS, run_folders, run_in_process
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
@@ -43,16 +43,21 @@ def test_optuna_sweep_maximises_the_task_metric_over_the_trials(tmp_path):
     assert len(learning_rates) == 2 and all(1e-4 <= lr <= 1e-2 for lr in learning_rates)
 
 
-@pytest.mark.parametrize("task, direction", [("abnormality", "maximize"), ("chagas", "maximize"),
-                                             ("age", "minimize"), ("electrolyte", "minimize"),
-                                             ("af_risk", "maximize")])
-def test_optuna_direction_follows_the_task_metric(task, direction):
+# Metrics where higher is better, and where lower is.
+HIGHER = {"auroc", "ap", "f1", "accuracy", "r2", "pearson", "challenge_score"}
+LOWER = {"mae", "rmse", "mse", "nll", "loss"}
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_optuna_direction_follows_the_task_metric(task):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[f"task={task}", "sweep=optuna"],
                       return_hydra_config=True)
     GlobalHydra.instance().clear()
-    assert cfg.hydra.sweeper.direction == direction
+    metric = cfg.optimized_metric.rsplit("/", 1)[-1]
+    assert metric in HIGHER | LOWER, cfg.optimized_metric
+    assert cfg.hydra.sweeper.direction == ("maximize" if metric in HIGHER else "minimize")
     assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
     assert cfg.optimized_metric.startswith("val/")
 

@@ -15,8 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
-from conftest import CONF_DIR, compose_evaluate, compose_in
+from conftest import TASKS, compose_evaluate, compose_in
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import open_dict
@@ -26,9 +25,6 @@ from ecgexp.evaluate import evaluate
 from ecgexp.models.weights import build_model
 from ecgexp.train import train
 
-# Every prediction task of the config tree (a task with an `entry` runs another function).
-TASKS = sorted(path.stem for path in (CONF_DIR / "task").glob("*.yaml")
-               if "entry" not in yaml.safe_load(path.read_text()))
 SMALL = ["model=resnet1d_small", "loader.num_workers=0", "callbacks.progress_bar=null",
          "logger=none"]
 
