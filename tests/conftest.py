@@ -306,11 +306,3 @@ def code15_exams(limit: int | None = None) -> tuple[list[dict], np.ndarray, np.n
         headers.append(dict(c.split(": ", 1) for c in record.comments))
     return headers, counts, (counts / 1000.0).astype(np.float32)
 
-
-
-def pytest_collection_modifyitems(config, items):
-    """Test files with slow tests run first (the order within a file is kept): the two
-    workers of ``make test`` then start on the longest files and share out the short ones at
-    the end, instead of one worker finishing a long file alone."""
-    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_files)
