@@ -38,6 +38,11 @@ def test_train_writes_the_run_folder(tmp_path):
     (folder,) = run_folders(tmp_path / "outputs")
     assert folder.is_relative_to(tmp_path / "outputs" / "abnormality" / "runs")
     assert f"Run folder: {folder}" in result.stdout
+    output = result.stdout + result.stderr  # a readable console (the run's real output)
+    for noise in ("Tip:", "litlogger", "litmodels", "_pytree", "LeafSpec"):
+        assert noise not in output
+    assert "total flops" not in output.lower()
+    assert "`Trainer.fit` stopped" in output  # Lightning's own lines still show
     assert (folder / "config.yaml").is_file()
     provenance = json.loads((folder / "provenance.json").read_text())
     # the command line of the process, as started (test_provenance checks the rest in-process)

@@ -6,7 +6,7 @@ import re
 import warnings
 
 import pytest
-from conftest import CONF_DIR, SHORT_RUN, call_entry_point, entry_point, run
+from conftest import CONF_DIR, call_entry_point, entry_point
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
@@ -171,16 +171,3 @@ def test_the_filters_drop_only_their_own_lines():
                                module="pytorch_lightning.utilities._pytree")
         warnings.warn_explicit(message, FutureWarning, "other.py", 1, module="other")
     assert [w.filename for w in caught] == ["other.py"]
-
-
-@pytest.mark.slow
-def test_a_training_run_prints_no_tips_deprecations_or_flops(tmp_path):
-    overrides = [o for o in SHORT_RUN if not o.startswith("callbacks.progress_bar")]
-    result = run("ecgexp", tmp_path, *overrides, "model=resnet1d_small", "logger=none")
-    assert result.returncode == 0, result.stderr[-3000:]
-    output = result.stdout + result.stderr
-    assert "Run folder:" in output and "auroc" in output
-    for noise in ("Tip:", "litlogger", "litmodels", "_pytree", "LeafSpec"):
-        assert noise not in output
-    assert "total flops" not in output.lower()
-    assert "`Trainer.fit` stopped" in output  # Lightning's own lines still show

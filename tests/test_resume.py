@@ -22,7 +22,7 @@ from ecgexp.data.datamodule import ExamDataModule
 from ecgexp.data.source import HDF5Source
 from ecgexp.data.splits import first_n_split
 
-RUN = ["experiment=demo", "dataset.n_exams=300", "trainer.max_epochs=3", "loader.batch_size=16",
+RUN = ["experiment=demo", "dataset.n_exams=240", "trainer.max_epochs=3", "loader.batch_size=16",
        "callbacks.progress_bar=null", "logger=none"]
 
 
