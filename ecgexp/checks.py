@@ -1,6 +1,7 @@
 """Start-up checks of config values: one place, every rule named by its key.
 
-Each primary config (``train``, ``evaluate``, ``preprocess``, ``synth``) has a table of rules
+Each primary config (``train``, ``evaluate``, ``predict``, ``preprocess``, ``synth``) has a table
+of rules
 (:data:`RULES`). :class:`CheckConfig` is a Hydra callback that applies it when a command starts,
 before Hydra creates any run folder; the training entry point applies it again to each job of
 a multirun (whose values the sweeper sets). A bad value stops the command with one line:
@@ -100,6 +101,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "bootstrap.level": open_fraction, "calibration.n_bins": whole(1),
     },
     "preprocess": {"workers": whole(1), "batch_size": whole(1)},
+    "predict": {"batch_size": whole(1), "num_workers": whole(0)},
     "synth": {"n_exams": whole(1), "n_parts": whole(1), "seed": whole(0)},
 }
 

@@ -101,6 +101,15 @@ def evaluate(cfg: DictConfig) -> None:
     run_evaluation(cfg)
 
 
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
+@reported
+def predict(cfg: DictConfig) -> None:
+    """``ecgexp-predict``: a trained model's predictions for every exam of a dataset."""
+    from ecgexp.predict import predict as run_prediction
+
+    run_prediction(cfg)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="convert_keras")
 @reported
 def _convert_keras(cfg: DictConfig) -> None:

@@ -53,8 +53,12 @@ def input_contract(cfg: DictConfig, source) -> dict:
             "dataset": str(getattr(source, "name", cfg.dataset.get("name", "")))}
 
 
-def model_card(cfg: DictConfig, source, metadata_statistics: dict) -> dict:
-    """The card a run's checkpoints carry (thresholds are added after validation)."""
+def model_card(cfg: DictConfig, source, metadata_statistics: dict,
+               amplitude_mv: float | None = None) -> dict:
+    """The card a run's checkpoints carry (thresholds are added after validation);
+    ``amplitude_mv``: the training data's typical amplitude as fed to the network (the
+    contract's reference for inputs on another scale)."""
+    contract = {**input_contract(cfg, source), "amplitude_mv": amplitude_mv}
     return {"format": CARD_FORMAT, "config": OmegaConf.to_container(cfg, resolve=True),
             "metadata_statistics": dict(metadata_statistics),
-            "input_contract": input_contract(cfg, source), "thresholds": {}}
+            "input_contract": contract, "thresholds": {}}

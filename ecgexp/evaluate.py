@@ -31,7 +31,9 @@ from ecgexp.evaluation.inputs import (
     mean_ensemble,
     member_spread,
     multirun_members,
+    predicted_table,
     prediction_files,
+    read_external,
 )
 from ecgexp.evaluation.outputs import (
     REPORT_MARKER,
@@ -143,13 +145,25 @@ def _inputs(cfg: DictConfig):
         return out, run_config, predictions, members, Path(runs[0])
     if cfg.run:
         run_config, predictions = load_run(cfg.run)
-        return (Path(cfg.output_dir or Path(cfg.run) / "report"), run_config, predictions, [],
-                Path(cfg.run))
+        out = Path(cfg.output_dir or Path(cfg.run) / "report")
+        if cfg.predictions:  # an ecgexp-predict table, at the run's validation thresholds
+            path = Path(cfg.predictions)
+            if path.stem in predictions:
+                raise UserError(f"predictions: '{path.stem}' is already a split of the run; "
+                                f"rename the file")
+            objective = instantiate(run_config.task.objective)
+            predictions[path.stem] = read_external(path, objective, run_config.task.name,
+                                                   "predictions")
+            out = Path(cfg.output_dir or path.with_name(f"{path.stem}_report"))
+        return out, run_config, predictions, [], Path(cfg.run)
     if cfg.predictions and cfg.labels:
         predictions = prediction_files(cfg.predictions, cfg.labels, cfg.label_columns)
         return Path(cfg.output_dir or "report"), None, predictions, [], None
-    raise UserError("evaluate: give run=<run folder>, runs=[...], multirun=<sweep folder> or "
-                    "predictions=<file> labels=<csv>")
+    if cfg.predictions:
+        predictions = {"test": predicted_table(Path(cfg.predictions))}
+        return Path(cfg.output_dir or "report"), None, predictions, [], None
+    raise UserError("evaluate: give run=<run folder>, runs=[...], multirun=<sweep folder>, "
+                    "predictions=<file> labels=<csv> or predictions=<ecgexp-predict CSV>")
 
 
 def _thresholds(cfg: DictConfig, objective, report: dict | None) -> dict[str, float]:

@@ -14,6 +14,7 @@ import json
 import logging
 from pathlib import Path
 
+import pandas as pd
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
@@ -29,6 +30,9 @@ from ecgexp.evaluate import write_run_report
 from ecgexp.evaluation.report import flatten_report, print_report
 from ecgexp.files import write_text_atomic
 from ecgexp.models.weights import read_state_dict
+from ecgexp.predict import dataset_for
+from ecgexp.prediction.screening import training_amplitude
+from ecgexp.prediction.table import dataset_predictions, evaluable
 from ecgexp.provenance import provenance, summary
 from ecgexp.run_folder import CONFIG, claim_folder, resumed, start_checkpoint
 from ecgexp.tasks.build import build_module, build_objective
@@ -41,6 +45,7 @@ from ecgexp.tracking import (
     publish_results,
     wants_report,
 )
+from ecgexp.trained import TrainedModel, load_model
 
 log = logging.getLogger(__name__)
 __all__ = ["train"]
@@ -151,14 +156,39 @@ def train(cfg: DictConfig) -> dict[str, float] | None:
             lock.release()
 
 
+def external_predictions(cfg: DictConfig, model: TrainedModel, output_dir: Path
+                         ) -> dict[str, pd.DataFrame]:
+    """Each external test set of ``cfg.test_datasets`` predicted by ``model`` (the best
+    checkpoint) as ``ecgexp-predict`` predicts a dataset, written to
+    ``predictions_<name>.csv``; returns the exams that can be evaluated (a prediction and every
+    target) per name."""
+    tables = {}
+    for name, dataset in cfg.test_datasets.items():
+        if dataset is None:
+            continue
+        if name in ("train", "val", "test"):
+            raise UserError(f"test_datasets.{name}: '{name}' is a split of the training data; "
+                            f"name the external test set otherwise")
+        source = instantiate(dataset_for(dataset, model.contract, cfg))
+        table = dataset_predictions([model], model.thresholds, source, model.contract,
+                                    cfg.loader.eval_batch_size or cfg.loader.batch_size,
+                                    cfg.loader.num_workers, progress=False)
+        _write_once(output_dir / f"predictions_{name}.csv", table.to_csv(index=False))
+        tables[name] = evaluable(table, model.objective, f"test_datasets.{name}")
+        log.info("external test set %s (%s): %d of %d exams evaluated", name, source.name,
+                 len(tables[name]), len(table))
+    return tables
+
+
 def _train(cfg: DictConfig, output_dir: Path, start: tuple[Path, int] | None,
            restart: dict | None, objective, datamodule: ExamDataModule
            ) -> dict[str, float] | None:
     _write_once(output_dir / CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
     _record_provenance(output_dir, datamodule, restart)
     statistics = _fit_training_statistics(objective, datamodule, output_dir)
-    module = build_module(cfg, objective, card=model_card(cfg, datamodule.source,
-                                                          statistics["metadata"]))
+    card = model_card(cfg, datamodule.source, statistics["metadata"],
+                      training_amplitude(datamodule.datasets["train"]))
+    module = build_module(cfg, objective, card=card)
     _check_optimized_metric(module, datamodule, cfg.get("optimized_metric"))
     loggers = instantiate_loggers(cfg)
     if start is not None:
@@ -186,9 +216,15 @@ def _train(cfg: DictConfig, output_dir: Path, start: tuple[Path, int] | None,
                    predictions[split].to_csv(index=False))
 
     report = objective.evaluate(predictions)
-    _write_once(output_dir / "metrics.json", json.dumps(report, indent=2))
+    thresholds = objective.thresholds(report) if "val" in predictions else {}
     if best and "val" in predictions:  # the model card carries the validation thresholds
-        add_to_checkpoint(best, CARD_KEY, {"thresholds": objective.thresholds(report)})
+        add_to_checkpoint(best, CARD_KEY, {"thresholds": thresholds})
+    if cfg.get("test_datasets"):
+        model = (load_model(best) if best else
+                 TrainedModel(module.net, objective, {**card, "thresholds": thresholds}, Path()))
+        predictions.update(external_predictions(cfg, model, output_dir))
+        report = objective.evaluate(predictions)
+    _write_once(output_dir / "metrics.json", json.dumps(report, indent=2))
     metrics = flatten_report(report)
     publish_results(loggers, metrics, output_dir,
                     write_run_report(output_dir) if wants_report(loggers) else None, best)

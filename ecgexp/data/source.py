@@ -40,7 +40,7 @@ class HDF5Source:
     Args:
         name: dataset name, used in messages and run folders.
         tracing_files: an HDF5 path, a glob (``exams_part*.hdf5``) or a list of them.
-        labels_csv: the label table.
+        labels_csv: the label table (``null``: none, for prediction only).
         tracings_dataset: HDF5 dataset holding the tracings.
         exam_id_dataset: HDF5 dataset holding the exam ids; ``null`` means row numbers.
         id_column: label column holding the exam id; may be ``null`` for row-order labels.
@@ -64,7 +64,7 @@ class HDF5Source:
         constant_columns: columns with one value for every exam (SaMi-Trop: ``{chagas: 1}``).
     """
 
-    def __init__(self, name: str, tracing_files: str | Sequence[str], labels_csv: str,
+    def __init__(self, name: str, tracing_files: str | Sequence[str], labels_csv: str | None,
                  split: Callable[[pd.DataFrame], pd.Series], tracings_dataset: str = "tracings",
                  exam_id_dataset: str | None = "exam_id", id_column: str | None = "exam_id",
                  join: str = "exam_id", leads: Sequence[str] = CANONICAL_LEADS,
@@ -85,7 +85,7 @@ class HDF5Source:
                              "the exam id")
         self.name = name
         self.tracing_files = tracing_files
-        self.labels_csv = Path(labels_csv)
+        self.labels_csv = Path(labels_csv) if labels_csv is not None else None
         self.split = split
         self.tracings_dataset = tracings_dataset
         self.exam_id_dataset = exam_id_dataset
@@ -107,7 +107,7 @@ class HDF5Source:
 
     @property
     def label_files(self) -> list[Path]:
-        return [self.labels_csv, *self.extra_labels_csv]
+        return [p for p in (self.labels_csv, *self.extra_labels_csv) if p is not None]
 
     def read_labels(self, required_columns: Sequence[str], target_columns: Sequence[str] = (),
                     metadata_columns: Sequence[str] = (), binary_columns: Sequence[str] = (),
@@ -155,6 +155,9 @@ class HDF5Source:
         metadata values must be numbers, those of ``binary_columns`` 0/1 (a bad one is named
         by file, column and row). The samples are not read here: see :func:`screen_tracings`.
         """
+        if self.labels_csv is None:
+            raise UserError(f"dataset.labels_csv: '{self.name}' names no label table; training "
+                            f"and evaluation need one (ecgexp-predict scores exams without)")
         files = resolve_tracing_files(self.tracing_files)
         index = index_tracings(files, self.tracings_dataset, self.exam_id_dataset,
                                self.n_samples, len(self.leads), self.drop_padding_rows,

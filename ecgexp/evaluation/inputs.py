@@ -4,6 +4,7 @@ dataset."""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from ecgexp.evaluation.tables import binary_column, finite_column, first_line, r
 from ecgexp.run_folder import load_run_config, located_dataset
 
 SPLITS = ("val", "test")
+log = logging.getLogger(__name__)
 
 
 def predictions_columns(objective) -> list[str]:
@@ -37,6 +39,11 @@ def read_predictions(path: Path, objective, task: str, key: str = "run") -> pd.D
             f"{', '.join(expected)}, as ecgexp writes it")
     table = read_csv_table(path, key, what)
     require_columns(table, expected, path, key, what)
+    return check_predictions(table, path, objective, key)
+
+
+def check_predictions(table: pd.DataFrame, path: Path, objective, key: str) -> pd.DataFrame:
+    """Finite predictions and numeric targets (0/1 for a binary label) in ``table``."""
     for column in objective.prediction_columns:
         finite_column(table, column, path, key)
     for name in objective.target_columns:
@@ -46,6 +53,21 @@ def read_predictions(path: Path, objective, task: str, key: str = "run") -> pd.D
         else:
             finite_column(table, column, path, key, "targets")
     return table
+
+
+def read_external(path: Path, objective, task: str, key: str) -> pd.DataFrame:
+    """An ``ecgexp-predict`` table (or a run's ``predictions_<external set>.csv``), checked as
+    :func:`read_predictions`, without the exams it could not predict or that have no target."""
+    table = read_csv_table(path, key, f"{key} expects a predictions table as ecgexp-predict "
+                                      f"writes it")
+    required = predictions_columns(objective)
+    if not set(required) <= set(table.columns):
+        read_predictions(path, objective, task, key)  # names what is missing
+    usable = table[required[1:]].notna().all(axis=1)
+    if not usable.all():
+        log.warning("%s: %d of %d exams of %s without a prediction or a target are not "
+                    "evaluated", key, int((~usable).sum()), len(table), path)
+    return check_predictions(table[usable].reset_index(drop=True), path, objective, key)
 
 
 def load_run(folder: str | Path, key: str = "run",
@@ -60,6 +82,10 @@ def load_run(folder: str | Path, key: str = "run",
     tables = {split: read_predictions(folder / f"predictions_{split}.csv", objective,
                                       run_config.task.name, key)
               for split in SPLITS if (folder / f"predictions_{split}.csv").is_file()}
+    for name in run_config.get("test_datasets") or {}:  # external test sets, by name
+        path = folder / f"predictions_{name}.csv"
+        if path.is_file():
+            tables[name] = read_external(path, objective, run_config.task.name, key)
     if not tables:
         raise FileNotFoundError(f"{key}: no predictions_<split>.csv in '{folder}'")
     return run_config, tables
@@ -165,6 +191,30 @@ def prediction_files(predictions: str | Path, labels: str | Path,
     for name in names:
         table[f"target_{name}"] = targets[name]
     return {"test": table}
+
+
+def predicted_table(path: Path) -> pd.DataFrame:
+    """An ``ecgexp-predict`` table of binary labels (``score_<label>`` and ``target_<label>``
+    columns, e.g. published weights on CODE-test) as a ``test`` predictions table."""
+    expected = ("predictions without labels expects an ecgexp-predict CSV with score_<label> "
+                "and target_<label> columns (a dataset with labels), or give labels=<csv>")
+    table = read_csv_table(path, "predictions", expected)
+    names = [c.removeprefix("score_") for c in table.columns
+             if c.startswith("score_") and f"target_{c.removeprefix('score_')}" in table]
+    if not names:
+        raise UserError(f"predictions: '{path}' has no score_<label> column with a "
+                        f"target_<label> beside it; {expected}")
+    columns = ["exam_id", *(f"{kind}_{n}" for n in names for kind in ("score", "target"))]
+    require_columns(table, ["exam_id"], path, "predictions", expected)
+    usable = table[columns].notna().all(axis=1)
+    if not usable.all():
+        log.warning("predictions: %d of %d exams of %s without a score or a target are not "
+                    "evaluated", int((~usable).sum()), len(table), path)
+    table = table.loc[usable, columns].reset_index(drop=True)
+    for name in names:
+        finite_column(table, f"score_{name}", path, "predictions")
+        table[f"target_{name}"] = binary_column(table, f"target_{name}", path, "predictions")
+    return table
 
 
 def exam_attributes(run_config: DictConfig, run_folder: str | Path | None = None,

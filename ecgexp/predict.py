@@ -1,0 +1,139 @@
+"""``ecgexp-predict``: a trained model (a run folder, a checkpoint, a mean ensemble of runs, or
+published weights with ``model.weights``) -> one CSV of predictions for every exam of a
+dataset (:func:`ecgexp.prediction.table.dataset_predictions`)."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from ecgexp.contract import input_contract
+from ecgexp.errors import UserError
+from ecgexp.evaluation.inputs import load_run, mean_ensemble
+from ecgexp.files import atomic_path, writable_folder
+from ecgexp.models.weights import build_model
+from ecgexp.prediction.inputs import contract_pipeline
+from ecgexp.prediction.table import dataset_predictions
+from ecgexp.tasks.build import build_objective
+from ecgexp.trained import TrainedModel, load_model
+
+log = logging.getLogger(__name__)
+# Contract entries the members of an ensemble must share (they are fed the same tensors).
+SHARED_CONTRACT = ("leads", "sampling_rate_hz", "n_samples", "amplitude_scale", "signal_steps",
+                   "metadata_columns")
+
+
+def predict(cfg: DictConfig):
+    """Writes ``cfg.output``; returns the predictions table."""
+    output = Path(cfg.output)
+    if output.suffix != ".csv":
+        raise UserError(f"output: '{output}' is not a .csv file name")
+    if output.exists():
+        raise UserError(f"output: '{output}' exists; nothing is overwritten (choose another "
+                        f"output or move the file)")
+    writable_folder(output.parent, "output", output)
+    models, thresholds = load_models(cfg)
+    contract = models[0].contract
+    source = instantiate(dataset_for(cfg.dataset, contract, cfg))
+    table = dataset_predictions(models, thresholds, source, contract, cfg.batch_size,
+                                cfg.num_workers, cfg.device, cfg.progress_bar)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(output, "output") as temporary:
+        table.to_csv(temporary, index=False)
+    flagged = int(table["flags"].astype(bool).sum())
+    failed = int(table["problem"].astype(bool).sum())
+    print(f"Predicted {len(table) - failed} of {len(table)} exams of {source.name} "
+          f"({flagged} flagged, {failed} without a prediction): {output.resolve()}")
+    return table
+
+
+def dataset_for(dataset: DictConfig, contract: dict, root: DictConfig | None = None
+                ) -> DictConfig:
+    """A ``dataset`` config ready to instantiate for prediction: raw-record datasets take the
+    contract's signal steps (their ``pipeline``), a missing label table is none. ``root``: the
+    config the dataset's interpolations (``${paths.data_dir}``) resolve in."""
+    if root is not None:
+        wrapped = copy.deepcopy(root)
+        with open_dict(wrapped):
+            wrapped.preprocessing = {"_target_": "ecgexp.signal.pipeline.SignalPipeline",
+                                     **contract_pipeline(contract).as_dict()}
+            wrapped.dataset = dataset
+        dataset = wrapped.dataset
+    dataset = copy.deepcopy(dataset)
+    for key in [k for k in dataset if OmegaConf.is_missing(dataset, k)]:
+        if key != "labels_csv":
+            raise UserError(f"dataset.{key}: not set; give dataset.{key}=<value> (e.g. "
+                            f"dataset.path=<records folder> for dataset=wfdb_folder)")
+        dataset.labels_csv = None
+    OmegaConf.resolve(dataset)
+    return dataset
+
+
+def load_models(cfg: DictConfig) -> tuple[list[TrainedModel], dict[str, float]]:
+    """The model(s) ``cfg`` names and the thresholds their labels are cut at."""
+    runs = list(cfg.get("runs") or [])
+    weights = OmegaConf.select(cfg, "model.weights")
+    if cfg.get("run") and runs:
+        raise UserError("run / runs: give one run (run=) or an ensemble (runs=[...]), not both")
+    if (cfg.get("run") or runs) and weights:
+        raise UserError("model.weights: give a run (run=, runs=) or model.weights with a task, "
+                        "not both")
+    if cfg.get("run"):
+        model = load_model(cfg.run, trusted=cfg.ckpt_trusted, key="run",
+                           trust_key="ckpt_trusted")
+        return [model], model.thresholds
+    if runs:
+        models = [load_model(r, trusted=cfg.ckpt_trusted, key="runs", trust_key="ckpt_trusted")
+                  for r in runs]
+        _check_members(runs, models)
+        return models, ensemble_thresholds(runs, models)
+    if weights:
+        return [weights_model(cfg)], {}
+    raise UserError("predict: give run=<run folder | checkpoint>, runs=[...] or "
+                    "model.weights=<file> with task=<task>")
+
+
+def weights_model(cfg: DictConfig) -> TrainedModel:
+    """The network of ``cfg.model`` with ``model.weights`` (published weights): the task's
+    objective unfitted, the input contract of ``cfg`` (HDF5 tracings as stored, the
+    ``preprocessing`` leads, rate and the model's length), no thresholds."""
+    if cfg.get("task") is None:
+        raise UserError("task: model.weights needs the task the weights were trained for "
+                        "(task=abnormality for the published six-label network)")
+    objective = build_objective(cfg.task)
+    net = build_model(cfg.model, objective)
+    card = {"config": OmegaConf.to_container(cfg, resolve=True),
+            "input_contract": input_contract(cfg, None)}
+    return TrainedModel(net, objective, card, Path(cfg.model.weights))
+
+
+def _check_members(runs: list, models: list[TrainedModel]) -> None:
+    first = models[0]
+    for run, model in zip(runs[1:], models[1:]):
+        if model.config.task.name != first.config.task.name:
+            raise UserError(f"runs: {run} is a {model.config.task.name} model, {runs[0]} a "
+                            f"{first.config.task.name} one; an ensemble needs one task")
+        for key in SHARED_CONTRACT:
+            if model.contract.get(key) != first.contract.get(key):
+                raise UserError(f"runs: {run} takes {key}={model.contract.get(key)!r}, "
+                                f"{runs[0]} {first.contract.get(key)!r}; the members of an "
+                                f"ensemble must take the same input")
+
+
+def ensemble_thresholds(runs: list, models: list[TrainedModel]) -> dict[str, float]:
+    """The thresholds chosen on the ensemble's own validation predictions (the members'
+    ``predictions_val.csv`` averaged), as ``ecgexp-evaluate runs=`` chooses them; none (no
+    labels) when the members are not run folders with validation predictions."""
+    objective = models[0].objective
+    folders = [Path(r) for r in runs]
+    if not all((f / "predictions_val.csv").is_file() for f in folders):
+        log.warning("runs: not every member is a run folder with predictions_val.csv; the "
+                    "ensemble has no validation thresholds, so no label_* columns")
+        return {}
+    members = [{"val": load_run(f, "runs")[1]["val"]} for f in folders]
+    report = objective.evaluate(mean_ensemble(members, objective.prediction_columns))
+    return objective.thresholds(report)

@@ -1,0 +1,137 @@
+"""Batched prediction of every exam of a dataset by one model or a mean ensemble.
+
+Exams are read, brought to the model's input contract and screened (:mod:`.screening`) in
+data-loader worker processes while the network runs on the batches already read."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.progress import Progress
+from torch.utils.data import DataLoader, Dataset
+
+from ecgexp.prediction.inputs import HDF5Inputs, RecordInputs
+from ecgexp.prediction.screening import exam_flags
+from ecgexp.processes import die_with_parent
+from ecgexp.signal.pipeline import RecordRejected
+from ecgexp.signal.readers import RecordError
+
+log = logging.getLogger(__name__)
+
+
+class PredictionDataset(Dataset):
+    """Batches ``{"index", "tracing" (batch, leads, samples), "amplitude", "flags",
+    "problem"}`` of the exams of ``table``: ``problem`` is why an exam could not be fed to the
+    model (unreadable, rejected by the signal steps, NaN/Inf samples; its tracing is zeros and
+    its prediction is left empty), ``flags`` what looks wrong in a fed one."""
+
+    def __init__(self, table: pd.DataFrame, inputs: HDF5Inputs | RecordInputs,
+                 leads: Sequence[str], reference_mv: float | None):
+        self.locations = table[["file_index", "row"]].to_numpy(np.int64)
+        self.inputs, self.leads, self.reference_mv = inputs, list(leads), reference_mv
+        self.n_samples = int(inputs.n_samples if isinstance(inputs, HDF5Inputs)
+                             else inputs.pipeline.n_samples)
+
+    def __len__(self) -> int:
+        return len(self.locations)
+
+    def __getitems__(self, items: Sequence[int]) -> dict:
+        items = np.asarray(items, dtype=np.int64)
+        tracings = np.zeros((len(items), len(self.leads), self.n_samples), np.float32)
+        problems = [""] * len(items)
+        for position, tracing, problem in self._read(items):
+            if problem:
+                problems[position] = problem
+            elif not np.isfinite(tracing).all():
+                problems[position] = "NaN/Inf samples"
+            else:
+                tracings[position] = tracing.T
+        amplitude, flags = exam_flags(tracings, self.leads, self.reference_mv)
+        return {"index": torch.from_numpy(items), "tracing": torch.from_numpy(tracings),
+                "amplitude": amplitude, "flags": flags, "problem": problems}
+
+    def _read(self, items: np.ndarray):
+        """``(position, (samples, leads) tracing, problem)`` of each item."""
+        if isinstance(self.inputs, RecordInputs):
+            for position, item in enumerate(items):
+                try:
+                    yield position, self.inputs.read(int(self.locations[item, 0])), ""
+                except (RecordError, RecordRejected) as error:
+                    yield position, None, f"unreadable: {getattr(error, 'reason', error)}"
+            return
+        start = 0
+        while start < len(items):  # runs of consecutive rows of one file: one read each
+            file_index, row = self.locations[items[start]]
+            stop = start + 1
+            while (stop < len(items) and self.locations[items[stop], 0] == file_index
+                   and self.locations[items[stop], 1] == row + stop - start):
+                stop += 1
+            block = self.inputs.read_rows(int(file_index), int(row), int(row + stop - start))
+            for offset, tracing in enumerate(block):
+                yield start + offset, tracing, ""
+            start = stop
+
+
+def _as_read(batch: dict) -> dict:
+    """The loader's ``collate_fn``: ``__getitems__`` already returns whole batches."""
+    return batch
+
+
+def _start_worker(worker_id: int) -> None:
+    die_with_parent()
+
+
+def device_of(name: str) -> torch.device:
+    """``auto`` (a CUDA device when there is one), or a torch device name."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@torch.inference_mode()
+def predict_exams(models: Sequence, dataset: PredictionDataset, metadata: np.ndarray | None,
+                  batch_size: int = 64, num_workers: int = 0, device: str = "auto",
+                  progress: bool = True) -> dict[str, np.ndarray | list]:
+    """Each member's predictions ``(members, exams, prediction columns)`` (NaN for exams that
+    could not be fed), with ``amplitude_mv``, ``flags`` and ``problem`` per exam.
+
+    ``models`` are :class:`ecgexp.api.TrainedModel` of one task and input contract;
+    ``metadata``: ``(exams, columns)`` raw values of their metadata inputs, or ``None``."""
+    target = device_of(device)
+    nets = [m.net.to(target) for m in models]
+    columns = models[0].objective.prediction_columns
+    n = len(dataset)
+    predictions = np.full((len(models), n, len(columns)), np.nan, np.float32)
+    amplitude, flags, problems = np.full(n, np.nan), [""] * n, [""] * n
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        collate_fn=_as_read, worker_init_fn=_start_worker,
+                        pin_memory=target.type == "cuda",
+                        persistent_workers=False, prefetch_factor=4 if num_workers else None)
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("predicting", total=n)
+        for batch in loader:
+            index = batch["index"].numpy()
+            amplitude[index] = batch["amplitude"]
+            for i, position in enumerate(index):
+                flags[position], problems[position] = batch["flags"][i], batch["problem"][i]
+            fed = np.array([not p for p in batch["problem"]])
+            if metadata is not None:
+                fed &= np.isfinite(metadata[index]).all(axis=1)
+            tracings = batch["tracing"].to(target, non_blocking=True)
+            for member, (model, net) in enumerate(zip(models, nets)):
+                extra = ()
+                if metadata is not None:
+                    values = np.nan_to_num(metadata[index])
+                    extra = (model._metadata(values, len(index)).to(target),)
+                scores = model.objective.predict(net(tracings, *extra)).float().cpu().numpy()
+                predictions[member, index[fed]] = scores.reshape(len(index), -1)[fed]
+            bar.advance(task, len(index))
+    if metadata is not None:
+        for position in np.flatnonzero(~np.isfinite(metadata).all(axis=1)):
+            problems[position] = problems[position] or "missing metadata inputs"
+    return {"predictions": predictions, "amplitude_mv": amplitude, "flags": flags,
+            "problem": problems}

@@ -1,0 +1,125 @@
+"""A trained model loaded from its checkpoint alone (:func:`load_model`), for prediction:
+its network, fitted objective and model card (:mod:`ecgexp.contract`). ``ecgexp.api``
+re-exports both."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from ecgexp.checkpoints import network_state, read_checkpoint
+from ecgexp.contract import CARD_KEY
+from ecgexp.errors import UserError
+from ecgexp.models.weights import build_model
+from ecgexp.run_folder import check_targets, find_checkpoint, load_run_config
+
+
+class TrainedModel:
+    """A trained network with its objective (fitted) and model card.
+
+    Attributes:
+        net: the network (eval mode), ``(batch, leads, samples)`` -> ``(batch, outputs)``.
+        objective: the task's objective with its training statistics.
+        config: the run's resolved config (data: only read).
+        contract: the input contract (:func:`ecgexp.contract.input_contract`).
+        thresholds: ``{label: threshold}`` chosen on validation (may be empty).
+        metadata_statistics: ``{column: {mean, std}}`` of standardised metadata inputs.
+        checkpoint: the file the model was read from.
+    """
+
+    def __init__(self, net: torch.nn.Module, objective, card: dict, checkpoint: Path):
+        self.net, self.objective, self.checkpoint = net.eval(), objective, checkpoint
+        self.config = OmegaConf.create(card["config"])
+        self.contract = dict(card.get("input_contract") or {})
+        self.thresholds = dict(card.get("thresholds") or {})
+        self.metadata_statistics = dict(card.get("metadata_statistics") or {})
+
+    @property
+    def metadata_columns(self) -> list[str]:
+        return list(self.config.task.get("metadata_columns") or [])
+
+    def _tracings(self, tracings) -> torch.Tensor:
+        tracings = torch.as_tensor(np.asarray(tracings, dtype=np.float32))
+        expected = (len(self.contract["leads"]), self.contract["n_samples"])
+        if tracings.ndim != 3 or tuple(tracings.shape[1:]) != expected:
+            raise UserError(
+                f"tracings: shape {tuple(tracings.shape)}, but the model takes (batch, "
+                f"{expected[0]}, {expected[1]}): the leads {', '.join(self.contract['leads'])} "
+                f"in that order, {expected[1]} samples at "
+                f"{self.contract['sampling_rate_hz']:g} Hz, in mV")
+        if not torch.isfinite(tracings).all():
+            raise UserError("tracings: NaN or infinite samples; the model takes finite mV")
+        return tracings
+
+    def _metadata(self, metadata, batch: int) -> torch.Tensor | None:
+        columns = self.metadata_columns
+        if not columns:
+            if metadata is not None:
+                raise UserError("metadata: this model takes no metadata inputs")
+            return None
+        if isinstance(metadata, pd.DataFrame):
+            missing = [c for c in columns if c not in metadata.columns]
+            if missing:
+                raise UserError(f"metadata: columns {missing} missing; the model takes "
+                                f"{columns}")
+            metadata = metadata[columns].to_numpy(np.float64)
+        values = np.array(metadata, dtype=np.float64, copy=True)
+        if values.shape != (batch, len(columns)):
+            raise UserError(f"metadata: shape {values.shape}, the model takes ({batch}, "
+                            f"{len(columns)}) values of {columns} (raw, as in the exam table)")
+        for name, statistics in self.metadata_statistics.items():
+            column = columns.index(name)
+            values[:, column] = (values[:, column] - statistics["mean"]) / statistics["std"]
+        return torch.as_tensor(values, dtype=torch.float32)
+
+    @torch.inference_mode()
+    def outputs(self, tracings, metadata=None, batch_size: int = 64) -> torch.Tensor:
+        """Raw network outputs ``(batch, len(objective.output_names))`` of ``(batch, leads,
+        samples)`` tracings in mV (and raw metadata values when the model takes some)."""
+        tracings = self._tracings(tracings)
+        metadata = self._metadata(metadata, len(tracings))
+        parts = []
+        for start in range(0, len(tracings), batch_size):
+            chunk = tracings[start:start + batch_size]
+            parts.append(self.net(chunk) if metadata is None
+                         else self.net(chunk, metadata[start:start + batch_size]))
+        return torch.cat(parts) if parts else torch.empty(0, len(self.objective.output_names))
+
+    def predict(self, tracings, metadata=None, batch_size: int = 64) -> pd.DataFrame:
+        """The task's prediction columns in its units, one row per tracing, and for each
+        validation threshold a ``label_<name>`` column (score >= threshold)."""
+        predictions = self.objective.predict(self.outputs(tracings, metadata, batch_size))
+        table = pd.DataFrame(predictions.numpy(), columns=self.objective.prediction_columns)
+        for label, threshold in self.thresholds.items():
+            if f"score_{label}" in table:
+                table[f"label_{label}"] = (table[f"score_{label}"] >= threshold).astype(int)
+        return table
+
+
+def load_model(path: str | Path, trusted: bool = False, key: str = "model",
+               trust_key: str = "trusted") -> TrainedModel:
+    """The model in ``path``: a run folder (its best, else last checkpoint) or a checkpoint
+    file anywhere. A checkpoint without a model card (an older run) takes the config of the
+    run folder it lies in. ``key`` and ``trust_key`` name the argument and the opt-in in
+    errors (``ckpt`` and ``ckpt_trusted`` for ``task=heatmap``)."""
+    path = Path(path)
+    checkpoint = find_checkpoint(path, key=key)[1] if path.is_dir() else path
+    if not checkpoint.is_file():
+        raise UserError(f"{key}: no run folder or checkpoint at '{path}'")
+    stored = read_checkpoint(checkpoint, key, trusted=trusted, trust_key=trust_key)
+    card = stored.get(CARD_KEY) if isinstance(stored, dict) else None
+    if not isinstance(card, dict) or not isinstance(card.get("config"), dict):
+        folder, _ = find_checkpoint(checkpoint, key=key)
+        card = {"config": OmegaConf.to_container(load_run_config(folder, key))}
+    config = OmegaConf.create(card["config"])
+    check_targets(config, checkpoint, key)  # the stored config is data
+    objective = instantiate(config.task.objective)
+    objective.load_state(stored.get("objective_state", {}))
+    net = build_model(config.model, objective, with_weights=False)
+    net.load_state_dict(network_state(stored, checkpoint, key))
+    return TrainedModel(net, objective, card, checkpoint)

@@ -1,0 +1,167 @@
+"""``ecgexp-predict`` and external test sets: every exam of any dataset scored with a trained
+run's input contract, labels at its validation thresholds, wrong-looking inputs flagged."""
+
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import wfdb
+from conftest import FIXTURES, code15_exams, compose_in
+
+from ecgexp.predict import predict
+
+
+def _predict(root, *overrides):
+    cfg = compose_in(root, *overrides, f"output={root / 'out.csv'}", "num_workers=0",
+                     "progress_bar=false", config_name="predict")
+    predict(cfg)
+    return pd.read_csv(root / "out.csv", keep_default_na=False, na_values=[""])
+
+
+def _card(run):
+    return torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)["ecgexp"]
+
+
+@pytest.fixture(scope="module")
+def run(task_run, tmp_path_factory):
+    return task_run("abnormality", into=tmp_path_factory.mktemp("predict") / "run")
+
+
+def test_unlabelled_wfdb_folder(run, tmp_path):
+    """Records without label headers: one row per record, its name, probabilities in [0, 1],
+    labels equal to score >= the run's validation threshold (read from the checkpoint)."""
+    folder = tmp_path / "records"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    names = ["b_rec", "a_rec", "c_rec"]
+    for name in names:
+        signal = rng.normal(0, 0.3, (5000, 12))
+        wfdb.wrsamp(name, fs=500, units=["mV"] * 12, sig_name=[f"L{i}" for i in range(12)],
+                    p_signal=signal, fmt=["16"] * 12, adc_gain=[1000.0] * 12,
+                    baseline=[0] * 12, write_dir=str(folder))
+        header = folder / f"{name}.hea"
+        leads = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+        text = header.read_text()
+        for i, lead in enumerate(leads):
+            text = text.replace(f" L{i}\n", f" {lead}\n")
+        header.write_text(text)
+    table = _predict(tmp_path, f"run={run}", "dataset=wfdb_folder", f"dataset.path={folder}")
+    assert list(table.record) == sorted(names)
+    thresholds = _card(run)["thresholds"]
+    assert thresholds
+    for label, threshold in thresholds.items():
+        scores = table[f"score_{label}"]
+        assert scores.between(0, 1).all()
+        assert (table[f"label_{label}"] == (scores >= threshold).astype(int)).all()
+    assert not any(c.startswith("target_") for c in table.columns)
+    assert (tmp_path / "out.csv").is_file()
+    with pytest.raises(ValueError, match="exists; nothing is overwritten"):
+        _predict(tmp_path, f"run={run}", "dataset=wfdb_folder", f"dataset.path={folder}")
+
+
+def test_real_code15_records_same_input_both_ways_and_flagged(run, tmp_path):
+    """The real CODE-15% exams as WFDB records and as an HDF5 file (centre-padded, as the
+    CODE-15% files store them) give the HDF5-trained model the same predictions; their
+    amplitude, measured here on the raw counts, is flagged against the training data's."""
+    headers, counts, millivolts = code15_exams()
+    data = tmp_path / "h5"
+    data.mkdir()
+    with h5py.File(data / "exams.hdf5", "w") as handle:
+        handle["tracings"] = millivolts
+        handle["exam_id"] = np.array([int(h["Exam ID"]) for h in headers])
+    pd.DataFrame({"exam_id": [int(h["Exam ID"]) for h in headers]}).to_csv(
+        data / "exams.csv", index=False)
+    records = _predict(tmp_path / "a", f"run={run}", "dataset=wfdb_folder",
+                       f"dataset.path={FIXTURES / 'code15_wfdb'}", "dataset.ids=name")
+    stored = _predict(tmp_path / "b", f"run={run}", "dataset=generic",
+                      f"dataset.tracing_files={data / 'exams.hdf5'}",
+                      f"dataset.labels_csv={data / 'exams.csv'}", "dataset.drop_padding_rows=false")
+    assert len(records) == len(headers) == 153
+    assert list(records.exam_id) == [int(h["Exam ID"]) for h in headers]  # name order
+    assert list(records.record.astype(str)) == [h["Exam ID"] for h in headers]
+    merged = records.merge(stored, on="exam_id", suffixes=("", "_h5"))
+    assert len(merged) == 153
+    np.testing.assert_allclose(merged.score_AF, merged.score_AF_h5, atol=1e-5)
+    # independent amplitude: median over exams of the median over leads of peak-to-peak (mV)
+    amplitude = np.median(np.ptp(counts / 1000.0, axis=1), axis=1)
+    reference = _card(run)["input_contract"]["amplitude_mv"]
+    ratio = np.median(amplitude) / reference
+    assert ratio > 1.5  # stored at twice their mV (docs/studies.md §4)
+    assert records["flags"].str.contains(f"{ratio:.3g}x the training data's", regex=False).all()
+    flat = (np.ptp(counts / 1000.0, axis=1) < 0.05).any(axis=1)
+    assert records["flags"].str.contains("flat leads", regex=False).sum() == flat.sum()
+
+
+def test_microvolt_copy_flagged_and_other_rate_resampled(run, tmp_path):
+    """A uV copy of an HDF5 file is flagged with its ratio; a 500 Hz copy is resampled to the
+    model's 400 Hz (predictions close to the original's); undeclared, its shape is refused."""
+    source = run.parent / "src"
+    from ecgexp.data.synthetic import write_code15
+    from ecgexp.signal.filters import fix_length, resample
+
+    write_code15(source, n_exams=24, n_parts=1, seed=3)
+    with h5py.File(source / "exams_part0.hdf5") as handle:
+        tracings, ids = handle["tracings"][:], handle["exam_id"][:]
+    common = ["dataset=generic", f"dataset.labels_csv={source / 'exams.csv'}"]
+    original = _predict(tmp_path / "o", f"run={run}", *common,
+                        f"dataset.tracing_files={source / 'exams_part0.hdf5'}")
+    for name, values in {"uv": tracings * 1000,
+                         "hz500": np.stack([fix_length(resample(t, 400, 500), 5120)
+                                            for t in tracings])}.items():
+        with h5py.File(tmp_path / f"{name}.hdf5", "w") as handle:
+            handle["tracings"], handle["exam_id"] = values.astype(np.float32), ids
+    micro = _predict(tmp_path / "u", f"run={run}", *common,
+                     f"dataset.tracing_files={tmp_path / 'uv.hdf5'}")
+    assert micro["flags"].str.contains("1e+03x the training data's", regex=False).all()
+    assert original["flags"].isna().all()  # nothing found: an empty cell
+    resampled = _predict(tmp_path / "r", f"run={run}", *common,
+                         f"dataset.tracing_files={tmp_path / 'hz500.hdf5'}",
+                         "dataset.sampling_rate=500", "dataset.n_samples=5120")
+    np.testing.assert_allclose(resampled.score_AF, original.score_AF, atol=0.02)
+    with pytest.raises(ValueError, match="have shape .*5120, 12.*expected .*4096, 12"):
+        _predict(tmp_path / "x", f"run={run}", *common,
+                 f"dataset.tracing_files={tmp_path / 'hz500.hdf5'}")
+
+
+def test_ensemble_is_the_mean_of_its_members(task_run, tmp_path):
+    a = task_run("abnormality", into=tmp_path / "a")
+    b = task_run("abnormality", "seed=1", into=tmp_path / "b")
+    common = ["dataset=synthetic", "dataset.n_exams=600",
+              f"dataset.directory={a.parent / 'data'}"]
+    first = _predict(tmp_path / "1", f"run={a}", *common)
+    second = _predict(tmp_path / "2", f"run={b}", *common)
+    both = _predict(tmp_path / "3", f"runs=[{a},{b}]", *common)
+    np.testing.assert_allclose(both.score_RBBB, (first.score_RBBB + second.score_RBBB) / 2,
+                               atol=1e-6)
+    spread = np.std(np.stack([first.score_RBBB, second.score_RBBB]), axis=0, ddof=1)
+    np.testing.assert_allclose(both.score_RBBB_sd, spread, atol=1e-6)
+
+
+def test_external_test_sets_reported_by_name(task_run, tmp_path):
+    from conftest import compose_evaluate
+
+    from ecgexp.evaluate import evaluate
+
+    run = task_run("abnormality", "+dataset@test_datasets.ext_a=synthetic",
+                   "test_datasets.ext_a.n_exams=80", "test_datasets.ext_a.synthesis_seed=5",
+                   "+dataset@test_datasets.ext_b=synthetic",
+                   "test_datasets.ext_b.n_exams=60", "test_datasets.ext_b.synthesis_seed=6",
+                   into=tmp_path / "run")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert list(metrics) == ["val", "test", "ext_a", "ext_b"]
+    table = pd.read_csv(run / "predictions_ext_a.csv")
+    assert len(table) == 80
+    threshold = metrics["val"]["AF"]["threshold"]
+    assert metrics["ext_a"]["AF"]["threshold"] == threshold
+    predicted = table.score_AF >= threshold
+    truth = table.target_AF.astype(bool)
+    recall = (predicted & truth).sum() / truth.sum() if truth.sum() else None
+    if recall is not None:
+        assert metrics["ext_a"]["AF"]["recall"] == pytest.approx(recall)
+    shutil.rmtree(run / "report", ignore_errors=True)
+    flat = evaluate(compose_evaluate(f"run={run}", "dataset_attributes=false"))
+    assert "ext_b/macro/auroc" in flat and "ext_a/AF/f1" in flat
