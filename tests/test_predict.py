@@ -127,11 +127,16 @@ def test_microvolt_copy_flagged_and_other_rate_resampled(run, tmp_path):
                  f"dataset.tracing_files={tmp_path / 'hz500.hdf5'}")
 
 
+# A second run (another seed) with two external test sets: the ensemble's second member too.
+EXTERNAL = ("seed=1", "+dataset@test_datasets.ext_a=synthetic", "test_datasets.ext_a.n_exams=80",
+            "test_datasets.ext_a.synthesis_seed=5", "+dataset@test_datasets.ext_b=synthetic",
+            "test_datasets.ext_b.n_exams=60", "test_datasets.ext_b.synthesis_seed=6")
+
+
 def test_ensemble_is_the_mean_of_its_members(task_run, tmp_path):
     a = task_run("abnormality", into=tmp_path / "a")
-    b = task_run("abnormality", "seed=1", into=tmp_path / "b")
-    common = ["dataset=synthetic", "dataset.n_exams=600",
-              f"dataset.directory={a.parent / 'data'}"]
+    b = task_run("abnormality", *EXTERNAL, into=tmp_path / "b")
+    common = ["dataset=synthetic", "dataset.n_exams=40", f"dataset.directory={tmp_path / 'd'}"]
     first = _predict(tmp_path / "1", f"run={a}", *common)
     second = _predict(tmp_path / "2", f"run={b}", *common)
     both = _predict(tmp_path / "3", f"runs=[{a},{b}]", *common)
@@ -146,11 +151,7 @@ def test_external_test_sets_reported_by_name(task_run, tmp_path):
 
     from ecgexp.evaluate import evaluate
 
-    run = task_run("abnormality", "+dataset@test_datasets.ext_a=synthetic",
-                   "test_datasets.ext_a.n_exams=80", "test_datasets.ext_a.synthesis_seed=5",
-                   "+dataset@test_datasets.ext_b=synthetic",
-                   "test_datasets.ext_b.n_exams=60", "test_datasets.ext_b.synthesis_seed=6",
-                   into=tmp_path / "run")
+    run = task_run("abnormality", *EXTERNAL, into=tmp_path / "run")
     metrics = json.loads((run / "metrics.json").read_text())
     assert list(metrics) == ["val", "test", "ext_a", "ext_b"]
     table = pd.read_csv(run / "predictions_ext_a.csv")
@@ -165,3 +166,43 @@ def test_external_test_sets_reported_by_name(task_run, tmp_path):
     shutil.rmtree(run / "report", ignore_errors=True)
     flat = evaluate(compose_evaluate(f"run={run}", "dataset_attributes=false"))
     assert "ext_b/macro/auroc" in flat and "ext_a/AF/f1" in flat
+
+
+def test_published_weights_on_a_code_test_layout(run, tmp_path):
+    """Weights ecgexp wrote, as a bare state dict, on a synthetic CODE-test layout
+    (``ecg_tracings.hdf5`` without ids + row-order annotations): predictions equal the
+    network's forward pass, ``ecgexp-evaluate`` at fixed thresholds equals F1 computed here."""
+    from conftest import compose_evaluate
+
+    from ecgexp.api import load_model
+    from ecgexp.evaluate import evaluate
+
+    labels = ["1dAVb", "RBBB", "LBBB", "SB", "AF", "ST"]
+    model = load_model(run)
+    torch.save(model.net.state_dict(), tmp_path / "model.pth")
+    rng = np.random.default_rng(1)
+    tracings = rng.normal(0, 0.2, (30, 4096, 12)).astype(np.float32)
+    folder = tmp_path / "data" / "code_test"
+    (folder / "annotations").mkdir(parents=True)
+    with h5py.File(folder / "ecg_tracings.hdf5", "w") as handle:
+        handle["tracings"] = tracings
+    truth = rng.integers(0, 2, (30, 6))
+    pd.DataFrame(truth, columns=labels).to_csv(folder / "annotations" / "gold_standard.csv",
+                                               index=False)
+    table = _predict(tmp_path, "task=abnormality", "model=resnet1d_small",
+                     f"model.weights={tmp_path / 'model.pth'}", "dataset=code_test")
+    with torch.inference_mode():
+        expected = torch.sigmoid(model.net(torch.from_numpy(tracings.transpose(0, 2, 1))))
+    np.testing.assert_allclose(table[[f"score_{c}" for c in labels]], expected.numpy(),
+                               atol=1e-5)
+    assert list(table.exam_id) == list(range(30))
+    thresholds = [0.45, 0.46, 0.47, 0.48, 0.49, 0.5]
+    metrics = evaluate(compose_evaluate(f"predictions={tmp_path / 'out.csv'}",
+                                        f"thresholds=[{','.join(map(str, thresholds))}]",
+                                        f"output_dir={tmp_path / 'report'}"))
+    for column, (label, threshold) in enumerate(zip(labels, thresholds)):
+        predicted = expected.numpy()[:, column] >= threshold
+        positive = truth[:, column] == 1
+        true_positives = (predicted & positive).sum()
+        f1 = 2 * true_positives / (predicted.sum() + positive.sum())
+        assert metrics[f"test/{label}/f1"] == pytest.approx(f1)
