@@ -4,6 +4,11 @@ Labels come from the records' headers (the PhysioNet Challenge 2025 layout: ``# 
 ``# Sex:``, ``# Chagas label:``, ``# Source:``) and optionally from a label CSV; tracings go
 through the signal steps (``preprocessing``) on the fly, so records of any rate and length
 (sub-folders included) train without a conversion step.
+
+Patients: a ``# Patient ID:`` header comment becomes the column ``patient_id``. A random split
+without a group column (``dataset.split.group_column: null``, the default here) then keeps all
+exams of one patient in one split; without patient ids it splits exams independently, and says
+so.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ecgexp.data.labels import check_columns, check_label_values, read_label_table
-from ecgexp.data.splits import SPLITS
+from ecgexp.data.splits import SPLITS, random_split
 from ecgexp.signal.pipeline import SignalPipeline
 from ecgexp.signal.readers import RecordError, read_record, read_wfdb_header
 from ecgexp.signal.record_lists import exam_ids, list_records
@@ -132,7 +137,7 @@ class RecordFolderSource:
                            self.labels_csv or self.path,
                            key="dataset.labels_csv" if self.labels_csv else "dataset.path",
                            csv_rows=False)
-        table["split"] = self.split(table).to_numpy()
+        table["split"] = self._split(table).to_numpy()
         needed = [*target_columns, *metadata_columns]
         usable = table[needed].notna().all(axis=1) & table.split.isin(SPLITS)
         if not usable.all():
@@ -143,3 +148,30 @@ class RecordFolderSource:
             raise ValueError(f"dataset.path: no usable records under '{self.path}'")
         log.info("%s: %d records under %s", self.name, len(table), root)
         return table, RecordReader(root, names, self.pipeline)
+
+    def _split(self, table: pd.DataFrame) -> pd.Series:
+        """The split rule on ``table``; a random split without a group column groups the
+        exams by the headers' ``patient_id`` when they carry one."""
+        keywords = getattr(self.split, "keywords", None) or {}
+        ungrouped = (getattr(self.split, "func", None) is random_split
+                     and "group_column" in keywords and keywords["group_column"] is None)
+        if not ungrouped:
+            return self.split(table)
+        patients = table["patient_id"] if "patient_id" in table.columns else None
+        if patients is None or patients.isna().all():
+            log.warning("%s: the record headers under %s carry no '# Patient ID:'; the exams "
+                        "are split independently, so exams of one patient may fall into "
+                        "different splits (set dataset.split.group_column to a column that "
+                        "names the patient)", self.name, self.path)
+            return self.split(table)
+        missing = patients.isna()
+        log.info("%s: split by patient: %d exams of %d patients (column patient_id, from "
+                 "'# Patient ID:'; dataset.split.group_column=exam_id splits exams "
+                 "independently)", self.name, len(table), patients[~missing].nunique())
+        if not missing.any():
+            return self.split(table, group_column="patient_id")
+        log.warning("%s: %d of %d records have no '# Patient ID:'; each is split as a patient "
+                    "of its own", self.name, int(missing.sum()), len(table))
+        own = pd.Series([f"<no patient id: record {i}>" for i in table.index], index=table.index)
+        groups = patients.astype(object).where(~missing, own)
+        return self.split(table.assign(_patient_group=groups), group_column="_patient_group")
