@@ -62,9 +62,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         label_key = "label_columns"
     distinct_file_names(objective.target_columns, label_key, "the label list")  # one figure each
     check_report_folder(out)
-    if cfg.challenge_export:
-        check_export_folder(Path(cfg.challenge_export))
-        writable_folder(cfg.challenge_export, "challenge_export")
+    export_split = _export_split(cfg, objective, predictions) if cfg.challenge_export else None
     attributes = (exam_attributes(run_config, run_folder, cfg.get("data_root"))
                   if run_config is not None and cfg.dataset_attributes else None)
     make_folder(out, "output_dir")
@@ -86,8 +84,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     tables.update(run_analyses(objective.analyses, inputs))
     if binary and cfg.compare:
         tables.update(_compare(cfg, predictions["test"], thresholds))
-    if binary and cfg.challenge_export and "test" in predictions:
-        _export(cfg, predictions["test"], objective, thresholds, attributes)
+    if export_split is not None:
+        _export(cfg, predictions[export_split], objective, thresholds, attributes)
 
     write_text_atomic(out / "metrics.json", json.dumps(report, indent=2), "output_dir",
                       replace=True)
@@ -182,14 +180,36 @@ def _thresholds(cfg: DictConfig, objective, report: dict | None) -> dict[str, fl
     return {label: chosen.get(label, 0.5) for label in labels}
 
 
-def _export(cfg: DictConfig, test: pd.DataFrame, objective, thresholds: dict[str, float],
+def _export_split(cfg: DictConfig, objective, predictions: dict[str, pd.DataFrame]) -> str:
+    """The split ``challenge_export`` writes, checked before the report is: the predicted
+    dataset of ``predictions=`` (every exam with a prediction and a target), else the run's
+    test split."""
+    if "binary" not in objective.analyses:
+        raise UserError("challenge_export: the run's task has no binary label to export; "
+                        "the Challenge outputs are those of a Chagas (binary) run")
+    split = Path(cfg.predictions).stem if cfg.run and cfg.predictions else "test"
+    if split not in predictions:
+        raise UserError(f"challenge_export: the run has no predictions_{split}.csv to export; "
+                        f"give predictions=<an ecgexp-predict CSV> of the records to export")
+    check_export_folder(Path(cfg.challenge_export))
+    writable_folder(cfg.challenge_export, "challenge_export")
+    return split
+
+
+def _export(cfg: DictConfig, table: pd.DataFrame, objective, thresholds: dict[str, float],
             attributes: pd.DataFrame | None) -> None:
+    """``<record>.txt`` per exam of ``table``, named by its ``record`` column (an
+    ``ecgexp-predict`` table of records), else by the run's dataset's, else by exam id."""
     label = objective.target_columns[0]
     names = None
-    if attributes is not None and "record" in attributes:
+    if "record" in table:
+        names = table.record
+    elif attributes is not None and "record" in attributes:
         records = attributes.drop_duplicates("exam_id").set_index("exam_id").record
-        names = test.exam_id.map(records)
-    challenge_export(test, label, thresholds[label], Path(cfg.challenge_export), names)
+        names = table.exam_id.map(records)
+    count = challenge_export(table, label, thresholds[label], Path(cfg.challenge_export),
+                             names)
+    log.info("challenge_export: %d outputs in %s", count, cfg.challenge_export)
 
 
 def _compare(cfg: DictConfig, test: pd.DataFrame, thresholds: dict[str, float]):

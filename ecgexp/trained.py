@@ -56,7 +56,9 @@ class TrainedModel:
             raise UserError("tracings: NaN or infinite samples; the model takes finite mV")
         return tracings
 
-    def _metadata(self, metadata, batch: int) -> torch.Tensor | None:
+    def metadata_inputs(self, metadata, batch: int) -> torch.Tensor | None:
+        """``(batch, metadata columns)`` raw values (a table with the columns, or an array in
+        their order) standardised as in training; ``None`` for a model without metadata."""
         columns = self.metadata_columns
         if not columns:
             if metadata is not None:
@@ -82,7 +84,7 @@ class TrainedModel:
         """Raw network outputs ``(batch, len(objective.output_names))`` of ``(batch, leads,
         samples)`` tracings in mV (and raw metadata values when the model takes some)."""
         tracings = self._tracings(tracings)
-        metadata = self._metadata(metadata, len(tracings))
+        metadata = self.metadata_inputs(metadata, len(tracings))
         parts = []
         for start in range(0, len(tracings), batch_size):
             chunk = tracings[start:start + batch_size]

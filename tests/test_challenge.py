@@ -161,3 +161,46 @@ def test_split_without_patient_ids_warns(tmp_path, caplog):
     assert len(table) == N_RECORDS and "patient_id" not in table.columns
     assert "exams of one patient may fall into different splits" in caplog.text
     assert "dataset.split.group_column" in caplog.text
+
+
+def test_whole_predicted_folder_exported_for_the_scorer(challenge, tmp_path):
+    """``ecgexp-predict`` on the whole labelled folder, then ``ecgexp-evaluate run=
+    predictions= challenge_export=``: one ``<record>.txt`` per record, named as the record,
+    its label at the run's validation threshold; a second export into the folder is refused
+    and leaves it as it was."""
+    import pandas as pd
+    from conftest import compose_evaluate
+
+    from ecgexp.evaluate import evaluate
+    from ecgexp.predict import predict
+
+    data_folder, model_folder = challenge
+    output = tmp_path / "holdout.csv"
+    predict(compose_in(tmp_path, f"run={model_folder}", "dataset=wfdb_folder",
+                       f"dataset.path={data_folder}", "dataset.ids=name", f"output={output}",
+                       "num_workers=0", "progress_bar=false", config_name="predict"))
+    export = tmp_path / "holdout_outputs"
+    evaluate(compose_evaluate(f"run={model_folder}", f"predictions={output}",
+                              f"challenge_export={export}", "bootstrap.n_resamples=100"))
+    names = sorted(p.stem for p in data_folder.glob("*.hea"))
+    assert sorted(p.name for p in export.iterdir()) == [f"{n}.txt" for n in names]
+    threshold = torch.load(model_folder / "checkpoints" / "best.ckpt",
+                           weights_only=True)["ecgexp"]["thresholds"]["chagas"]
+    scores = pd.read_csv(output, dtype={"record": str}).set_index("record").score_chagas
+    for name in names:
+        lines = (export / f"{name}.txt").read_text().splitlines()
+        probability = float(lines[2].removeprefix("# Chagas probability: "))
+        assert lines[0] == name
+        assert probability == pytest.approx(scores.loc[name], abs=1e-6)
+        assert lines[1] == f"# Chagas label: {scores.loc[name] >= threshold}"
+    test = pd.read_csv(model_folder / "predictions_test.csv")  # the training run's own
+    exported = {int(n): float((export / f"{n}.txt").read_text().splitlines()[2].split(": ")[1])
+                for n in names}
+    np.testing.assert_allclose([exported[i] for i in test.exam_id], test.score_chagas,
+                               atol=1e-5)
+
+    before = {p.name: p.read_bytes() for p in export.iterdir()}
+    with pytest.raises(UserError, match="challenge_export: .* is not empty"):
+        evaluate(compose_evaluate(f"run={model_folder}", f"predictions={output}",
+                                  f"challenge_export={export}", f"output_dir={tmp_path / 'r2'}"))
+    assert {p.name: p.read_bytes() for p in export.iterdir()} == before

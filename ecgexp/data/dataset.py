@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from ecgexp.data.hdf5 import TracingReader
+from ecgexp.data.hdf5 import TracingReader, consecutive_runs
 from ecgexp.signal.pipeline import RecordRejected
 from ecgexp.signal.readers import RecordError
 
@@ -101,21 +101,17 @@ class ExamDataset(Dataset):
         """``(item, stored (samples, stored leads) tracing)`` for each of ``items``, in order;
         ``None`` for a raw record that is unreadable or rejected under ``nan_policy=skip``.
         Consecutive rows of one HDF5 file (evaluation batches) are read as one block."""
+        if not hasattr(self.reader, "read_rows"):  # raw records: one by one
+            yield from ((item, self._read(item)) for item in items)
+            return
         locations = self.locations[items]
-        block_reads = hasattr(self.reader, "read_rows")  # HDF5 files; raw records: one by one
-        start = 0
-        while start < len(items):
-            file_index, row = locations[start]
-            stop = start + 1
-            while (block_reads and stop < len(items) and locations[stop, 0] == file_index
-                   and locations[stop, 1] == row + stop - start):
-                stop += 1
+        for start, stop in consecutive_runs(locations):
             if stop - start > 1:
+                file_index, row = locations[start]
                 block = self.reader.read_rows(file_index, row, row + stop - start)
                 yield from zip(items[start:stop], block)
             else:
                 yield items[start], self._read(items[start])
-            start = stop
 
     def _read(self, item: int) -> np.ndarray | None:
         file_index, row = self.locations[item]

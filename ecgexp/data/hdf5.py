@@ -110,6 +110,20 @@ def read_rows(tracings: h5py.Dataset, start: int, stop: int) -> np.ndarray:
             f"that the set-up scan leaves such exams out") from error
 
 
+def consecutive_runs(locations: np.ndarray) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of each run of ``(file_index, row)`` locations that are consecutive
+    rows of one file, in order: the blocks one read each can fetch."""
+    start = 0
+    while start < len(locations):
+        file_index, row = locations[start]
+        stop = start + 1
+        while (stop < len(locations) and locations[stop, 0] == file_index
+               and locations[stop, 1] == row + stop - start):
+            stop += 1
+        yield start, stop
+        start = stop
+
+
 def _dataset(handle: h5py.File, name: str, key: str) -> h5py.Dataset:
     if name not in handle:
         raise KeyError(

@@ -120,15 +120,7 @@ class RecordFolderSource:
         ``record``, ``split``, header columns) and a reader; target and metadata values are
         checked as there (numbers, ``binary_columns`` 0/1), named by exam id."""
         root, names = list_records(self.path, key="dataset.path")
-        ids, rejected = exam_ids(names, self.ids)
-        for position, reason in rejected.items():
-            log.warning("%s: record %s left out: %s", self.name, names[position], reason)
-        table = header_table(root, names).assign(exam_id=ids, file_index=np.arange(len(names)),
-                                                 row=0)
-        table = table.drop(index=list(rejected)).rename(columns=self.rename_columns)
-        if self.labels_csv is not None:
-            labels = read_label_table(self.labels_csv, self.id_column, (), self.rename_columns)
-            table = table.merge(labels, on="exam_id", how="left", suffixes=("", "_csv"))
+        table = self.exam_table(root, names)
         if target_builder is not None:
             table = target_builder(table)
         check_columns(table, [*target_columns, *metadata_columns],
@@ -148,6 +140,21 @@ class RecordFolderSource:
             raise ValueError(f"dataset.path: no usable records under '{self.path}'")
         log.info("%s: %d records under %s", self.name, len(table), root)
         return table, RecordReader(root, names, self.pipeline)
+
+    def exam_table(self, root: Path, names: Sequence[str]) -> pd.DataFrame:
+        """The records ``names`` under ``root`` that have an exam id: ``exam_id``,
+        ``file_index`` (the position in ``names``), ``row`` 0, their header columns (renamed
+        by ``rename_columns``) and, with ``labels_csv``, its columns joined by exam id."""
+        ids, rejected = exam_ids(names, self.ids)
+        for position, reason in rejected.items():
+            log.warning("%s: record %s left out: %s", self.name, names[position], reason)
+        table = header_table(root, names).assign(exam_id=ids, file_index=np.arange(len(names)),
+                                                 row=0)
+        table = table.drop(index=list(rejected)).rename(columns=self.rename_columns)
+        if self.labels_csv is not None:
+            labels = read_label_table(self.labels_csv, self.id_column, (), self.rename_columns)
+            table = table.merge(labels, on="exam_id", how="left", suffixes=("", "_csv"))
+        return table.reset_index(drop=True)
 
     def _split(self, table: pd.DataFrame) -> pd.Series:
         """The split rule on ``table``; a random split without a group column groups the

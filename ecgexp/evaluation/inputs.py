@@ -210,7 +210,8 @@ def predicted_table(path: Path) -> pd.DataFrame:
     if not usable.all():
         log.warning("predictions: %d of %d exams of %s without a score or a target are not "
                     "evaluated", int((~usable).sum()), len(table), path)
-    table = table.loc[usable, columns].reset_index(drop=True)
+    kept = columns + (["record"] if "record" in table else [])  # names Challenge outputs
+    table = table.loc[usable, kept].reset_index(drop=True)
     for name in names:
         finite_column(table, f"score_{name}", path, "predictions")
         table[f"target_{name}"] = binary_column(table, f"target_{name}", path, "predictions")

@@ -23,15 +23,15 @@ import pandas as pd
 
 from ecgexp.contract import SIGNAL_STEPS
 from ecgexp.data.hdf5 import TracingReader, index_tracings, resolve_tracing_files
-from ecgexp.data.labels import join_labels, read_label_table
-from ecgexp.data.record_source import RecordFolderSource, header_table
+from ecgexp.data.labels import join_labels
+from ecgexp.data.record_source import RecordFolderSource
 from ecgexp.data.source import CombinedSource, HDF5Source
 from ecgexp.errors import UserError
 from ecgexp.signal.filters import fix_length, resample
 from ecgexp.signal.leads import lead_indices
 from ecgexp.signal.pipeline import SignalPipeline
 from ecgexp.signal.readers import read_record
-from ecgexp.signal.record_lists import exam_ids, list_records
+from ecgexp.signal.record_lists import list_records
 
 log = logging.getLogger(__name__)
 
@@ -142,16 +142,7 @@ def _hdf5_exams(source: HDF5Source, contract: dict) -> tuple[pd.DataFrame, HDF5I
 
 def _record_exams(source: RecordFolderSource, contract: dict) -> tuple[pd.DataFrame, RecordInputs]:
     root, names = record_list(source.path)
-    ids, rejected = exam_ids(names, source.ids)
-    for position, reason in rejected.items():
-        log.warning("%s: record %s left out: %s", source.name, names[position], reason)
-    table = header_table(root, names).drop(columns=["exam_id"], errors="ignore")
-    table = table.assign(exam_id=ids, file_index=np.arange(len(names)), row=0)
-    table = table.drop(index=list(rejected)).rename(columns=source.rename_columns)
-    if source.labels_csv is not None:
-        labels = read_label_table(source.labels_csv, source.id_column, (), source.rename_columns)
-        table = table.merge(labels, on="exam_id", how="left", suffixes=("", "_csv"))
-    return table.reset_index(drop=True), RecordInputs(root, names, contract_pipeline(contract))
+    return source.exam_table(root, names), RecordInputs(root, names, contract_pipeline(contract))
 
 
 def record_list(path: str | Path) -> tuple[Path, list[str]]:

@@ -14,6 +14,7 @@ import torch
 from rich.progress import Progress
 from torch.utils.data import DataLoader, Dataset
 
+from ecgexp.data.hdf5 import consecutive_runs
 from ecgexp.prediction.inputs import HDF5Inputs, RecordInputs
 from ecgexp.prediction.screening import exam_flags
 from ecgexp.processes import die_with_parent
@@ -63,17 +64,11 @@ class PredictionDataset(Dataset):
                 except (RecordError, RecordRejected) as error:
                     yield position, None, f"unreadable: {getattr(error, 'reason', error)}"
             return
-        start = 0
-        while start < len(items):  # runs of consecutive rows of one file: one read each
-            file_index, row = self.locations[items[start]]
-            stop = start + 1
-            while (stop < len(items) and self.locations[items[stop], 0] == file_index
-                   and self.locations[items[stop], 1] == row + stop - start):
-                stop += 1
+        locations = self.locations[items]
+        for start, stop in consecutive_runs(locations):  # one read per block of rows
+            file_index, row = locations[start]
             block = self.inputs.read_rows(int(file_index), int(row), int(row + stop - start))
-            for offset, tracing in enumerate(block):
-                yield start + offset, tracing, ""
-            start = stop
+            yield from zip(range(start, stop), block, [""] * (stop - start))
 
 
 def _as_read(batch: dict) -> dict:
@@ -126,7 +121,7 @@ def predict_exams(models: Sequence, dataset: PredictionDataset, metadata: np.nda
                 extra = ()
                 if metadata is not None:
                     values = np.nan_to_num(metadata[index])
-                    extra = (model._metadata(values, len(index)).to(target),)
+                    extra = (model.metadata_inputs(values, len(index)).to(target),)
                 scores = model.objective.predict(net(tracings, *extra)).float().cpu().numpy()
                 predictions[member, index[fed]] = scores.reshape(len(index), -1)[fed]
             bar.advance(task, len(index))
