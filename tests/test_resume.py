@@ -5,6 +5,7 @@ workers, each prefetching)."""
 import ctypes
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -68,8 +69,10 @@ def reference_metrics(tmp_path_factory) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["resume", "ckpt_path"])
-def test_killed_run_resumes_to_the_same_metrics(tmp_path, reference_metrics, how):
+def test_killed_run_resumes_to_the_same_metrics(tmp_path, reference_metrics):
+    """One run killed in its third epoch; its folder resumed with ``resume=<folder>`` (the
+    run's own config), and a copy of it with the same command again in that folder and
+    ``ckpt_path=last``: both end with the uninterrupted run's metrics."""
     folder = tmp_path / "interrupted"
     interrupted = ecgexp(tmp_path, *RUN, f"hydra.run.dir={folder}")
     last = folder / "checkpoints" / "last.ckpt"
@@ -85,13 +88,13 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path, reference_metrics, how
     assert saves == 2 and not (folder / "metrics.json").exists()
     assert len(workers) >= 2 and gone_within(workers, 2.0)  # the workers end with the run
 
-    if how == "resume":  # the run's own config, from its folder
-        arguments = [f"resume={folder}"]
-    else:  # the same command again, in the same folder, from its last checkpoint
-        arguments = [*RUN, f"hydra.run.dir={folder}", "ckpt_path=last"]
-    resumed = ecgexp(tmp_path, *arguments)
-    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()[-3000:]
-    assert json.loads((folder / "metrics.json").read_text()) == reference_metrics
+    copy = tmp_path / "interrupted_copy"
+    shutil.copytree(folder, copy)
+    for arguments, resumed_folder in (([f"resume={folder}"], folder),
+                                      ([*RUN, f"hydra.run.dir={copy}", "ckpt_path=last"], copy)):
+        resumed = ecgexp(tmp_path, *arguments)
+        assert resumed.wait(timeout=600) == 0, resumed.stderr.read()[-3000:]
+        assert json.loads((resumed_folder / "metrics.json").read_text()) == reference_metrics
 
 
 # --------------------------------------------------------------------------------------------

@@ -162,11 +162,12 @@ def test_a_folder_in_use_or_holding_a_run_is_refused(trained_run, tmp_path):
                                             rf"run \(\{{\"pid\": \d+"):
             train(cfg)
     assert list(busy.iterdir()) == [busy / ".ecgexp.lock"]
-    cfg.paths.output_dir = str(trained_run)
-    before = digests(trained_run)
-    with pytest.raises(UserError, match=rf"'{trained_run}' already holds a run \(config.yaml\)"):
+    held = copy_run(trained_run, tmp_path / "held")  # its own lock: the run is shared
+    cfg.paths.output_dir = str(held)
+    before = digests(held)
+    with pytest.raises(UserError, match=rf"'{held}' already holds a run \(config.yaml\)"):
         train(cfg)
-    assert digests(trained_run) == before
+    assert digests(held) == before
 
 
 @pytest.mark.slow
