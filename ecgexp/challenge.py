@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from ecgexp.errors import UserError
+from ecgexp.evaluation.binary import undefined_threshold
 
 OVERRIDES_ENV = "ECGEXP_CHALLENGE_OVERRIDES"
 LABEL = "chagas"
@@ -134,6 +135,10 @@ def load_model(model_folder: str, verbose: bool):
     if f"score_{LABEL}" not in model.objective.prediction_columns:
         raise UserError(f"model_folder: '{model_folder}' holds a {model.config.task.name} "
                         f"model, not a Chagas one (task=chagas)")
+    if undefined_threshold(model.thresholds.get(LABEL, DEFAULT_THRESHOLD)):
+        raise UserError(f"model_folder: '{model_folder}' has no Chagas threshold: its "
+                        f"validation split held no positive exams; train with a validation "
+                        f"split that has some (dataset.split.val_fraction)")
     if verbose:
         print(f"Loaded {model.checkpoint} (threshold "
               f"{model.thresholds.get(LABEL, DEFAULT_THRESHOLD):.4g})")

@@ -86,10 +86,12 @@ def preprocess(cfg: DictConfig) -> None:
     from ecgexp.data.convert import convert
 
     result = convert(cfg.input, cfg.output, instantiate(cfg.preprocessing),
-                     workers=cfg.workers, batch_size=cfg.batch_size, ids=cfg.ids)
+                     workers=cfg.workers, batch_size=cfg.batch_size, ids=cfg.ids,
+                     quality=instantiate(cfg.get("quality")),
+                     label_map=instantiate(cfg.get("labels")))
     print(f"Converted {result['converted']} records, rejected {result['rejected']}: "
           f"{result['output']} (metadata {result['metadata_csv']}, "
-          f"rejections {result['report_csv']})")
+          f"rejections {result['report_csv']}, quality {result['quality_csv']})")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 from pathlib import Path
 
@@ -42,7 +41,7 @@ from ecgexp.evaluation.outputs import (
     check_report_folder,
     write_table,
 )
-from ecgexp.evaluation.report import flatten_report, print_report
+from ecgexp.evaluation.report import flatten_report, print_report, report_json
 from ecgexp.evaluation.tables import binary_column, require_columns
 from ecgexp.files import distinct_file_names, make_folder, writable_folder, write_text_atomic
 from ecgexp.tasks.objectives import MultiLabel
@@ -87,7 +86,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if export_split is not None:
         _export(cfg, predictions[export_split], objective, thresholds, attributes)
 
-    write_text_atomic(out / "metrics.json", json.dumps(report, indent=2), "output_dir",
+    write_text_atomic(out / "metrics.json", report_json(report), "output_dir",
                       replace=True)
     metrics = flatten_report(report)
     write_table(pd.Series(metrics, name="value").rename_axis("metric").reset_index(),
@@ -154,14 +153,14 @@ def _inputs(cfg: DictConfig):
                                                    "predictions")
             out = Path(cfg.output_dir or path.with_name(f"{path.stem}_report"))
         return out, run_config, predictions, [], Path(cfg.run)
-    if cfg.predictions and cfg.labels:
-        predictions = prediction_files(cfg.predictions, cfg.labels, cfg.label_columns)
+    if cfg.predictions and cfg.labels_csv:
+        predictions = prediction_files(cfg.predictions, cfg.labels_csv, cfg.label_columns)
         return Path(cfg.output_dir or "report"), None, predictions, [], None
     if cfg.predictions:
         predictions = {"test": predicted_table(Path(cfg.predictions))}
         return Path(cfg.output_dir or "report"), None, predictions, [], None
     raise UserError("evaluate: give run=<run folder>, runs=[...], multirun=<sweep folder>, "
-                    "predictions=<file> labels=<csv> or predictions=<ecgexp-predict CSV>")
+                    "predictions=<file> labels_csv=<csv> or predictions=<ecgexp-predict CSV>")
 
 
 def _thresholds(cfg: DictConfig, objective, report: dict | None) -> dict[str, float]:

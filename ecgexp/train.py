@@ -27,7 +27,7 @@ from ecgexp.data.build import build_datamodule
 from ecgexp.data.datamodule import ExamDataModule
 from ecgexp.errors import UserError
 from ecgexp.evaluate import write_run_report
-from ecgexp.evaluation.report import flatten_report, print_report
+from ecgexp.evaluation.report import flatten_report, print_report, report_json
 from ecgexp.files import write_text_atomic
 from ecgexp.models.weights import read_state_dict
 from ecgexp.predict import dataset_for
@@ -185,6 +185,9 @@ def _train(cfg: DictConfig, output_dir: Path, start: tuple[Path, int] | None,
            ) -> dict[str, float] | None:
     _write_once(output_dir / CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
     _record_provenance(output_dir, datamodule, restart)
+    quality = getattr(datamodule.source, "quality_report", None)
+    if quality is not None:  # record folders: the set-up quality findings
+        _write_once(output_dir / "quality.csv", quality.to_csv(index=False))
     statistics = _fit_training_statistics(objective, datamodule, output_dir)
     card = model_card(cfg, datamodule.source, statistics["metadata"],
                       training_amplitude(datamodule.datasets["train"]))
@@ -211,7 +214,8 @@ def _train(cfg: DictConfig, output_dir: Path, start: tuple[Path, int] | None,
             log.warning("no '%s' split in %s: not predicted", split, datamodule.source.name)
             continue
         batches = predictor.predict(module, datamodule.loader(split), ckpt_path=best or None)
-        predictions[split] = predictions_table(batches, objective)
+        predictions[split] = predictions_table(batches, objective,
+                                               datamodule.datasets[split].names)
         _write_once(output_dir / f"predictions_{split}.csv",
                    predictions[split].to_csv(index=False))
 
@@ -224,7 +228,7 @@ def _train(cfg: DictConfig, output_dir: Path, start: tuple[Path, int] | None,
                  TrainedModel(module.net, objective, {**card, "thresholds": thresholds}, Path()))
         predictions.update(external_predictions(cfg, model, output_dir))
         report = objective.evaluate(predictions)
-    _write_once(output_dir / "metrics.json", json.dumps(report, indent=2))
+    _write_once(output_dir / "metrics.json", report_json(report))
     metrics = flatten_report(report)
     publish_results(loggers, metrics, output_dir,
                     write_run_report(output_dir) if wants_report(loggers) else None, best)

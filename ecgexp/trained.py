@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from ecgexp.checkpoints import network_state, read_checkpoint
 from ecgexp.contract import CARD_KEY
 from ecgexp.errors import UserError
+from ecgexp.evaluation.binary import undefined_threshold
 from ecgexp.models.weights import build_model
 from ecgexp.run_folder import check_targets, find_checkpoint, load_run_config
 
@@ -94,12 +95,15 @@ class TrainedModel:
 
     def predict(self, tracings, metadata=None, batch_size: int = 64) -> pd.DataFrame:
         """The task's prediction columns in its units, one row per tracing, and for each
-        validation threshold a ``label_<name>`` column (score >= threshold)."""
+        validation threshold a ``label_<name>`` column (score >= threshold; missing for a
+        label without one: no positive validation exams)."""
         predictions = self.objective.predict(self.outputs(tracings, metadata, batch_size))
         table = pd.DataFrame(predictions.numpy(), columns=self.objective.prediction_columns)
         for label, threshold in self.thresholds.items():
             if f"score_{label}" in table:
-                table[f"label_{label}"] = (table[f"score_{label}"] >= threshold).astype(int)
+                labels = (table[f"score_{label}"] >= threshold).astype("Int64")
+                table[f"label_{label}"] = (pd.Series(pd.NA, index=table.index, dtype="Int64")
+                                           if undefined_threshold(threshold) else labels)
         return table
 
 

@@ -38,8 +38,8 @@ TINY = ["exams=240", "training.warmup=1", "training.steps=2", "training.rounds=1
         "data.batches=5", "data.warmup_batches=1", "data.repeats=1", "data.read_batches=3",
         "inference.exams=32", "inference.eval_batch_sizes=[16]", "inference.repeats=1",
         "inference.compile=false",
-        "predict.exams=24", "predict.batch_size=8", "predict.repeats=1",
-        "predict.wfdb.records=12",
+        "predict.exams=16", "predict.batch_size=8", "predict.repeats=1",
+        "predict.wfdb.records=8", "predict.wfdb.num_workers=0",
         "preprocess.records=12", "preprocess.step_records=4", "preprocess.repeats=1",
         "bootstrap.resamples=50", "bootstrap.repeats=1", "heatmap.exams=4",
         "heatmap.loop_exams=2", "heatmap.batch_sizes=[2,4]", "scaling.sizes=[60,120]"]

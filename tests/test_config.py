@@ -48,7 +48,7 @@ def test_dataset_options_compose(compose_train, option):
             instantiate(cfg.dataset)
         cfg = compose_train(f"dataset={option}", "dataset.tracing_files=a.hdf5",
                             "dataset.labels_csv=a.csv")
-    if option == "wfdb_folder":  # the user must name the folder
+    if option in ("wfdb_folder", "cinc2021", "challenge2025", "ptbxl"):  # name the folder
         with pytest.raises(MissingMandatoryValue, match="path"):
             instantiate(cfg.dataset)
         cfg = compose_train(f"dataset={option}", "dataset.path=records")

@@ -237,7 +237,7 @@ def test_missing_input_names_the_key(tmp_path):
 # -- the conversion's faults --------------------------------------------------------------------
 
 CODE15_FIXTURES = FIXTURES / "code15_wfdb"
-OUTPUT_NAMES = ("out.h5", "out.csv", "out_rejected.csv")
+OUTPUT_NAMES = ("out.h5", "out.csv", "out_rejected.csv", "out_quality.csv")
 
 
 @pytest.fixture

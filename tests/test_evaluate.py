@@ -30,7 +30,7 @@ def test_published_table_2_is_reproduced(tmp_path):
     human readers' annotations scored against the same gold standard."""
     cfg = compose_evaluate(
         f"predictions={CODE_TEST / 'dnn_predicts/other_seeds/model_1.npy'}",
-        f"labels={CODE_TEST / 'annotations/gold_standard.csv'}",
+        f"labels_csv={CODE_TEST / 'annotations/gold_standard.csv'}",
         f"thresholds={PUBLISHED_THRESHOLDS}", f"output_dir={tmp_path / 'report'}",
         *(f"+compare.{name}={CODE_TEST / 'annotations' / f'{name}.csv'}"
           for name in READERS.values()), *FAST)

@@ -203,7 +203,7 @@ def test_labels_that_are_not_0_1_are_one_line(tmp_path, content, expected):
     scores = write(tmp_path / "scores.csv", SCORES)
     with pytest.raises(UserError) as raised:
         prediction_files(scores, labels)
-    assert str(raised.value).startswith(f"labels: '{labels}' {expected}")
+    assert str(raised.value).startswith(f"labels_csv: '{labels}' {expected}")
     assert "a binary label must be 0 or 1" in str(raised.value)
 
 
@@ -311,7 +311,7 @@ def test_label_names_cannot_place_figures_outside_the_report(tmp_path):
     labels = write(tmp_path / "labels.csv", "../x,AF\n0,1\n1,0\n0,0\n1,1\n1,0\n0,1\n")
     scores = write(tmp_path / "scores.csv", "../x,AF\n.1,.8\n.7,.3\n.2,.1\n.9,.6\n.6,.2\n.3,.9\n")
     out = tmp_path / "out"
-    evaluate(compose_config("evaluate", f"predictions={scores}", f"labels={labels}", *FAST,
+    evaluate(compose_config("evaluate", f"predictions={scores}", f"labels_csv={labels}", *FAST,
                             f"output_dir={out / 'report'}"))
     assert listing(out) == {"report"} and listing(tmp_path) == {"labels.csv", "scores.csv",
                                                                  "out"}
@@ -324,7 +324,7 @@ def test_labels_giving_one_figure_name_are_refused(tmp_path):
     labels = write(tmp_path / "labels.csv", "a/b,a_b\n0,1\n1,0\n0,0\n1,1\n")
     scores = write(tmp_path / "scores.csv", "a/b,a_b\n.1,.8\n.7,.3\n.2,.1\n.9,.6\n")
     with pytest.raises(UserError) as raised:
-        evaluate(compose_config("evaluate", f"predictions={scores}", f"labels={labels}", *FAST,
+        evaluate(compose_config("evaluate", f"predictions={scores}", f"labels_csv={labels}", *FAST,
                                 f"output_dir={tmp_path / 'report'}"))
     assert str(raised.value).startswith("label_columns: the label list holds 'a/b' and 'a_b', "
                                         "which both give the file name 'a_b'")
@@ -335,7 +335,7 @@ def test_compare_files_are_checked(tmp_path, labels_csv):
     scores = write(tmp_path / "scores.csv", SCORES)
     reader = write(tmp_path / "reader.csv", "AF\n0\n1\n0\n1\n1\n0\n")
     with pytest.raises(UserError) as raised:
-        evaluate(compose_config("evaluate", f"predictions={scores}", f"labels={labels_csv}",
+        evaluate(compose_config("evaluate", f"predictions={scores}", f"labels_csv={labels_csv}",
                                 *FAST, f"+compare.reader={reader}",
                                 f"output_dir={tmp_path / 'report'}"))
     assert str(raised.value).startswith(f"compare.reader: '{reader}' lacks the column(s) RBBB")

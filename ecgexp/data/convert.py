@@ -1,7 +1,9 @@
 """Raw ECG records -> training-ready HDF5 in the CODE layout, in parallel and resumable.
 
 Outputs: ``<output>`` (``tracings`` (N, samples, leads) float32 and ``exam_id``),
-``<output stem>.csv`` (one metadata row per HDF5 row, same order) and
+``<output stem>.csv`` (one metadata row per HDF5 row, same order; the records' metadata with
+``sex`` also as ``is_male`` 1/0, and missing values such as ``NaN`` or ``Unknown`` as empty
+cells) and
 ``<output stem>_rejected.csv`` (record, reason). They appear as one set; nothing a user wrote is
 overwritten or deleted.
 
@@ -57,11 +59,19 @@ import numpy as np
 import pandas as pd
 from rich.progress import Progress
 
+from ecgexp.data.label_maps import LabelMap
 from ecgexp.errors import UserError
 from ecgexp.files import writable_folder
 from ecgexp.processes import end_with_parent
 from ecgexp.signal.pipeline import RecordRejected, SignalPipeline
-from ecgexp.signal.readers import RecordError, read_record
+from ecgexp.signal.quality import (
+    QUALITY_COLUMNS,
+    QualityRules,
+    apply_actions,
+    content_hash,
+    record_findings,
+)
+from ecgexp.signal.readers import RecordError, read_record, with_is_male
 from ecgexp.signal.record_lists import ID_RULES, exam_ids, list_records
 
 log = logging.getLogger(__name__)
@@ -69,18 +79,21 @@ log = logging.getLogger(__name__)
 SETTINGS = "settings.sha256"
 COMMIT = "commit.json"
 ASSEMBLED = {"metadata_csv": "assembled.csv", "report_csv": "assembled_rejected.csv",
+             "quality_csv": "assembled_quality.csv",
              "output": "assembled.h5"}  # the order of the moves: the HDF5 last
 # Every name the converter writes in the partial folder (temporaries included).
 OWN_FILE = re.compile(r"(settings\.sha256|commit\.json|assembled\.h5|assembled\.csv"
-                      r"|assembled_rejected\.csv|batch_\d{6,}\.npz"
+                      r"|assembled_rejected\.csv|assembled_quality\.csv|batch_\d{6,}\.npz"
                       r"|\.settings\.sha256\.tmp|\.commit\.json\.tmp|\.batch_\d{6,}\.\d+\.npz)")
 
 
 def _convert_batch(batch: int, positions: np.ndarray, root: Path, names: Sequence[str],
                    ids: np.ndarray, prerejected: dict[int, str], pipeline: SignalPipeline,
-                   folder: Path) -> int:
-    """Converts one batch of records into ``batch_<k>.npz``; returns the number of records."""
-    tracings, kept, metadata, rejected = [], [], [], []
+                   folder: Path, quality: QualityRules | None = None) -> int:
+    """Converts one batch of records into ``batch_<k>.npz`` (with their quality findings, and
+    the hash of each kept record's samples for the duplicates); returns the number of
+    records."""
+    tracings, kept, metadata, rejected, findings, hashes = [], [], [], [], [], []
     for position in positions:
         name = names[position]
         if position in prerejected:
@@ -88,23 +101,45 @@ def _convert_batch(batch: int, positions: np.ndarray, root: Path, names: Sequenc
             continue
         try:
             record = read_record(root / name, name)
-            tracings.append(pipeline(record.signal, record.sampling_rate, record.leads))
+            signal, reason = _checked(record, quality, pipeline, findings, ids[position])
+            if signal is None:
+                raise RecordRejected(reason)
+            tracings.append(pipeline(signal, record.sampling_rate, record.leads))
         except (RecordError, RecordRejected) as error:
             rejected.append({"record": name, "reason": getattr(error, "reason", str(error))})
             continue
         kept.append(ids[position])
+        hashes.append(content_hash(record.signal))
+        row_metadata = with_is_male(record.metadata)  # sex also as is_male (1/0/missing)
+        header = {(f"header_{key}" if key in ("exam_id", "record") else key): value
+                  for key, value in row_metadata.items()}  # the HDF5's exam_id is the key
         metadata.append({"exam_id": int(ids[position]), "record": name,
                          "sampling_rate": record.sampling_rate,
                          "original_samples": record.signal.shape[0],
-                         "leads": ";".join(record.leads), **record.metadata})
+                         "leads": ";".join(record.leads), **header})
     shape = (0, pipeline.n_samples, len(pipeline.leads))
     temporary = folder / f".batch_{batch:06d}.{os.getpid()}.npz"
     with open(temporary, "wb") as handle:
         np.savez(handle, tracings=np.stack(tracings) if tracings else np.zeros(shape, np.float32),
                  exam_id=np.asarray(kept, dtype=np.int64),
-                 metadata=json.dumps(metadata, default=str), rejected=json.dumps(rejected))
+                 metadata=json.dumps(metadata, default=str), rejected=json.dumps(rejected),
+                 quality=json.dumps(findings, default=str), hashes=json.dumps(hashes))
     os.replace(temporary, folder / f"batch_{batch:06d}.npz")
     return len(positions)
+
+
+def _checked(record, quality: QualityRules | None, pipeline: SignalPipeline, findings: list,
+             exam_id) -> tuple[np.ndarray | None, str]:
+    """The record's signal after the quality actions (``None`` and why, when one rejects
+    it); its findings are appended to ``findings`` as report rows."""
+    if quality is None:
+        return record.signal, ""
+    shortest = int(np.ceil(pipeline.n_samples * record.sampling_rate / pipeline.sampling_rate))
+    found = record_findings(record.signal, record.leads, quality, shortest)
+    findings += [{"exam_id": int(exam_id), "record": record.name, "finding": f.kind,
+                  "lead": f.lead, "count": f.count, "detail": f.detail,
+                  "action": quality.actions[f.kind]} for f in found]
+    return apply_actions(record.signal, record.leads, found, quality)
 
 
 # -- checks before anything is written --------------------------------------------------------
@@ -124,10 +159,13 @@ def _check_output(output: Path) -> None:
 
 
 def _settings_key(names: Sequence[str], pipeline: SignalPipeline, batch_size: int,
-                  ids: str) -> str:
+                  ids: str, quality: QualityRules | None, label_map: LabelMap | None) -> str:
     """What a partial conversion must share with this one to be resumed."""
     text = json.dumps({"records": list(names), "pipeline": pipeline.as_dict(),
-                       "batch_size": batch_size, "ids": ids}, sort_keys=True, default=str)
+                       "batch_size": batch_size, "ids": ids,
+                       "quality": None if quality is None else vars(quality),
+                       "labels": None if label_map is None else vars(label_map)},
+                      sort_keys=True, default=sorted)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -201,10 +239,13 @@ def _is_own(path: Path, identity: list[int]) -> bool:
 # -- conversion -------------------------------------------------------------------------------
 
 def convert(input_path: str | Path, output: str | Path, pipeline: SignalPipeline,
-            workers: int = 2, batch_size: int = 64, ids: str = "index") -> dict:
+            workers: int = 2, batch_size: int = 64, ids: str = "index",
+            quality: QualityRules | None = None, label_map: LabelMap | None = None) -> dict:
     """Converts every record under ``input_path`` into ``output`` (see the module docstring);
     returns counts and the paths written. ``workers``: 1 converts in this process, N > 1 in N
-    worker processes (0 and negative numbers are refused)."""
+    worker processes (0 and negative numbers are refused). ``quality``: each record's
+    findings go to ``<stem>_quality.csv`` and its actions apply (rejections to the rejection
+    report); ``label_map``: label columns from the header codes in the metadata CSV."""
     workers = _check_count(workers, "workers", "1 converts in this process, N > 1 starts N "
                            "worker processes")
     batch_size = _check_count(batch_size, "batch_size", "records per batch file")
@@ -213,10 +254,16 @@ def convert(input_path: str | Path, output: str | Path, pipeline: SignalPipeline
     output = Path(output)
     _check_output(output)
     finals = {"metadata_csv": output.with_suffix(".csv"),
-              "report_csv": output.with_name(output.stem + "_rejected.csv"), "output": output}
+              "report_csv": output.with_name(output.stem + "_rejected.csv"),
+              "quality_csv": output.with_name(output.stem + "_quality.csv"), "output": output}
     root, names = list_records(input_path)
     record_ids, prerejected = exam_ids(names, ids)
-    key = _settings_key(names, pipeline, batch_size, ids)
+    if record_ids.dtype == object:
+        example = next(n for n, i in zip(names, record_ids) if not str(i).isdigit())
+        raise UserError(f"ids: ids=name needs integer record names for the HDF5 exam_id "
+                        f"(e.g. '{example}' is not one); use ids=index, the names go to the "
+                        f"metadata CSV's record column")
+    key = _settings_key(names, pipeline, batch_size, ids, quality, label_map)
     folder = output.with_name(output.name + ".partial")
     commit = _inspect_partial(folder, key)
     if commit is None:
@@ -225,7 +272,7 @@ def convert(input_path: str | Path, output: str | Path, pipeline: SignalPipeline
                 raise UserError(f"output: '{path}' exists; choose another output (nothing is "
                                 f"overwritten)")
         commit = _convert_into(folder, key, finals, root, names, record_ids, prerejected,
-                               pipeline, workers, batch_size)
+                               pipeline, workers, batch_size, quality, label_map)
     _move_into_place(folder, commit, finals)
     _clean_up(folder)
     return {**commit["counts"], **{name: str(path) for name, path in finals.items()}}
@@ -233,7 +280,8 @@ def convert(input_path: str | Path, output: str | Path, pipeline: SignalPipeline
 
 def _convert_into(folder: Path, key: str, finals: dict[str, Path], root: Path,
                   names: Sequence[str], record_ids: np.ndarray, prerejected: dict[int, str],
-                  pipeline: SignalPipeline, workers: int, batch_size: int) -> dict:
+                  pipeline: SignalPipeline, workers: int, batch_size: int,
+                  quality: QualityRules | None, label_map: LabelMap | None) -> dict:
     """Batches, assembly and the commit record in the partial folder; returns the record."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -246,7 +294,7 @@ def _convert_into(folder: Path, key: str, finals: dict[str, Path], root: Path,
                for start in range(0, len(names), batch_size)]
     todo = [k for k in range(len(batches)) if not (folder / f"batch_{k:06d}.npz").exists()]
     work = partial(_convert_batch, root=root, names=names, ids=record_ids,
-                   prerejected=prerejected, pipeline=pipeline, folder=folder)
+                   prerejected=prerejected, pipeline=pipeline, folder=folder, quality=quality)
     with Progress() as progress:
         bar = progress.add_task("converting records", total=len(names),
                                 completed=len(names) - sum(len(batches[k]) for k in todo))
@@ -258,7 +306,7 @@ def _convert_into(folder: Path, key: str, finals: dict[str, Path], root: Path,
         else:
             for k in todo:
                 progress.advance(bar, work(k, batches[k]))
-    counts = _assemble(folder, len(batches), pipeline)
+    counts = _assemble(folder, len(batches), pipeline, quality, label_map, root)
     for path in finals.values():  # once more, just before the moves
         if path.exists() or path.is_symlink():
             raise UserError(f"output: '{path}' appeared during the conversion; move it away "
@@ -271,10 +319,15 @@ def _convert_into(folder: Path, key: str, finals: dict[str, Path], root: Path,
     return commit
 
 
-def _assemble(folder: Path, n_batches: int, pipeline: SignalPipeline) -> dict:
-    """Batch files -> ``assembled.h5``, ``assembled.csv`` and ``assembled_rejected.csv`` in the
-    partial folder (rewritten if an earlier run stopped while assembling)."""
-    metadata, rejected, n_rows = [], [], 0
+def _assemble(folder: Path, n_batches: int, pipeline: SignalPipeline,
+              quality: QualityRules | None = None, label_map: LabelMap | None = None,
+              root: Path | None = None) -> dict:
+    """Batch files -> ``assembled.h5``, ``assembled.csv``, ``assembled_rejected.csv`` and
+    ``assembled_quality.csv`` in the partial folder (rewritten if an earlier run stopped
+    while assembling). A record with the same samples as an earlier one is a ``duplicate``
+    finding (left out when ``quality.actions.duplicate=reject``)."""
+    metadata, rejected, findings, first_of, n_rows = [], [], [], {}, 0
+    reject_duplicates = quality is not None and quality.actions["duplicate"] == "reject"
     with h5py.File(folder / ASSEMBLED["output"], "w") as handle:
         shape = (pipeline.n_samples, len(pipeline.leads))
         tracings = handle.create_dataset("tracings", (0, *shape), "float32",
@@ -285,18 +338,40 @@ def _assemble(folder: Path, n_batches: int, pipeline: SignalPipeline) -> dict:
         handle.attrs["pipeline"] = json.dumps(pipeline.as_dict(), default=str)
         for k in range(n_batches):
             with np.load(folder / f"batch_{k:06d}.npz") as batch:
-                n = len(batch["exam_id"])
+                rows = json.loads(str(batch["metadata"]))
+                keep = np.ones(len(rows), bool)
+                findings += json.loads(str(batch["quality"]))
+                for i, (row, digest) in enumerate(zip(rows, json.loads(str(batch["hashes"])))):
+                    if quality is None:
+                        break
+                    if digest not in first_of:
+                        first_of[digest] = row["record"]
+                        continue
+                    detail = f"the same samples as record {first_of[digest]}"
+                    findings.append({"exam_id": row["exam_id"], "record": row["record"],
+                                     "finding": "duplicate", "lead": "", "count": 1,
+                                     "detail": detail,
+                                     "action": quality.actions["duplicate"]})
+                    if reject_duplicates:
+                        keep[i] = False
+                        rejected.append({"record": row["record"], "reason": f"duplicate: "
+                                         f"{detail} (quality.actions.duplicate=reject)"})
+                n = int(keep.sum())
                 tracings.resize(n_rows + n, axis=0)
                 exam_id.resize(n_rows + n, axis=0)
-                tracings[n_rows:n_rows + n] = batch["tracings"]
-                exam_id[n_rows:n_rows + n] = batch["exam_id"]
-                metadata += json.loads(str(batch["metadata"]))
+                tracings[n_rows:n_rows + n] = batch["tracings"][keep]
+                exam_id[n_rows:n_rows + n] = batch["exam_id"][keep]
+                metadata += [row for row, kept in zip(rows, keep) if kept]
                 rejected += json.loads(str(batch["rejected"]))
                 n_rows += n
-    pd.DataFrame(metadata, columns=None if metadata else ["exam_id", "record"]).to_csv(
-        folder / ASSEMBLED["metadata_csv"], index=False)
+    table = pd.DataFrame(metadata, columns=None if metadata else ["exam_id", "record"])
+    if label_map is not None and metadata:
+        table = label_map.apply(table, f"'{root}'")
+    table.to_csv(folder / ASSEMBLED["metadata_csv"], index=False)
     pd.DataFrame(rejected, columns=["record", "reason"]).to_csv(
         folder / ASSEMBLED["report_csv"], index=False)
+    pd.DataFrame(findings, columns=QUALITY_COLUMNS).to_csv(
+        folder / ASSEMBLED["quality_csv"], index=False)
     return {"converted": n_rows, "rejected": len(rejected)}
 
 

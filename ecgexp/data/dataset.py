@@ -45,7 +45,10 @@ class ExamDataset(Dataset):
     def __init__(self, table: pd.DataFrame, reader: TracingReader, target_columns: Sequence[str],
                  lead_index: Sequence[int], scale: float = 1.0, nan_policy: str = "error",
                  metadata: np.ndarray | None = None):
-        self.exam_ids = table.exam_id.to_numpy(np.int64)
+        self.exam_ids = integer_ids(table.exam_id)
+        # batches carry integer keys: the exam ids, or for names (``E07500``) positions
+        self.keys = (self.exam_ids if self.exam_ids.dtype == np.int64
+                     else np.arange(len(self.exam_ids), dtype=np.int64))
         self.locations = table[["file_index", "row"]].to_numpy(np.int64)
         self.targets = np.array(table[list(target_columns)], dtype=np.float32)  # own, writable copy
         self.reader = reader
@@ -56,6 +59,12 @@ class ExamDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.exam_ids)
+
+    @property
+    def names(self) -> np.ndarray | None:
+        """The exam ids of the batches' ``exam_id`` keys (positions) when they are names;
+        ``None`` when the keys are the integer exam ids themselves."""
+        return None if self.exam_ids.dtype == np.int64 else self.exam_ids
 
     def __getitem__(self, item: int) -> dict[str, torch.Tensor] | None:
         batch = self.__getitems__([item])
@@ -88,7 +97,7 @@ class ExamDataset(Dataset):
         kept = np.asarray(kept)
         batch = {"tracing": torch.from_numpy(tracings),
                  "target": torch.from_numpy(self.targets[kept]),
-                 "exam_id": torch.from_numpy(self.exam_ids[kept])}
+                 "exam_id": torch.from_numpy(self.keys[kept])}
         if self.metadata is not None:
             batch["metadata"] = torch.from_numpy(self.metadata[kept])
         return batch
@@ -125,6 +134,13 @@ class ExamDataset(Dataset):
             raise ValueError(f"{message}; set dataset.nan_policy=skip to leave such exams out")
         log.warning("%s; skipped (dataset.nan_policy=skip)", message)
         return None
+
+
+def integer_ids(exam_ids: pd.Series) -> np.ndarray:
+    """``exam_ids`` as int64 when they are integers, else as an object array of names."""
+    if pd.api.types.is_integer_dtype(exam_ids):
+        return exam_ids.to_numpy(np.int64)
+    return exam_ids.astype(str).to_numpy(object)
 
 
 def collate_exams(batch: dict[str, torch.Tensor] | list[dict | None] | None

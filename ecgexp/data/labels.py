@@ -10,11 +10,17 @@ import numpy as np
 import pandas as pd
 
 from ecgexp.errors import UserError
+from ecgexp.signal.readers import MISSING_VALUES
 
 log = logging.getLogger(__name__)
 
 JOIN_RULES = ("exam_id", "row_order")
 MISSING_EXAM_POLICIES = ("error", "drop")
+
+
+# The header words for "no value" (ecgexp.signal.readers.MISSING_VALUES), as CSV cells.
+CSV_MISSING = sorted({form for word in MISSING_VALUES if word
+                      for form in (word, word.upper(), word.title())})
 
 
 def read_csv_table(path: str | Path, key: str, expected: str) -> pd.DataFrame:
@@ -25,7 +31,8 @@ def read_csv_table(path: str | Path, key: str, expected: str) -> pd.DataFrame:
     if not path.is_file():
         raise UserError(f"{key}: no file '{path}' (working directory {Path.cwd()}); {expected}")
     try:
-        table = pd.read_csv(path)
+        table = pd.read_csv(path, dtype={"record": str},  # record names stay names ("00012")
+                            na_values=CSV_MISSING)
     except pd.errors.EmptyDataError as error:
         raise UserError(f"{key}: '{path}' is empty (no header line, no rows); {expected}") \
             from error

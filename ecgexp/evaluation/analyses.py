@@ -16,6 +16,7 @@ tables (written as ``<name>.csv``/``.md``); figures go into the report folder.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from ecgexp.evaluation import plots
-from ecgexp.evaluation.binary import ranking_scores
+from ecgexp.evaluation.binary import ranking_scores, undefined_threshold
 from ecgexp.evaluation.bootstrap import bootstrap_statistic, bootstrap_threshold_metrics
 from ecgexp.evaluation.calibration import expected_calibration_error, reliability_table
 from ecgexp.evaluation.multiclass import class_indices, probabilities_of
@@ -94,8 +95,10 @@ def binary_analyses(inputs: ReportInputs) -> dict[str, pd.DataFrame]:
             settings.bootstrap.n_resamples, settings.bootstrap.seed, settings.bootstrap.level)
         for metric, values in at_threshold.items():
             for i, label in enumerate(labels):
+                undefined = undefined_threshold(inputs.thresholds[label])  # no val positives
                 rows.append({"split": split, "label": label, "metric": metric,
-                             **{k: float(np.asarray(v)[i]) for k, v in values.items()}})
+                             **{k: math.nan if undefined else float(np.asarray(v)[i])
+                                for k, v in values.items()}})
         for i, label in enumerate(labels):
             if len(np.unique(targets[:, i])) == 2:
                 rows.append({"split": split, "label": label, "metric": "auroc",

@@ -177,14 +177,15 @@ def prediction_files(predictions: str | Path, labels: str | Path,
     """Outputs made elsewhere as a ``test`` predictions table: an ``.npy`` (N, labels) or a
     CSV of scores in the row order of a labels CSV (e.g. CODE-test ``gold_standard.csv``)."""
     labels = Path(labels)
-    labels_table = read_csv_table(labels, "labels", "labels expects a CSV with one 0/1 column "
-                                  "per label (e.g. CODE-test annotations/gold_standard.csv)")
+    labels_table = read_csv_table(labels, "labels_csv", "labels_csv expects a CSV with one "
+                                  "0/1 column per label (e.g. CODE-test "
+                                  "annotations/gold_standard.csv)")
     names = [str(n) for n in (label_columns or labels_table.columns)]
     missing = [n for n in names if n not in labels_table.columns]
     if missing:
         raise UserError(f"label_columns: {missing} not in {labels} "
                         f"(columns: {', '.join(map(str, labels_table.columns))})")
-    targets = {name: binary_column(labels_table, name, labels, "labels") for name in names}
+    targets = {name: binary_column(labels_table, name, labels, "labels_csv") for name in names}
     scores = _load_scores(Path(predictions), names, len(labels_table), labels)
     table = pd.DataFrame(scores, columns=[f"score_{n}" for n in names])
     table.insert(0, "exam_id", np.arange(len(table)))
@@ -197,7 +198,7 @@ def predicted_table(path: Path) -> pd.DataFrame:
     """An ``ecgexp-predict`` table of binary labels (``score_<label>`` and ``target_<label>``
     columns, e.g. published weights on CODE-test) as a ``test`` predictions table."""
     expected = ("predictions without labels expects an ecgexp-predict CSV with score_<label> "
-                "and target_<label> columns (a dataset with labels), or give labels=<csv>")
+                "and target_<label> columns (a dataset with labels), or give labels_csv=<csv>")
     table = read_csv_table(path, "predictions", expected)
     names = [c.removeprefix("score_") for c in table.columns
              if c.startswith("score_") and f"target_{c.removeprefix('score_')}" in table]

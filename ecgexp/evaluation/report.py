@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 from rich.console import Console
 from rich.table import Table
 
@@ -20,9 +23,27 @@ def flatten(tree: dict, separator: str = "/", prefix: str = "") -> dict:
 
 def flatten_report(report: dict) -> dict[str, float]:
     """``{"test": {"AF": {"auroc": 0.9}}}`` -> ``{"test/AF/auroc": 0.9}`` (what loggers and
-    sweepers receive)."""
-    return {name: float(value) for name, value in flatten(report).items()
-            if not isinstance(value, dict)}
+    sweepers receive); an undefined value (NaN, or ``null`` read back from ``metrics.json``)
+    is NaN."""
+    return {name: math.nan if value is None else float(value)
+            for name, value in flatten(report).items() if not isinstance(value, dict)}
+
+
+def _json_value(value):
+    if isinstance(value, dict):
+        return {key: _json_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def report_json(report: dict) -> str:
+    """``report`` as strict JSON (``metrics.json``): an undefined value (NaN) is ``null``, an
+    infinite threshold (nothing positive) the string ``"inf"``, which ``float`` and
+    ``flatten_report`` read back."""
+    return json.dumps(_json_value(report), indent=2, allow_nan=False)
 
 
 # Metric names that count things (exams, events, ...): whole values print without decimals.

@@ -58,7 +58,9 @@ def output_index(target: int | str, objective) -> int:
 
 def listed_exams(dataset, exam_ids) -> np.ndarray:
     """Positions in ``dataset`` of ``task.select.exam_ids``, in the order given."""
-    wanted = np.asarray(list(exam_ids), dtype=np.int64)
+    wanted = np.asarray(list(exam_ids), dtype=dataset.exam_ids.dtype)
+    if dataset.exam_ids.dtype == object:  # names: compared as text
+        wanted = wanted.astype(str).astype(object)
     missing = sorted(set(wanted) - set(dataset.exam_ids))
     if missing:
         raise UserError(f"task.select.exam_ids: {missing[:5]} are not in the split")
@@ -164,7 +166,9 @@ def extract_heatmaps(cfg: DictConfig) -> dict:
     with atomic_path(out / "heatmaps.h5", key="ckpt") as partial, \
             h5py.File(partial, "w") as handle:
         handle.create_dataset("heatmaps", data=maps.astype(np.float32))
-        handle.create_dataset("exam_id", data=dataset.exam_ids[positions])
+        ids = dataset.exam_ids[positions]
+        handle.create_dataset("exam_id", data=ids, dtype=h5py.string_dtype()
+                              if ids.dtype == object else ids.dtype)
         handle.create_dataset("output", data=outputs[:, index].numpy().astype(np.float32))
         handle.create_dataset("prediction", data=predictions.astype(np.float32))
         handle.create_dataset("tracings", data=tracings.numpy())
@@ -182,7 +186,7 @@ def extract_heatmaps(cfg: DictConfig) -> dict:
     if layout == "auto":  # the 3x4 paper layout needs the 12 standard leads (8-lead models)
         layout = "3x4" if len(leads) == 12 else "12x1"
     for position in range(shown):
-        exam_id = int(dataset.exam_ids[positions[position]])
+        exam_id = dataset.exam_ids[positions[position]]
         figure = make_ecg_figure(
             tracings[position].numpy(), leads, rate, layout=layout,
             heatmap=visible_intensity(maps[position], task.figures.clip_percentile),

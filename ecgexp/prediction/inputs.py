@@ -31,7 +31,6 @@ from ecgexp.signal.filters import fix_length, resample
 from ecgexp.signal.leads import lead_indices
 from ecgexp.signal.pipeline import SignalPipeline
 from ecgexp.signal.readers import read_record
-from ecgexp.signal.record_lists import list_records
 
 log = logging.getLogger(__name__)
 
@@ -141,19 +140,6 @@ def _hdf5_exams(source: HDF5Source, contract: dict) -> tuple[pd.DataFrame, HDF5I
 
 
 def _record_exams(source: RecordFolderSource, contract: dict) -> tuple[pd.DataFrame, RecordInputs]:
-    root, names = record_list(source.path)
+    root, names = source.records()
     return source.exam_table(root, names), RecordInputs(root, names, contract_pipeline(contract))
-
-
-def record_list(path: str | Path) -> tuple[Path, list[str]]:
-    """As :func:`~ecgexp.signal.record_lists.list_records`, and a single record: a ``.hea``,
-    ``.xml`` or ``.json`` file, or a WFDB record path without its ``.hea``."""
-    path = Path(path)
-    if path.suffix == ".hea" and path.is_file():
-        return path.parent, [path.stem]
-    if path.suffix in (".xml", ".json") and path.is_file():
-        return path.parent, [path.name]
-    if not path.exists() and path.with_name(path.name + ".hea").is_file():
-        return path.parent, [path.name]
-    return list_records(path, key="dataset.path")
 

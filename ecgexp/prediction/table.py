@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ecgexp.errors import UserError
+from ecgexp.evaluation.binary import undefined_threshold
 from ecgexp.prediction.inputs import prediction_exams
 from ecgexp.prediction.predictor import PredictionDataset, predict_exams
 from ecgexp.prediction.screening import dataset_flag
@@ -51,7 +52,8 @@ def dataset_predictions(models: Sequence, thresholds: dict[str, float], source, 
     for label, threshold in thresholds.items():
         if f"score_{label}" in out:
             scores = out[f"score_{label}"]
-            out[f"label_{label}"] = (scores >= threshold).astype("Int64").where(scores.notna())
+            defined = scores.notna() & bool(not undefined_threshold(threshold))
+            out[f"label_{label}"] = (scores >= threshold).astype("Int64").where(defined)
     if all(name in table.columns for name in objective.target_columns):
         for name in objective.target_columns:
             values = pd.to_numeric(table[name], errors="coerce")

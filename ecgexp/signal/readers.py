@@ -4,14 +4,20 @@ Every reader returns the signal as a float64 array of shape ``(samples, leads)``
 with lead names normalised by :func:`ecgexp.signal.leads.normalise_lead_name` (``I`` -> ``DI``,
 ``aVL`` -> ``AVL``, anything else upper-cased). Any problem with a file (missing, truncated,
 malformed, empty) raises :class:`RecordError` naming the record; NaN samples are kept as they are.
+
+Metadata values that say "no value" (:data:`MISSING_VALUES`: ``NaN``, ``Unknown``, ``N/A``, empty,
+...) become None in every reader, so that tables hold them as missing values (NaN) and not as
+text. :func:`is_male` is the one mapping of a written sex to ``is_male`` (1 male, 0 female).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import numbers
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +32,13 @@ _MUSE_TO_MILLIVOLTS = {"MICROVOLTS": 1e-3, "MILLIVOLTS": 1.0}
 _WFDB_SUFFIXES = (".hea", ".dat")
 _INT = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?")
-_MISSING = ("", "n/a")
+# Metadata text (stripped, lower-cased) that means "no value": read as None.
+MISSING_VALUES = frozenset({
+    "", "nan", "na", "n/a", "n.a.", "none", "null", "nil", "unknown", "unk", "missing",
+    "not available", "not known", "-", "--", "?",
+})
+# Sex as written (stripped, lower-cased) -> is_male; anything else (missing, unknown) is missing.
+SEX_IS_MALE = {"male": 1, "m": 1, "1": 1, "female": 0, "f": 0, "0": 0}
 
 
 class RecordError(ValueError):
@@ -50,7 +62,8 @@ class Record:
     signal: np.ndarray  # (samples, leads) float64, mV
     leads: list[str]  # normalised names: DI, DII, DIII, AVR, AVL, AVF, V1..V6, others upper-cased
     sampling_rate: float  # Hz
-    metadata: dict[str, object] = field(default_factory=dict)  # age, sex, chagas_label, ...
+    metadata: dict[str, object] = field(default_factory=dict)  # age, sex, chagas_label, ...;
+    # None where the file says there is no value (see MISSING_VALUES)
 
     def __post_init__(self):
         self.signal = np.asarray(self.signal, dtype=np.float64)
@@ -131,8 +144,10 @@ def parse_header_comments(comments: list[str]) -> dict[str, object]:
 
     Keys are lower-cased with each run of other characters than letters and digits replaced by
     ``_`` ("Chagas label" -> ``chagas_label``). Values are stripped and converted: integers and
-    decimals to numbers, true/false (any case) to bool, empty or ``n/a`` to None; other text is
-    kept as is. Comments without a colon are ignored; a repeated key keeps its last value.
+    decimals to numbers, true/false (any case) to bool, the missing-value words of
+    :data:`MISSING_VALUES` (any case: empty, ``NaN``, ``NA``, ``N/A``, ``None``, ``Unknown``,
+    ``-``, ...) to None; other text is kept as is. Comments without a colon are ignored; a
+    repeated key keeps its last value.
     """
     metadata: dict[str, object] = {}
     for comment in comments:
@@ -149,7 +164,12 @@ def read_muse_xml(path: str | Path, name: str | None = None) -> Record:
     The waveform with ``WaveformType`` "Rhythm" is used (the second waveform when none is so
     labelled). Samples are base64 little-endian int16 scaled by ``LeadAmplitudeUnitsPerBit``
     (a decimal comma is accepted) in ``LeadAmplitudeUnits`` (MICROVOLTS or MILLIVOLTS).
-    ``PatientDemographics`` age, age units and gender go to metadata as age, age_units, sex.
+    ``PatientDemographics`` age, age units and gender go to metadata as age, age_units, sex;
+    as text (not converted to numbers): ``PatientDemographics/PatientID`` as patient_id,
+    ``TestDemographics/AcquisitionDate`` and ``AcquisitionTime`` as acquisition_date and
+    acquisition_time (as written, e.g. ``03-15-2019``, ``14:22:05``), and the ``StmtText`` of the
+    ``Diagnosis/DiagnosisStatement`` elements, in file order, joined by ``"; "`` as diagnosis.
+    A key is present when its element is; missing-value words (:data:`MISSING_VALUES`) are None.
     """
     path = Path(path)
     name = name or path.stem
@@ -166,10 +186,12 @@ def read_muse_xml(path: str | Path, name: str | None = None) -> Record:
     if len({len(column) for column in columns}) > 1:
         raise RecordError(name, f"leads of unequal length {[len(c) for c in columns]}")
     signal = np.stack(columns, axis=1) if columns else np.zeros((0, 0))
-    metadata = {key: _parse_value(root.findtext(f"PatientDemographics/{tag}"))
-                for key, tag in (("age", "PatientAge"), ("age_units", "AgeUnits"),
-                                 ("sex", "Gender"))
-                if root.find(f"PatientDemographics/{tag}") is not None}
+    metadata = {key: parse(root.findtext(tag)) for key, tag, parse in _MUSE_METADATA
+                if root.find(tag) is not None}
+    if root.find("Diagnosis") is not None:
+        statements = [_text_value(statement.findtext("StmtText"))
+                      for statement in root.findall("Diagnosis/DiagnosisStatement")]
+        metadata["diagnosis"] = "; ".join(s for s in statements if s is not None) or None
     return Record(name=name, signal=signal, leads=leads,
                   sampling_rate=_number(_xml_text(waveform, "SampleBase", name), name),
                   metadata=metadata)
@@ -181,7 +203,8 @@ def read_tnmg_json(source: str | Path, name: str | None = None) -> Record:
     Leads are the keys naming one of the 12 standard leads (``DI``, ``V1``, ...), each a
     ';'-separated string of integers, mapped by name and returned in the canonical order; a
     missing lead is simply absent. mV = value / 1000 * ``resolution``; ``sampling`` is in Hz.
-    Other fields (age, sex, id, ...) go to metadata as given. ``name`` defaults to the file stem,
+    Other fields (age, sex, id, ...) go to metadata as given (text of :data:`MISSING_VALUES`, such
+    as ``"NaN"`` or ``"unknown"``, as None). ``name`` defaults to the file stem,
     or for a JSON string to its ``id`` field.
     """
     is_path = isinstance(source, Path) or not str(source).lstrip().startswith("{")
@@ -206,16 +229,50 @@ def read_tnmg_json(source: str | Path, name: str | None = None) -> Record:
             raise RecordError(name, f"TNMG JSON without '{key}'")
     resolution = _number(data["resolution"], name)
     signal = np.stack(columns, axis=1) / 1000 * resolution if columns else np.zeros((0, 0))
-    metadata = {key: value for key, value in data.items()
+    metadata = {key: None if _is_missing(value) else value for key, value in data.items()
                 if key not in {"resolution", "sampling", *lead_keys.values()}}
     return Record(name=name, signal=signal, leads=leads,
                   sampling_rate=_number(data["sampling"], name), metadata=metadata)
 
 
+def is_male(sex: object) -> int | None:
+    """A sex as written -> 1 (``Male``, ``M``, ``1``, any case), 0 (``Female``, ``F``, ``0``) or
+    None (missing, unknown or anything else; booleans too, which say nothing about sex)."""
+    if sex is None or isinstance(sex, bool):
+        return None
+    if isinstance(sex, numbers.Real):
+        return {1: 1, 0: 0}.get(sex)  # 1.0 and numpy integers too; NaN: None
+    return SEX_IS_MALE.get(str(sex).strip().lower())
+
+
+def with_is_male(metadata: Mapping[str, object]) -> dict[str, object]:
+    """``metadata`` with ``is_male`` (:func:`is_male` of its ``sex``: 1, 0 or None) right after
+    ``sex``, replacing any ``is_male`` it had; as it is without a ``sex`` key."""
+    if "sex" not in metadata:
+        return dict(metadata)
+    row: dict[str, object] = {}
+    for key, value in metadata.items():
+        if key != "is_male":
+            row[key] = value
+        if key == "sex":
+            row["is_male"] = is_male(value)
+    return row
+
+
+def _is_missing(value: object) -> bool:
+    return isinstance(value, str) and value.strip().lower() in MISSING_VALUES
+
+
+def _text_value(text: str | None) -> str | None:
+    """XML text -> the stripped string, or None (absent or a missing-value word)."""
+    return None if text is None or _is_missing(text) else text.strip()
+
+
 def _parse_value(text: str | None) -> object:
-    """Header or XML text -> int, float, bool, None (empty, n/a) or the stripped string."""
+    """Header or XML text -> int, float, bool, None (:data:`MISSING_VALUES`) or the stripped
+    string."""
     value = (text or "").strip()
-    if value.lower() in _MISSING:
+    if _is_missing(value):
         return None
     if value.lower() in ("true", "false"):
         return value.lower() == "true"
@@ -224,6 +281,17 @@ def _parse_value(text: str | None) -> object:
     if _FLOAT.fullmatch(value):
         return float(value)
     return value
+
+
+# MUSE XML metadata: key, element path, how its text is read.
+_MUSE_METADATA = (
+    ("age", "PatientDemographics/PatientAge", _parse_value),
+    ("age_units", "PatientDemographics/AgeUnits", _parse_value),
+    ("sex", "PatientDemographics/Gender", _parse_value),
+    ("patient_id", "PatientDemographics/PatientID", _text_value),
+    ("acquisition_date", "TestDemographics/AcquisitionDate", _text_value),
+    ("acquisition_time", "TestDemographics/AcquisitionTime", _text_value),
+)
 
 
 def _number(value: object, name: str) -> float:

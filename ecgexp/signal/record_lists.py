@@ -34,22 +34,22 @@ def list_records(input_path: str | Path, key: str = "input") -> tuple[Path, list
 def exam_ids(names: Sequence[str], rule: str) -> tuple[np.ndarray, dict[int, str]]:
     """One exam id per record and the records rejected before reading (position -> reason).
 
-    ``index``: the position in the record list. ``name``: the record's file name as an integer
-    (the Challenge's CODE-15% records are named by exam id); later duplicates are rejected.
+    ``index``: the position in the record list. ``name``: the record's file name: an integer
+    exam id when every name is one (the Challenge's CODE-15% records are named by exam id),
+    else the names as strings (``E07500``, ``00001_hr``); later duplicates are rejected.
     """
     if rule not in ID_RULES:
         raise ValueError(f"ids: '{rule}' is not one of {ID_RULES}")
     if rule == "index":
         return np.arange(len(names), dtype=np.int64), {}
-    ids = np.full(len(names), -1, dtype=np.int64)
+    stems = [Path(name).stem for name in names]
+    numeric = all(stem.isdigit() for stem in stems)
+    ids = np.array([int(s) for s in stems] if numeric else stems,
+                   dtype=np.int64 if numeric else object)
     rejected, seen = {}, {}
-    for position, name in enumerate(names):
-        stem = Path(name).stem
-        if not stem.isdigit():
-            rejected[position] = f"record name '{stem}' is not an integer exam id (ids=name)"
-        elif int(stem) in seen:
-            rejected[position] = f"duplicate exam_id {stem} (also {seen[int(stem)]})"
+    for position, (exam_id, name) in enumerate(zip(ids, names)):
+        if exam_id in seen:
+            rejected[position] = f"duplicate exam_id {exam_id} (also {seen[exam_id]})"
         else:
-            seen[int(stem)] = name
-            ids[position] = int(stem)
+            seen[exam_id] = name
     return ids, rejected

@@ -208,7 +208,8 @@ class MultiLabel(Objective):
         return binary_report(predictions, self.target_columns)
 
     def thresholds(self, report: dict) -> dict[str, float]:
-        """Each label's threshold (max F1 on validation), as the report holds it."""
+        """Each label's threshold (max F1 on validation), as the report holds it: NaN for a
+        label whose validation exams are all positive or all negative (none is chosen)."""
         rows = next(iter(report.values()))
         return {label: rows[label]["threshold"] for label in self.target_columns
                 if "threshold" in rows.get(label, {})}

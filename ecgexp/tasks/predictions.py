@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import torch
 
 
-def predictions_table(batches: list[dict | None], objective) -> pd.DataFrame:
+def predictions_table(batches: list[dict | None], objective,
+                      names: np.ndarray | None = None) -> pd.DataFrame:
     """``exam_id``, the objective's prediction columns, one ``target_*`` column per target and
     the objective's derived columns (e.g. ``age_gap``).
 
-    ``batches`` are ``predict_step`` outputs (``exam_id``, ``score``, ``target`` tensors).
+    ``batches`` are ``predict_step`` outputs (``exam_id``, ``score``, ``target`` tensors);
+    ``names``: the exam ids of their ``exam_id`` keys when those are positions (the dataset's
+    ``names``, for exams identified by record names).
     """
     batches = [b for b in batches if b is not None]
     columns = ["exam_id", *objective.prediction_columns,
@@ -18,6 +22,8 @@ def predictions_table(batches: list[dict | None], objective) -> pd.DataFrame:
     if not batches:
         return pd.DataFrame(columns=columns)
     exam_ids = torch.cat([b["exam_id"] for b in batches]).numpy()
+    if names is not None:
+        exam_ids = names[exam_ids]
     scores = torch.cat([b["score"] for b in batches]).float().numpy()
     targets = torch.cat([b["target"] for b in batches]).float().numpy()
     table = pd.DataFrame(scores.reshape(len(exam_ids), -1), columns=objective.prediction_columns)

@@ -1,0 +1,126 @@
+"""PTB-XL (PhysioNet, Wagner et al. 2020) as an exam source: ``ptbxl_database.csv`` (one row
+per ECG: ``ecg_id``, ``patient_id``, ``age``, ``sex`` 0 male / 1 female, ``scp_codes`` as a
+dict of SCP-ECG statement -> likelihood %, ``strat_fold`` 1-10, ``filename_lr`` /
+``filename_hr``) and ``scp_statements.csv`` (per statement: ``diagnostic``, ``form``,
+``rhythm`` flags and ``diagnostic_class``, the superclass) beside the WFDB records."""
+
+from __future__ import annotations
+
+import ast
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ecgexp.data.labels import read_csv_table
+from ecgexp.data.record_source import RecordFolderSource
+from ecgexp.errors import UserError
+
+log = logging.getLogger(__name__)
+
+LEVELS = ("code6", "superclass", "diagnostic", "form", "rhythm")
+# PTB-XL statements of the six CODE labels.
+CODE6 = {"1dAVb": "1AVB", "RBBB": "CRBBB", "LBBB": "CLBBB", "SB": "SBRAD", "AF": "AFIB",
+         "ST": "STACH"}
+DATABASE_COLUMNS = ("ecg_id", "patient_id", "scp_codes", "strat_fold", "filename_lr",
+                    "filename_hr")
+
+
+class PTBXLSource(RecordFolderSource):
+    """PTB-XL under ``path`` (the folder of ``ptbxl_database.csv``).
+
+    Args (besides those of :class:`RecordFolderSource`, whose ``ids`` is not used: the exam
+    id is ``ecg_id``):
+        sampling_rate: 500 (``filename_hr``) or 100 (``filename_lr``) Hz records.
+        label_level: ``code6`` (the six CODE labels: 1AVB, CRBBB, CLBBB, SBRAD, AFIB, STACH),
+            ``superclass`` (NORM, MI, STTC, CD, HYP), ``diagnostic``, ``form`` or ``rhythm``
+            (one column per statement of that kind).
+        min_likelihood: a statement counts when its likelihood (%) is at least this (rhythm
+            and form statements carry 0).
+        folds: split -> strat_fold numbers (the recommended 1-8 / 9 / 10).
+    """
+
+    def __init__(self, *args, sampling_rate: int = 500, label_level: str = "code6",
+                 min_likelihood: float = 0.0,
+                 folds: Mapping[str, Sequence[int]] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if int(sampling_rate) not in (100, 500):
+            raise UserError(f"dataset.sampling_rate: {sampling_rate}; PTB-XL has 500 Hz "
+                            f"(filename_hr) and 100 Hz (filename_lr) records")
+        if label_level not in LEVELS:
+            raise UserError(f"dataset.label_level: '{label_level}' is not one of "
+                            f"{', '.join(LEVELS)}")
+        self.sampling_rate, self.label_level = int(sampling_rate), label_level
+        self.min_likelihood = float(min_likelihood)
+        self.folds = {k: [int(f) for f in v] for k, v in
+                      (folds or {"train": range(1, 9), "val": [9], "test": [10]}).items()}
+
+    @property
+    def label_files(self) -> list[Path]:
+        return [self.path / "ptbxl_database.csv", self.path / "scp_statements.csv"]
+
+    def _database(self) -> pd.DataFrame:
+        path = self.path / "ptbxl_database.csv"
+        table = read_csv_table(path, "dataset.path", "point dataset.path at the PTB-XL folder "
+                                                     "(the one holding ptbxl_database.csv)")
+        missing = [c for c in DATABASE_COLUMNS if c not in table.columns]
+        if missing:
+            raise UserError(f"dataset.path: '{path}' has no column {', '.join(missing)}; it is "
+                            f"not PTB-XL's ptbxl_database.csv")
+        return table
+
+    def records(self) -> tuple[Path, list[str]]:
+        column = "filename_hr" if self.sampling_rate == 500 else "filename_lr"
+        return self.path, self._database()[column].astype(str).tolist()
+
+    def exam_table(self, root: Path, names: Sequence[str]) -> pd.DataFrame:
+        """One row per ECG of the database: ``exam_id`` (``ecg_id``), ``patient_id``,
+        ``age``, ``is_male``, ``strat_fold``, ``record`` and the label columns."""
+        database = self._database()
+        codes = database.scp_codes.map(_scp_codes)
+        chosen = codes.map(lambda c: {k for k, v in c.items() if v >= self.min_likelihood})
+        table = pd.DataFrame({
+            "exam_id": database.ecg_id.astype(np.int64), "record": list(names),
+            "file_index": np.arange(len(database)), "row": 0,
+            "patient_id": database.patient_id, "strat_fold": database.strat_fold,
+            "age": database.get("age"), "is_male": 1 - database.get("sex", np.nan)})
+        for label, statements in self._labels().items():
+            table[label] = chosen.map(lambda c, s=statements: int(bool(c & s)))
+        return table.rename(columns=self.rename_columns)
+
+    def _labels(self) -> dict[str, set[str]]:
+        """Label column -> the statements that make it 1."""
+        if self.label_level == "code6":
+            return {label: {code} for label, code in CODE6.items()}
+        path = self.path / "scp_statements.csv"
+        statements = read_csv_table(path, "dataset.path", "PTB-XL's scp_statements.csv "
+                                                          "belongs beside ptbxl_database.csv")
+        statements = statements.set_index(statements.columns[0])
+        if self.label_level == "superclass":
+            classes = statements.diagnostic_class.dropna()
+            return {c: set(classes.index[classes == c]) for c in sorted(classes.unique())}
+        flagged = statements.index[statements[self.label_level].fillna(0) == 1]
+        return {code: {code} for code in flagged}
+
+    def _split(self, table: pd.DataFrame) -> pd.Series:
+        """The split of each ECG by its ``strat_fold`` (PTB-XL's folds keep each patient in
+        one fold); folds named in no split are left out."""
+        split = pd.Series("unused", index=table.index)
+        for name, folds in self.folds.items():
+            split[table.strat_fold.isin(folds)] = name
+        return split
+
+
+def _scp_codes(text) -> dict[str, float]:
+    """``"{'NORM': 100.0, 'SR': 0.0}"`` -> the dict (a Python literal, never evaluated)."""
+    try:
+        codes = ast.literal_eval(str(text))
+    except (ValueError, SyntaxError):
+        raise UserError(f"dataset.path: scp_codes {str(text)[:60]!r} in ptbxl_database.csv is "
+                        f"not a dict of statement -> likelihood") from None
+    if not isinstance(codes, dict):
+        raise UserError(f"dataset.path: scp_codes {str(text)[:60]!r} in ptbxl_database.csv is "
+                        f"not a dict of statement -> likelihood")
+    return {str(k): float(v) for k, v in codes.items()}
