@@ -20,9 +20,10 @@ demo: $(STAMP)
 	$(BIN)/ecgexp experiment=demo
 
 # Two pytest-xdist workers, one per core, each computing with one thread (tests/conftest.py);
-# whole test files go to one worker, so that module fixtures are made once.
+# whole test files go to one worker, so that module fixtures are made once, the longest files
+# first (tests/conftest.py LONGEST_FIRST).
 test: $(STAMP)
-	WANDB_MODE=offline $(BIN)/python -m pytest -q -n 2 --dist loadfile
+	WANDB_MODE=offline $(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 # The benchmark suite (ecgexp/conf/bench.yaml): a table of figures against their baselines,
 # saved to benchmarks/results/<date>-<host>.json. About 10 minutes on 2 cores.

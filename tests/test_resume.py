@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import run_in_process
 
 from ecgexp.data.datamodule import ExamDataModule
 from ecgexp.data.source import HDF5Source
@@ -63,8 +64,8 @@ def gone_within(pids: set[int], seconds: float) -> bool:
 def reference_metrics(tmp_path_factory) -> dict:
     """metrics.json of an uninterrupted run."""
     tmp_path = tmp_path_factory.mktemp("reference")
-    reference = ecgexp(tmp_path, *RUN, f"hydra.run.dir={tmp_path / 'reference'}")
-    assert reference.wait(timeout=600) == 0, reference.stderr.read()[-3000:]
+    reference = run_in_process("ecgexp", tmp_path, *RUN, f"hydra.run.dir={tmp_path / 'reference'}")
+    assert reference.returncode == 0, reference.stderr[-3000:]
     return json.loads((tmp_path / "reference" / "metrics.json").read_text())
 
 
@@ -92,8 +93,8 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path, reference_metrics):
     shutil.copytree(folder, copy)
     for arguments, resumed_folder in (([f"resume={folder}"], folder),
                                       ([*RUN, f"hydra.run.dir={copy}", "ckpt_path=last"], copy)):
-        resumed = ecgexp(tmp_path, *arguments)
-        assert resumed.wait(timeout=600) == 0, resumed.stderr.read()[-3000:]
+        resumed = run_in_process("ecgexp", tmp_path, *arguments)  # the kill needed a process
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
         assert json.loads((resumed_folder / "metrics.json").read_text()) == reference_metrics
 
 
