@@ -423,3 +423,19 @@ def test_thresholds_are_the_contrast_thresholds():
 def test_thresholds_without_contrasts_are_empty():
     objective = grade()
     assert objective.thresholds(objective.evaluate({"test": table(SMALL)})) == {}
+
+
+def test_contrast_without_validation_positives_gets_no_threshold(caplog):
+    """No grade-20 exam in val: no threshold is chosen for high_vs_none, its thresholded
+    metrics are undefined on test too (not made up at a threshold from one class), with a
+    warning; its ranking metrics on test stay defined."""
+    contrast = Contrast.from_config("high_vs_none", CONTRASTS["high_vs_none"], GRADES)
+    no_high = [row for row in SMALL if row[-1] != 20]
+    report = multiclass_report({"val": table(no_high), "test": table(SMALL)}, "grade", GRADES,
+                               NAMES, [contrast])
+    test = report["test"]["high_vs_none"]
+    assert math.isnan(test["threshold"])
+    for name in ("sensitivity", "ppv", "specificity", "f1"):
+        assert math.isnan(test[name])
+    assert test["auroc"] == pytest.approx(1.0)  # c .875 and e .8 over a .125 and d .2
+    assert "contrast 'high_vs_none' has no positive exams" in caplog.text

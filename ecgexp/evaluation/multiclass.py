@@ -7,6 +7,7 @@ the order of the classes) and ``target_<label>`` holding the class values.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,10 +22,13 @@ from ecgexp.evaluation.binary import (
     THRESHOLD_SPLIT,
     detection_metrics,
     max_f1_threshold,
+    missing_class,
     nanmean,
     ranking_scores,
     require_threshold_split,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -104,9 +108,16 @@ def multiclass_report(predictions: dict[str, pd.DataFrame], label: str,
         tuning = predictions[THRESHOLD_SPLIT]
         tuning_probabilities = probabilities_of(tuning, names)
         tuning_classes = class_indices(tuning, label, classes)
-        thresholds = {c.name: max_f1_threshold(*c.scores(tuning_probabilities,
-                                                         tuning_classes)[1:])
-                      for c in contrasts}
+        thresholds = {}
+        for contrast in contrasts:  # none chosen where val lacks a class (metrics undefined)
+            _, scores, positive = contrast.scores(tuning_probabilities, tuning_classes)
+            lacking = missing_class(positive)
+            if lacking is not None:
+                log.warning("%s: contrast '%s' has no %s exams, so no threshold is chosen for "
+                            "it: its sensitivity, PPV, specificity and F1 are undefined on "
+                            "every split", THRESHOLD_SPLIT, contrast.name, lacking)
+            thresholds[contrast.name] = (math.nan if lacking is not None
+                                         else max_f1_threshold(scores, positive))
     report = {}
     for split, table in predictions.items():
         probabilities, targets = probabilities_of(table, names), class_indices(table, label,
