@@ -3,7 +3,6 @@ CSV, several at once. Runs the ``ecgexp`` entry point and reads what the loggers
 the offline ``.wandb`` transaction log, TensorBoard event files, the CSV history."""
 
 import json
-import math
 import struct
 import subprocess
 import sys
