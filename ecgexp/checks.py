@@ -102,6 +102,7 @@ RULES: dict[str, dict[str, Rule]] = {
     },
     "preprocess": {"workers": whole(1), "batch_size": whole(1)},
     "predict": {"batch_size": whole(1), "num_workers": whole(0)},
+    "compare": {"bootstrap.n_resamples": whole(1)},
     "synth": {"n_exams": whole(1), "n_parts": whole(1), "seed": whole(0)},
 }
 

@@ -103,6 +103,15 @@ def evaluate(cfg: DictConfig) -> None:
     run_evaluation(cfg)
 
 
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="compare")
+@reported
+def compare(cfg: DictConfig) -> None:
+    """``ecgexp-compare``: runs of one task compared on their shared exams, paired tests."""
+    from ecgexp.compare import compare as run_comparison
+
+    run_comparison(cfg)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
 @reported
 def predict(cfg: DictConfig) -> None:

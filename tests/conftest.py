@@ -97,13 +97,18 @@ def compose_in(root: Path, *overrides: str, config_name: str = "train"):
     return cfg
 
 
-def compose_evaluate(*overrides: str):
-    """``evaluate.yaml`` composed with overrides."""
+def compose_config(name: str, *overrides: str):
+    """The primary config ``name`` (``evaluate``, ``compare``, ...) composed with overrides."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("evaluate", overrides=list(overrides))
+        cfg = compose(name, overrides=list(overrides))
     GlobalHydra.instance().clear()
     return cfg
+
+
+def compose_evaluate(*overrides: str):
+    """``evaluate.yaml`` composed with overrides."""
+    return compose_config("evaluate", *overrides)
 
 
 @pytest.fixture
@@ -186,6 +191,12 @@ def trained_run(tmp_path_factory) -> Path:
 TINY_RUN = ["model=resnet1d_small", "dataset.n_exams=600", "trainer.max_epochs=2",
             "+trainer.limit_train_batches=4", "loader.num_workers=0",
             "callbacks.progress_bar=null", "logger=none"]
+
+
+# A seed-1 tiny run with two external test sets (the same split as the seed-0 one).
+EXTERNAL = ("seed=1", "+dataset@test_datasets.ext_a=synthetic", "test_datasets.ext_a.n_exams=40",
+            "test_datasets.ext_a.synthesis_seed=5", "+dataset@test_datasets.ext_b=synthetic",
+            "test_datasets.ext_b.n_exams=30", "test_datasets.ext_b.synthesis_seed=6")
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ COMMANDS = {
     "ecgexp-preprocess": (cli.preprocess, "preprocess", "ecgexp-preprocess: convert raw ECG"),
     "ecgexp-synth": (cli.synth, "synth", "ecgexp-synth: write a synthetic dataset"),
     "ecgexp-bench": (cli.bench, "bench", "ecgexp-bench: the benchmark suite"),
+    "ecgexp-compare": (cli.compare, "compare", "ecgexp-compare: runs of one task compared"),
     "ecgexp-convert-keras": (cli.convert_keras, "convert_keras",
                              "ecgexp-convert-keras: convert the Keras"),
 }

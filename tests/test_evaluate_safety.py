@@ -8,9 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import CONF_DIR, SHORT_RUN
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
+from conftest import SHORT_RUN, compose_config
 from omegaconf import OmegaConf, open_dict
 
 from ecgexp.errors import UserError, reported
@@ -22,14 +20,6 @@ HOSTILE = ["../escape", "/abs/olute/name", "a/../../b"]
 # The file names a careful reader gives them: separators become "_", leading dots go.
 HOSTILE_FILES = ["_escape.txt", "_abs_olute_name.txt", "a_.._.._b.txt"]
 HOSTILE_FIRST_LINES = ["escape", "name", "b"]  # the records' basenames
-
-
-def compose_config(name: str, *overrides: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(name, overrides=list(overrides))
-    GlobalHydra.instance().clear()
-    return cfg
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 import wfdb
-from conftest import FIXTURES, code15_exams, compose_in
+from conftest import EXTERNAL, FIXTURES, code15_exams, compose_in
 
 from ecgexp.predict import predict
 
@@ -129,9 +129,6 @@ def test_microvolt_copy_flagged_and_other_rate_resampled(run, tmp_path):
 
 
 # A second run (another seed) with two external test sets: the ensemble's second member too.
-EXTERNAL = ("seed=1", "+dataset@test_datasets.ext_a=synthetic", "test_datasets.ext_a.n_exams=40",
-            "test_datasets.ext_a.synthesis_seed=5", "+dataset@test_datasets.ext_b=synthetic",
-            "test_datasets.ext_b.n_exams=30", "test_datasets.ext_b.synthesis_seed=6")
 
 
 def test_ensemble_is_the_mean_of_its_members(task_run, tmp_path):
