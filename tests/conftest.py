@@ -194,9 +194,9 @@ TINY_RUN = ["model=resnet1d_small", "dataset.n_exams=600", "trainer.max_epochs=2
 
 
 # A seed-1 tiny run with two external test sets (the same split as the seed-0 one).
-EXTERNAL = ("seed=1", "+dataset@test_datasets.ext_a=synthetic", "test_datasets.ext_a.n_exams=40",
+EXTERNAL = ("seed=1", "+dataset@test_datasets.ext_a=synthetic", "test_datasets.ext_a.n_exams=24",
             "test_datasets.ext_a.synthesis_seed=5", "+dataset@test_datasets.ext_b=synthetic",
-            "test_datasets.ext_b.n_exams=30", "test_datasets.ext_b.synthesis_seed=6")
+            "test_datasets.ext_b.n_exams=16", "test_datasets.ext_b.synthesis_seed=6")
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@ CSV, several at once. Runs the ``ecgexp`` entry point and reads what the loggers
 the offline ``.wandb`` transaction log, TensorBoard event files, the CSV history."""
 
 import json
+import shutil
 import struct
 import subprocess
 import sys
@@ -109,6 +110,30 @@ def seed_sweep(tmp_path_factory) -> list[Path]:
     folders = run_folders(root / "outputs")
     assert len(folders) == 2
     return folders
+
+
+def test_a_seed_sweep_is_evaluated_as_an_ensemble(seed_sweep, tmp_path):
+    """``ecgexp-evaluate multirun=`` on (a copy of) the seed sweep: the mean of its members'
+    scores, and their spread."""
+    sweep = tmp_path / "sweep"
+    shutil.copytree(seed_sweep[0].parent, sweep)
+    members = [pd.read_csv(sweep / job / "predictions_test.csv") for job in ("0", "1")]
+    # Different seeds, same split (split_seed): the same test exams, different scores.
+    assert members[0]["exam_id"].tolist() == members[1]["exam_id"].tolist()
+    assert not members[0]["score_AF"].equals(members[1]["score_AF"])
+    result = run_in_process("ecgexp-evaluate", tmp_path, f"multirun={sweep}",
+                            "bootstrap.n_resamples=20")
+    assert result.returncode == 0, result.stderr[-3000:]
+    ensemble = pd.read_csv(sweep / "ensemble_report" / "predictions_test.csv")
+    scores = [c for c in members[0] if c.startswith("score_")]
+    expected = (members[0][scores] + members[1][scores]) / 2
+    pd.testing.assert_frame_equal(ensemble[scores], expected, check_exact=False, atol=1e-7)
+    spread = pd.read_csv(sweep / "ensemble_report" / "ensemble_members.csv")
+    test_auroc = spread.set_index("metric").loc["test/macro/auroc"]
+    member_aurocs = [json.loads((sweep / j / "metrics.json").read_text())["test"]["macro"]["auroc"]
+                     for j in ("0", "1")]
+    assert test_auroc["min"] == pytest.approx(min(member_aurocs))
+    assert test_auroc["max"] == pytest.approx(max(member_aurocs))
 
 
 def test_wandb_run_identity_and_config(wandb_run):

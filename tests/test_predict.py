@@ -153,7 +153,7 @@ def test_external_test_sets_reported_by_name(task_run, tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert list(metrics) == ["val", "test", "ext_a", "ext_b"]
     table = pd.read_csv(run / "predictions_ext_a.csv")
-    assert len(table) == 40
+    assert len(table) == 24
     threshold = metrics["val"]["AF"]["threshold"]
     assert metrics["ext_a"]["AF"]["threshold"] == threshold
     predicted = table.score_AF >= threshold

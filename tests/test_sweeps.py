@@ -2,7 +2,6 @@
 
 import json
 
-import pandas as pd
 import pytest
 import yaml
 from conftest import CONF_DIR, SHORT_RUN, TASKS, run_folders, run_in_process
@@ -66,30 +65,6 @@ def test_a_misnamed_optimized_metric_names_the_key(tmp_path):
     result = run_in_process("ecgexp", tmp_path, "optimized_metric=val/macro/aurok", *QUICK_RUN)
     assert result.returncode != 0
     assert "optimized_metric" in result.stderr and "val/macro/auroc" in result.stderr
-
-
-def test_a_seed_sweep_is_evaluated_as_an_ensemble(tmp_path):
-    result = run_in_process("ecgexp", tmp_path, "-m", "seed=0,1", *QUICK_RUN)
-    assert result.returncode == 0, result.stderr[-3000:]
-    [sweep] = (tmp_path / "outputs" / "abnormality" / "multiruns").iterdir()
-    members = [pd.read_csv(sweep / job / "predictions_test.csv") for job in ("0", "1")]
-    # Different seeds, same split (split_seed): the same test exams, different scores.
-    assert members[0]["exam_id"].tolist() == members[1]["exam_id"].tolist()
-    assert not members[0]["score_AF"].equals(members[1]["score_AF"])
-
-    result = run_in_process("ecgexp-evaluate", tmp_path, f"multirun={sweep}",
-                            "bootstrap.n_resamples=20")
-    assert result.returncode == 0, result.stderr[-3000:]
-    ensemble = pd.read_csv(sweep / "ensemble_report" / "predictions_test.csv")
-    scores = [c for c in members[0] if c.startswith("score_")]
-    expected = (members[0][scores] + members[1][scores]) / 2
-    pd.testing.assert_frame_equal(ensemble[scores], expected, check_exact=False, atol=1e-7)
-    spread = pd.read_csv(sweep / "ensemble_report" / "ensemble_members.csv")
-    test_auroc = spread.set_index("metric").loc["test/macro/auroc"]
-    member_aurocs = [json.loads((sweep / j / "metrics.json").read_text())["test"]["macro"]["auroc"]
-                     for j in ("0", "1")]
-    assert test_auroc["min"] == pytest.approx(min(member_aurocs))
-    assert test_auroc["max"] == pytest.approx(max(member_aurocs))
 
 
 def test_evaluate_multirun_without_runs_names_the_folder(tmp_path):

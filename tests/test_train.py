@@ -37,11 +37,3 @@ def test_fast_dev_run_predicts_without_a_best_checkpoint(compose_train, tmp_path
     assert not (tmp_path / "run" / "checkpoints" / "best.ckpt").exists()  # last weights used
     written = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert written["test"]["macro"]["f1"] == pytest.approx(metrics["test/macro/f1"], nan_ok=True)
-
-
-def test_wandb_logger_runs_offline(compose_train, tmp_path, monkeypatch):
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    train_into(compose_train(*TINY, "logger=wandb"), tmp_path / "run")
-    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
