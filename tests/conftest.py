@@ -84,6 +84,12 @@ def scan_cache(tmp_path_factory):
         os.environ["ECGEXP_CACHE_DIR"] = previous
 
 
+def header_fields(path) -> dict[str, str]:
+    """The ``# key: value`` comments of a WFDB header, read here without ecgexp or wfdb."""
+    return dict(line[2:].strip().split(": ", 1) for line in Path(path).read_text().splitlines()
+                if line.startswith("# ") and ": " in line)
+
+
 def compose_in(root: Path, *overrides: str, config_name: str = "train"):
     """``train.yaml`` (or ``config_name``) composed with overrides; data, outputs and the run
     folder (``root/run``) under ``root``."""

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import wfdb
-from conftest import FIXTURES, compose_in
+from conftest import FIXTURES, compose_in, header_fields
 from omegaconf import OmegaConf
 
 from ecgexp.challenge import OVERRIDES_ENV, load_model, run_model, train_model
@@ -25,16 +25,10 @@ TINY = ("model=resnet1d_small trainer.max_epochs=1 +trainer.limit_train_batches=
 N_RECORDS = 40
 
 
-def _header_fields(path) -> dict[str, str]:
-    """The ``# key: value`` comments of a header, read here without ecgexp."""
-    return dict(line[2:].strip().split(": ", 1) for line in path.read_text().splitlines()
-                if line.startswith("# ") and ": " in line)
-
-
 def _chosen_records() -> list[str]:
     """40 records: every positive, every exam of a patient with several, then the first
     others by name."""
-    fields = {p.stem: _header_fields(p) for p in sorted(RECORDS.glob("*.hea"))}
+    fields = {p.stem: header_fields(p) for p in sorted(RECORDS.glob("*.hea"))}
     patients = [f["Patient ID"] for f in fields.values()]
     repeated = {p for p in patients if patients.count(p) > 1}
     first = [n for n, f in fields.items()
@@ -72,7 +66,7 @@ def challenge(tmp_path_factory):
 
 def test_chosen_records_hold_positives_and_repeated_patients():
     names = _chosen_records()
-    fields = [_header_fields(RECORDS / f"{n}.hea") for n in names]
+    fields = [header_fields(RECORDS / f"{n}.hea") for n in names]
     patients = [f["Patient ID"] for f in fields]
     assert len(names) == N_RECORDS
     assert sum(f["Chagas label"] == "True" for f in fields) == 9
@@ -147,7 +141,7 @@ def test_split_keeps_each_patient_in_one_split(challenge, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="ecgexp.data.record_source")
     table = _datamodule(tmp_path, data_folder).table
     assert len(table) == N_RECORDS
-    patient = {int(p.stem): _header_fields(p)["Patient ID"] for p in data_folder.glob("*.hea")}
+    patient = {int(p.stem): header_fields(p)["Patient ID"] for p in data_folder.glob("*.hea")}
     splits = table.assign(patient=table.exam_id.map(patient)).groupby("patient").split.nunique()
     assert (splits == 1).all()
     assert (table.exam_id.map(patient).value_counts() > 1).sum() == 4

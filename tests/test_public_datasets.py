@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FIXTURES, compose_in
+from conftest import FIXTURES, compose_in, header_fields
 from hydra.utils import instantiate
 
 from ecgexp.data.convert import convert
@@ -56,16 +56,10 @@ CODE6 = {"1dAVb": {"270492004"}, "RBBB": {"59118001", "713427006"},
          "ST": {"427084000"}}
 
 
-def _header_fields(path) -> dict[str, str]:
-    """``# key: value`` comments of a WFDB header, read here without ecgexp or wfdb."""
-    return dict(line[2:].strip().split(": ", 1) for line in path.read_text().splitlines()
-                if line.startswith("# ") and ": " in line)
-
-
 def _cinc_expected() -> pd.DataFrame:
     rows = []
     for path in sorted(CINC.glob("*.hea")):
-        fields = _header_fields(path)
+        fields = header_fields(path)
         codes = set(fields["Dx"].split(","))
         rows.append({"exam_id": path.stem, "age": float(fields["Age"]),
                      "is_male": {"Male": 1, "Female": 0}[fields["Sex"]],
@@ -95,7 +89,7 @@ def test_cinc2021_headers_give_the_six_labels_by_record_name(tmp_path, caplog):
 
     _, scored = _cinc_source(tmp_path / "scored", "labels=cinc2021_scored")
     scored_table = _exam_table(scored).set_index("exam_id")
-    dx = {p.stem: set(_header_fields(p)["Dx"].split(",")) for p in CINC.glob("*.hea")}
+    dx = {p.stem: set(header_fields(p)["Dx"].split(",")) for p in CINC.glob("*.hea")}
     for label, codes in {"NSR": {"426783006"}, "STach": {"427084000"},
                          "RBBB": {"59118001", "713427006"}}.items():
         assert scored_table[label].to_dict() == {n: int(bool(c & codes)) for n, c in dx.items()}
@@ -238,7 +232,7 @@ def test_tiny_chagas_training_on_challenge2025_keeps_patients_together(tmp_path)
                      "loader.batch_size=8", "callbacks.progress_bar=null", "logger=none",
                      "dataset.split.val_fraction=0.2", "dataset.split.test_fraction=0.2")
     train(cfg)
-    fields = {int(p.stem): _header_fields(p) for p in CODE15.glob("*.hea")}
+    fields = {int(p.stem): header_fields(p) for p in CODE15.glob("*.hea")}
     patient = {exam: f["Patient ID"] for exam, f in fields.items()}
     split_of = {}
     for split in ("val", "test"):
@@ -286,7 +280,7 @@ def test_challenge2025_takes_the_exam_id_from_the_header(tmp_path):
                  for line in lines]
         (folder / f"{new}.hea").write_text("\n".join(lines) + "\n")
         shutil.copy(CODE15 / f"{original}.dat", folder / f"{new}.dat")
-    header_ids = {n: int(_header_fields(folder / f"{n}.hea")["Exam ID"])
+    header_ids = {n: int(header_fields(folder / f"{n}.hea")["Exam ID"])
                   for n in ("rec_a", "rec_b")}
     cfg = compose_in(tmp_path, "task=chagas", "dataset=challenge2025", f"dataset.path={folder}")
     table = _exam_table(instantiate(cfg.dataset))
