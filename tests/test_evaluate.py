@@ -72,6 +72,10 @@ def expected_files(objective) -> list[str]:
         files += ["bootstrap.csv", f"scatter_{name}.png", f"bland_altman_{name}.png"]
     if "classes" in objective.analyses:
         files += ["bootstrap.csv", "calibration.csv"]
+    if "survival" in objective.analyses:
+        files += ["bootstrap.csv", "km_risk_groups.csv", "km_risk_groups.png"]
+        if objective.survival_columns:
+            files.append("survival_calibration.csv")
     return files
 
 
@@ -85,7 +89,8 @@ def test_every_task_run_folder_gets_a_report(task_run, tmp_path, task):
     for name in files:
         assert (report / name).is_file(), name
     test = pd.read_csv(run / "predictions_test.csv")
-    for label in objective.binary_columns:  # ROC/PR wherever the test split has both classes
+    scored = objective.binary_columns if "binary" in objective.analyses else []
+    for label in scored:  # ROC/PR wherever the test split has both classes
         assert (report / f"roc_pr_{label}.png").is_file() == (
             test[f"target_{label}"].nunique() == 2), label
     for png in report.glob("*.png"):

@@ -67,7 +67,8 @@ EXPECTED = {
     "electrolyte_ordinal": dict(ELECTROLYTE, task="electrolyte_ordinal", n_outputs=5),
     "electrolyte_gaussian": dict(ELECTROLYTE, task="electrolyte_gaussian", n_outputs=1),
 }
-NOT_STUDIES = {"demo"}
+# Setups of ours (not published ones): the survival experiments (tested below).
+NOT_STUDIES = {"demo", "mortality_code15", "mortality_discrete_code15", "af_time_to_event"}
 
 
 def experiments() -> list[str]:
@@ -222,3 +223,22 @@ def test_experiment_prints_from_outside_the_repository(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "age_balanced_split" in result.stdout and "dropout: 0.8" in result.stdout
     assert "seed: 2" in result.stdout and "max_epochs: 70" in result.stdout
+
+
+@pytest.mark.parametrize("name, task, dataset, batch", [
+    ("mortality_code15", "survival", "code15", 128),
+    ("mortality_discrete_code15", "survival_discrete", "code15", 64),
+    ("af_time_to_event", "survival_af", "code", 128)])
+def test_survival_experiments(compose_train, name, task, dataset, batch):
+    """Mortality on CODE-15% with SaMi-Trop as an external test set; time to AF on the AF-risk
+    study's data layout and network (192 filters in block 2)."""
+    cfg = compose_train(f"experiment={name}")
+    assert (cfg.task.name, cfg.dataset.name, cfg.loader.batch_size) == (task, dataset, batch)
+    if dataset == "code15":
+        assert cfg.test_datasets.samitrop.name == "samitrop"
+        assert (cfg.task.objective.time_column, cfg.task.objective.event_column) == (
+            "timey", "death")
+    else:
+        assert cfg.dataset.tracings_dataset == "signal"
+        assert [f for f, _ in cfg.model.blocks] == AF_FILTERS
+        assert cfg.task.targets._target_.endswith("af_time_to_event")

@@ -101,7 +101,7 @@ def test_kaplan_meier_matches_the_product_limit_by_hand():
     curves, medians = kaplan_meier(table, "weeks", "event", "group")
     assert list(curves) == ["c", "a", "b"]
     a = curves["a"]
-    assert list(a.columns) == ["time", "survival", "lower", "upper"]
+    assert list(a.columns) == ["time", "survival", "lower", "upper", "at_risk", "censored"]
     # At risk 8, 7, 5, 4, 3: S = 7/8, ·6/7, ·4/5, (censored), ·2/3.
     by_hand = [1, 7 / 8, 7 / 8 * 6 / 7, 7 / 8 * 6 / 7 * 4 / 5, 0.6, 0.6 * 2 / 3, 0.4, 0.4]
     np.testing.assert_allclose(a["time"], [0, 1, 2, 3, 4, 5, 6, 7])
@@ -249,3 +249,15 @@ def test_plot_details():
     assert [tick.get_text() for tick in axes.get_yticklabels()] == ["exposed"]
     with pytest.raises(ValueError, match="both classes"):
         plots.make_roc_pr([0.1, 0.2], [1, 1], "AF")
+
+
+def test_kaplan_meier_counts_at_risk_and_censorings():
+    """The curve's at_risk and censored columns against counts made here at each time."""
+    from ecgexp.evaluation.survival import kaplan_meier
+
+    table = pd.DataFrame({"t": [1.0, 2, 2, 3, 3, 5, 6], "e": [1, 0, 1, 0, 0, 1, 0],
+                          "g": ["a"] * 7})
+    curve = kaplan_meier(table, "t", "e", "g")[0]["a"]
+    for _, row in curve.iterrows():
+        assert row.at_risk == (table.t >= row.time).sum()
+        assert row.censored == ((table.t == row.time) & (table.e == 0)).sum()

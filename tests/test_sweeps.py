@@ -43,7 +43,7 @@ def test_optuna_sweep_maximises_the_task_metric_over_the_trials(tmp_path):
 
 
 # Metrics where higher is better, and where lower is.
-HIGHER = {"auroc", "ap", "f1", "accuracy", "r2", "pearson", "challenge_score"}
+HIGHER = {"auroc", "ap", "f1", "accuracy", "r2", "pearson", "challenge_score", "harrell_c"}
 LOWER = {"mae", "rmse", "mse", "nll", "loss"}
 
 

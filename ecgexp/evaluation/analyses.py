@@ -11,7 +11,10 @@ tables (written as ``<name>.csv``/``.md``); figures go into the report folder.
 - ``strata``: the task's metrics per age band and per sex (needs the dataset's attributes);
 - ``mortality``: the predicted-minus-true gap (ECG-age) against mortality, Cox and
   Kaplan–Meier (needs the attributes);
-- ``contrast_survival``: each contrast's score against the time to its event (AF risk).
+- ``contrast_survival``: each contrast's score against the time to its event (AF risk);
+- ``survival``: bootstrap intervals of the time-to-event metrics, Kaplan–Meier curves per
+  predicted risk group (numbers at risk, censorings) and, with predicted survival curves,
+  their calibration against Kaplan–Meier at the horizons (survival objectives).
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from ecgexp.evaluation.survival import (
     kaplan_meier,
     score_bins,
 )
+from ecgexp.evaluation.survival_metrics import kaplan_meier_at
+from ecgexp.evaluation.survival_report import survival_arrays, survival_metrics
 from ecgexp.files import confined_path
 
 
@@ -239,10 +244,85 @@ def contrast_survival_analyses(inputs: ReportInputs) -> dict[str, pd.DataFrame]:
     return results
 
 
+def survival_analyses(inputs: ReportInputs) -> dict[str, pd.DataFrame]:
+    """Time-to-event objectives: bootstrap intervals of every metric of the report per split;
+    on the test split, Kaplan–Meier curves per predicted risk group (``risk_groups`` groups of
+    equal size by ``risk_score``) with numbers at risk and censoring marks, and, when the model
+    predicts survival curves, the mean predicted survival at each horizon against the
+    Kaplan–Meier estimate and its bootstrap interval, overall and per risk group."""
+    objective, settings = inputs.objective, inputs.settings.survival
+    horizons, columns = objective.horizons, objective.survival_columns
+    rows, tables = [], {}
+    for split, table in inputs.predictions.items():
+        arrays = survival_arrays(table, objective.time_column, objective.event_column, columns)
+        if not arrays[1].any():
+            continue
+        names = [m for m in survival_metrics(*arrays, horizons) if m not in ("n", "events")]
+
+        def statistic(*resampled, names=names):
+            metrics = survival_metrics(*resampled, horizons)
+            return np.array([metrics[m] for m in names])
+
+        intervals = inputs.bootstrap(statistic, list(arrays))
+        rows += [{"split": split, "label": objective.event_column, "metric": metric,
+                  **{k: float(v[i]) for k, v in intervals.items()}}
+                 for i, metric in enumerate(names)]
+    tables["bootstrap"] = pd.DataFrame(rows)
+    test = inputs.predictions.get("test")
+    if test is None or not test[f"target_{objective.event_column}"].any():
+        return tables
+    time, event, risk, survival = survival_arrays(test, objective.time_column,
+                                                  objective.event_column, columns)
+    groups = risk_groups(risk, int(settings.risk_groups))
+    cohort = pd.DataFrame({"time": time, "event": event, "group": groups})
+    curves, medians = kaplan_meier(cohort, "time", "event", "group")
+    plots.save(plots.make_kaplan_meier(curves, objective.time_unit, horizons),
+               inputs.out / "km_risk_groups.png")
+    tables["km_risk_groups"] = pd.DataFrame(
+        [{"group": str(g), "n": int((groups == g).sum()), "events": int(event[groups == g].sum()),
+          "median_survival": medians[g],
+          **{f"survival_at_{h:g}": s for h, s in zip(horizons, kaplan_meier_at(
+              time[groups == g], event[groups == g], horizons))}} for g in curves])
+    if columns:
+        tables["survival_calibration"] = survival_calibration(inputs, time, event, survival,
+                                                              groups)
+    return tables
+
+
+def risk_groups(risk: np.ndarray, n_groups: int) -> pd.Categorical:
+    """``n_groups`` groups of (nearly) equal size by increasing risk, ``risk 1/3`` (lowest)
+    to ``risk 3/3`` (highest); ties in risk share a group."""
+    if n_groups < 1:
+        raise ValueError(f"survival.risk_groups: give at least 1 group, got {n_groups}")
+    ranks = pd.Series(risk).rank(method="min").to_numpy() - 1
+    index = np.minimum((ranks * n_groups / len(risk)).astype(int), n_groups - 1)
+    names = [f"risk {k + 1}/{n_groups}" for k in range(n_groups)]
+    return pd.Categorical(np.asarray(names)[index], categories=names, ordered=True)
+
+
+def survival_calibration(inputs: ReportInputs, time, event, survival, groups) -> pd.DataFrame:
+    """Mean predicted survival at each horizon against the Kaplan–Meier estimate, with the
+    latter's bootstrap interval, for all test exams and per risk group."""
+    objective, rows = inputs.objective, []
+    cohorts = {"all": np.ones(len(time), bool),
+               **{str(g): np.asarray(groups == g) for g in groups.categories}}
+    for cohort, rows_in in cohorts.items():
+        if not event[rows_in].any():
+            continue
+        for i, h in enumerate(objective.horizons):
+            observed = inputs.bootstrap(lambda t, e, h=h: kaplan_meier_at(t, e, [h])[0],
+                                        [time[rows_in], event[rows_in]])
+            rows.append({"group": cohort, "horizon": h,
+                         "predicted": float(survival[rows_in, i].mean()),
+                         "kaplan_meier": observed["value"], "lower": observed["lower"],
+                         "upper": observed["upper"]})
+    return pd.DataFrame(rows)
+
+
 ANALYSES: dict[str, Callable[[ReportInputs], dict[str, pd.DataFrame]]] = {
     "binary": binary_analyses, "regression": regression_analyses, "classes": class_analyses,
     "strata": strata_analyses, "mortality": mortality_analyses,
-    "contrast_survival": contrast_survival_analyses}
+    "contrast_survival": contrast_survival_analyses, "survival": survival_analyses}
 # Analyses that relate predictions to the dataset's attributes and are skipped, with a
 # warning and a row in skipped.csv, when the data cannot support them (no events, ...).
 OPTIONAL = ("strata", "mortality", "contrast_survival")

@@ -1,4 +1,5 @@
-"""Calibration of binary probabilities: expected calibration error and the reliability table.
+"""Calibration of binary probabilities: expected calibration error, the reliability table and
+the calibration slope and intercept.
 
 Both describe the reliability of the **positive-class** probability ``p``: within each bin, the
 mean predicted probability is compared with the observed rate of positives, as on a reliability
@@ -9,15 +10,27 @@ top-label definition, with confidence ``max(p, 1 - p)`` against accuracy, is wha
 Bins are ``n_bins`` equal-width intervals ``[k / n_bins, (k + 1) / n_bins)``, the last one
 closed at 1. (torchmetrics gives ``p == 1`` a bin of its own, so the two can differ when a
 probability is exactly 1.)
+
+The calibration slope and intercept are those of logistic recalibration (Cox 1958; Van Calster
+et al. 2016, J. Clin. Epidemiol. 74:167-176): the slope ``b`` of the maximum-likelihood fit
+``logit P(y = 1) = a + b * logit(p)`` (1: the spread of the probabilities is right, < 1: too
+extreme), and the intercept as calibration-in-the-large, ``a`` fitted with ``b`` fixed at 1
+(``logit(p)`` an offset; 0: as many positives predicted as observed, > 0: too few).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit, log_expit, logit
+
+# Probabilities are clipped to [CLIP, 1 - CLIP] before their logit (0 and 1 stay finite).
+CLIP = 1e-12
+MAX_ITERATIONS = 100
+TOLERANCE = 1e-10
 
 
-def _binned(probabilities: np.ndarray, targets: np.ndarray, n_bins: int) -> pd.DataFrame:
+def _checked(probabilities: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     probabilities = np.asarray(probabilities, dtype=np.float64)
     targets = np.asarray(targets, dtype=np.float64)
     if probabilities.ndim != 1 or probabilities.shape != targets.shape:
@@ -27,6 +40,11 @@ def _binned(probabilities: np.ndarray, targets: np.ndarray, n_bins: int) -> pd.D
         raise ValueError("calibration: probabilities must lie in [0, 1] (no NaN)")
     if not np.isin(targets, (0, 1)).all():
         raise ValueError("calibration: targets must be 0/1")
+    return probabilities, targets
+
+
+def _binned(probabilities: np.ndarray, targets: np.ndarray, n_bins: int) -> pd.DataFrame:
+    probabilities, targets = _checked(probabilities, targets)
     if n_bins < 1:
         raise ValueError(f"calibration: n_bins must be >= 1; got {n_bins}")
     # k / n_bins is the correctly rounded edge, so a probability written as 0.57 lands in
@@ -68,3 +86,50 @@ def expected_calibration_error(probabilities: np.ndarray, targets: np.ndarray,
         return float("nan")
     gaps = (filled["mean_probability"] - filled["observed_rate"]).abs()
     return float(np.sum(filled["count"] * gaps) / filled["count"].sum())
+
+
+def calibration_slope(probabilities: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """``{slope, intercept}`` of logistic recalibration (see the module docstring), fitted by
+    Newton's method on ``logit(p)``, ``p`` clipped to ``[1e-12, 1 - 1e-12]``.
+
+    ``probabilities`` ``(n,)`` in [0, 1] are positive-class probabilities, ``targets`` ``(n,)``
+    0/1 with both classes. A ``ValueError`` when no finite fit exists (one class, or logits
+    that separate the classes perfectly).
+    """
+    probabilities, targets = _checked(probabilities, targets)
+    if len(np.unique(targets)) < 2:
+        raise ValueError("calibration_slope: targets must hold both classes (0 and 1)")
+    logits = logit(np.clip(probabilities, CLIP, 1 - CLIP))
+    ones = np.ones_like(logits)
+    _, slope = _logistic_fit(np.column_stack([ones, logits]), targets, np.zeros_like(logits))
+    (intercept,) = _logistic_fit(ones[:, None], targets, logits)
+    return {"slope": float(slope), "intercept": float(intercept)}
+
+
+def _log_likelihood(eta: np.ndarray, targets: np.ndarray) -> float:
+    return float(np.sum(targets * log_expit(eta) + (1 - targets) * log_expit(-eta)))
+
+
+def _logistic_fit(design: np.ndarray, targets: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """The maximum-likelihood coefficients of ``logit P(y = 1) = offset + design @ beta``:
+    Newton steps, each halved until the likelihood does not fall."""
+    beta = np.zeros(design.shape[1])
+    likelihood = _log_likelihood(offset, targets)
+    for _ in range(MAX_ITERATIONS):
+        mean = expit(offset + design @ beta)
+        weights = mean * (1 - mean)
+        try:
+            step = np.linalg.solve(design.T @ (weights[:, None] * design),
+                                   design.T @ (targets - mean))
+        except np.linalg.LinAlgError:
+            break
+        for _ in range(30):
+            candidate = _log_likelihood(offset + design @ (beta + step), targets)
+            if candidate >= likelihood - 1e-12:
+                break
+            step /= 2
+        beta, likelihood = beta + step, candidate
+        if np.max(np.abs(step)) < TOLERANCE:
+            return beta
+    raise ValueError("calibration_slope: the logistic fit has no finite maximum (do the "
+                     "probabilities separate the classes perfectly?)")

@@ -8,7 +8,7 @@ state, no display needed) and :func:`save` writes one as PNG through the Agg can
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -148,23 +148,45 @@ def make_bland_altman(predicted, target, unit: str, name: str = "value") -> Figu
     return figure
 
 
-def make_kaplan_meier(curves: Mapping[Hashable, pd.DataFrame], time_unit: str) -> Figure:
+def make_kaplan_meier(curves: Mapping[Hashable, pd.DataFrame], time_unit: str,
+                      at_risk_times: Sequence[float] | None = None) -> Figure:
     """Kaplan–Meier step curves with their confidence bands, one per group, from
     :func:`ecgexp.evaluation.survival.kaplan_meier` (columns ``time`` in ``time_unit``,
-    ``survival``, ``lower``, ``upper``)."""
-    figure = Figure(figsize=(7, 5), layout="constrained")
-    axes = figure.subplots()
+    ``survival``, ``lower``, ``upper``, ``at_risk``, ``censored``): censorings are marked
+    ``|`` on the curves, and with ``at_risk_times`` a table under the axes gives each group's
+    number at risk at those times."""
+    figure = Figure(figsize=(7, 6.5 if at_risk_times else 5), layout="constrained")
+    if at_risk_times:
+        axes, table_axes = figure.subplots(2, 1, height_ratios=[4, 1])
+    else:
+        axes = figure.subplots()
     for index, (group, curve) in enumerate(curves.items()):
         color = f"C{index % 10}"
         axes.step(curve["time"], curve["survival"], where="post", color=color, label=str(group))
         axes.fill_between(curve["time"], curve["lower"], curve["upper"], step="post",
                           color=color, alpha=0.2)
+        censored = curve[curve["censored"] > 0] if "censored" in curve else curve.iloc[:0]
+        axes.plot(censored["time"], censored["survival"], "|", color=color, markersize=6)
     axes.set(title="Kaplan–Meier survival", xlabel=f"time ({time_unit})",
              ylabel="survival probability", ylim=(0, 1.02))
     axes.set_xlim(left=0)
     axes.legend(loc="lower left")
     axes.grid(alpha=0.3)
+    if at_risk_times:
+        rows = [[str(_at_risk(curve, t)) for t in at_risk_times] for curve in curves.values()]
+        table_axes.axis("off")
+        table_axes.table(cellText=rows, rowLabels=[str(g) for g in curves],
+                         colLabels=[f"{t:g} {time_unit}" for t in at_risk_times],
+                         loc="center", edges="open")
+        table_axes.set_title("numbers at risk", loc="left", fontsize="small")
     return figure
+
+
+def _at_risk(curve: pd.DataFrame, time: float) -> int:
+    """Exams still at risk at ``time``: those at risk at the first curve time at or after it
+    (none after the last, where every exam has left)."""
+    later = curve[curve["time"] >= time]
+    return int(later["at_risk"].iloc[0]) if len(later) else 0
 
 
 def make_hazard_ratios(table: pd.DataFrame) -> Figure:

@@ -164,7 +164,8 @@ def kaplan_meier(table: pd.DataFrame, duration_column: str, event_column: str,
 
     Returns ``(curves, medians)``. ``curves[group]`` has columns ``time`` (the duration unit;
     starting at 0 with survival 1, then one row per distinct duration in the group),
-    ``survival``, and ``lower``/``upper`` (lifelines' exponential Greenwood ``level`` interval).
+    ``survival``, ``lower``/``upper`` (lifelines' exponential Greenwood ``level`` interval),
+    ``at_risk`` (exams at risk just before the time) and ``censored`` (censored at it).
     ``medians[group]`` is the first time at which survival is ≤ 0.5, ``inf`` when it never gets
     there. Groups follow the category order of a categorical column (empty categories are left
     out), sorted order otherwise.
@@ -179,8 +180,12 @@ def kaplan_meier(table: pd.DataFrame, duration_column: str, event_column: str,
         fitter = KaplanMeierFitter(alpha=1 - level)
         fitter.fit(rows[duration_column].astype(np.float64), rows[event_column].astype(int))
         bounds = fitter.confidence_interval_.to_numpy()
-        curves[group] = pd.DataFrame({"time": fitter.survival_function_.index.to_numpy(),
+        times = fitter.survival_function_.index.to_numpy()
+        events = fitter.event_table.reindex(times)
+        curves[group] = pd.DataFrame({"time": times,
                                       "survival": fitter.survival_function_.iloc[:, 0].to_numpy(),
-                                      "lower": bounds[:, 0], "upper": bounds[:, 1]})
+                                      "lower": bounds[:, 0], "upper": bounds[:, 1],
+                                      "at_risk": events["at_risk"].to_numpy(),
+                                      "censored": events["censored"].to_numpy()})
         medians[group] = float(fitter.median_survival_time_)
     return curves, pd.Series(medians, name="median_survival", dtype=np.float64)

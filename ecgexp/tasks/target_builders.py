@@ -67,6 +67,19 @@ def af_risk_classes(table: pd.DataFrame, patient_column: str = "patient_id",
                         af_split=patients.map(split).where(exam_class.notna()).to_numpy())
 
 
+def af_time_to_event(table: pd.DataFrame, **formulation) -> pd.DataFrame:
+    """Time to a first AF per exam, from the AF-risk formulation (:func:`af_risk_classes`,
+    same arguments and split): a class-3 exam (no AF yet, AF on a later exam) is an event
+    (``af_event`` 1) at ``af_time = weeks_to_first_af``; a class-1 exam (a patient never with
+    AF) is censored (``af_event`` 0) at ``af_time = weeks_to_last_exam``; every other exam (AF
+    now, or outside the week limits) has NaN in both and is left out."""
+    classes = af_risk_classes(table, **formulation)
+    event = classes.exam_class.map({3.0: 1.0, 1.0: 0.0})
+    time = np.where(event == 1, classes.weeks_to_first_af,
+                    np.where(event == 0, classes.weeks_to_last_exam, np.nan))
+    return classes.assign(af_time=time, af_event=event.to_numpy())
+
+
 def _check_arguments(min_weeks, max_weeks, val_fraction, test_fraction) -> None:
     if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
         raise ValueError(f"task.targets.val_fraction ({val_fraction}) and "
