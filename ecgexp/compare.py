@@ -1,44 +1,73 @@
-"""``ecgexp-compare``: two or more runs of one task compared on the exams they share, with
-paired statistics (:mod:`ecgexp.evaluation.comparison`), each run against the first.
+"""``ecgexp-compare``: two or more runs of one task (``runs=``, or every member of a sweep,
+``multirun=``) compared on the exams they share, with paired statistics
+(:mod:`ecgexp.evaluation.comparison`), each run against the first.
 
-Per binary label: both AUROCs, their difference with DeLong's test and a paired bootstrap
-interval, and McNemar's test of the labels thresholded at each run's own validation
-threshold against the targets; p-values Holm-corrected across the labels (per run pair and
-test). Per regression target: both MAEs and the difference's paired bootstrap interval and
-p-value. Runs must have predicted the same exams of the split (checked by exam id, refused
-with the counts unless ``allow_partial``).
+``comparison``: per binary label, both AUROCs, their difference with DeLong's test and a
+paired bootstrap interval, and McNemar's test of the labels thresholded at each run's own
+validation threshold against the targets; per regression target, both MAEs and the
+difference's paired bootstrap interval and p-value; for a survival task, both Harrell's C and
+the difference's paired bootstrap. p-values are Holm-corrected across the targets (per run
+pair and test). Runs must have predicted the same exams of the split (checked by exam id,
+refused with the counts unless ``allow_partial``).
+
+Beside it, for every binary label of every run on the same exams: ``calibration`` (ECE,
+calibration slope and intercept) and the decision curve (``decision_curve`` table and a
+figure per label); for ``multirun=``, ``members``: each member's differing overrides and
+metrics (members are compared, never averaged). Each table is CSV beside Markdown.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from ecgexp.checks import choice, open_fraction, optional, whole
 from ecgexp.errors import UserError
+from ecgexp.evaluation import plots
 from ecgexp.evaluation.agreement import mcnemar
+from ecgexp.evaluation.analyses import figure_path
 from ecgexp.evaluation.binary import ranking_scores, undefined_threshold
+from ecgexp.evaluation.calibration import calibration_slope, expected_calibration_error
 from ecgexp.evaluation.comparison import delong_test, holm, paired_bootstrap
-from ecgexp.evaluation.inputs import load_run
+from ecgexp.evaluation.decision_curve import make_decision_curve, net_benefit, treat_all
+from ecgexp.evaluation.inputs import load_run, multirun_members
 from ecgexp.evaluation.outputs import REPORT_MARKER, check_report_folder, write_table
-from ecgexp.files import make_folder
+from ecgexp.evaluation.report import flatten_report
+from ecgexp.evaluation.survival_metrics import harrell_c
+from ecgexp.files import distinct_file_names, make_folder
 
 log = logging.getLogger(__name__)
 
+SETTINGS = {"bootstrap.n_resamples": whole(1), "calibration.n_bins": whole(1),
+            "decision_curve.thresholds.start": open_fraction,
+            "decision_curve.thresholds.stop": open_fraction,
+            "decision_curve.thresholds.step": open_fraction,
+            "report_logger": optional(choice("wandb"))}
+PAIR_COLUMNS = ["target", "metric", "value_a", "value_b", "difference", "lower", "upper",
+                "test", "p_value"]
+# The decision-curve reference written to its table beside the runs (treating none is 0).
+TREAT_ALL = "treat all"
+
 
 def compare(cfg: DictConfig) -> pd.DataFrame:
-    """Writes ``comparison.csv``/``.md`` into ``cfg.output_dir``; returns the table."""
-    runs = [Path(r) for r in cfg.runs]
-    if len(runs) < 2:
-        raise UserError("runs: give two or more run folders to compare, runs=[<A>,<B>]")
-    loaded = [load_run(folder, "runs") for folder in runs]
+    """Writes the comparison tables and figures into ``cfg.output_dir`` (and, with
+    ``report_logger=wandb``, a W&B run of job type ``compare``); returns the comparison."""
+    check_settings(cfg)
+    thresholds_grid = decision_thresholds(cfg)
+    runs, key = run_folders(cfg)
+    out = Path(cfg.output_dir)
+    check_report_folder(out)
+    loaded = [load_run(folder, key) for folder in runs]
     tasks = {config.task.name for config, _ in loaded}
     if len(tasks) > 1:
-        raise UserError(f"runs: the runs are of different tasks ({', '.join(sorted(tasks))}); "
+        raise UserError(f"{key}: the runs are of different tasks ({', '.join(sorted(tasks))}); "
                         f"compare runs of one task")
     objective = instantiate(loaded[0][0].task.objective)
     tables = []
@@ -47,7 +76,10 @@ def compare(cfg: DictConfig) -> pd.DataFrame:
             raise UserError(f"split: '{folder}' has no predictions_{cfg.split}.csv (splits: "
                             f"{', '.join(predictions)})")
         tables.append(predictions[cfg.split])
-    tables = aligned(tables, runs, bool(cfg.allow_partial))
+    tables = aligned(tables, runs, bool(cfg.allow_partial), key)
+    labels = [n for n in objective.target_columns if f"score_{n}" in tables[0]]
+    check_probabilities(tables, runs, labels, cfg.split, key)
+    distinct_file_names(labels, "task.objective", "the label list")  # one figure each
     thresholds = [objective.thresholds(objective.evaluate(p)) if "val" in p else {}
                   for _, p in loaded]
     settings = (int(cfg.bootstrap.n_resamples), int(cfg.bootstrap.seed))
@@ -59,18 +91,69 @@ def compare(cfg: DictConfig) -> pd.DataFrame:
     table = pd.concat(rows, ignore_index=True)
     table = table[["model_a", "model_b", *[c for c in table.columns
                                            if c not in ("model_a", "model_b")]]]
-    out = Path(cfg.output_dir)
-    check_report_folder(out)
+    names = [str(folder) for folder in runs]
+    written = {"comparison": table}
+    if key == "multirun":
+        written["members"] = member_table(runs, cfg.split)
+    if labels:
+        written["calibration"] = calibration_table(tables, names, labels,
+                                                   int(cfg.calibration.n_bins))
+        written["decision_curve"] = decision_curve_table(tables, names, labels,
+                                                         thresholds_grid)
+
     make_folder(out, "output_dir")
     (out / REPORT_MARKER).touch()
-    write_table(table, out / "comparison")
+    for name, written_table in written.items():
+        write_table(written_table, out / name)
+    for label in labels:
+        plot_decision_curve(written["decision_curve"], tables[0], label, out)
     print(table.drop(columns=["model_a", "model_b"]).to_string(index=False))
     print(f"Comparison: {(out / 'comparison.csv').resolve()}")
+    if cfg.report_logger == "wandb":
+        log_to_wandb(cfg, written, out)
     return table
 
 
-def aligned(tables: list[pd.DataFrame], runs: list[Path], allow_partial: bool
-            ) -> list[pd.DataFrame]:
+# ----------------------------------------------------------------------------- inputs
+def check_settings(cfg: DictConfig) -> None:
+    """Every value of :data:`SETTINGS` as its rule wants it, else one line naming the key."""
+    for key, rule in SETTINGS.items():
+        value = OmegaConf.select(cfg, key)
+        problem = rule(value)
+        if problem:
+            raise UserError(f"{key}: {value!r} is not {problem}; set {key}=<value>")
+
+
+def decision_thresholds(cfg: DictConfig) -> np.ndarray:
+    """The threshold probabilities of the decision curves: ``decision_curve.thresholds``
+    ``start``, ``start + step``, ... up to ``stop`` (included when on the grid)."""
+    grid = cfg.decision_curve.thresholds
+    if grid.stop < grid.start:
+        raise UserError(f"decision_curve.thresholds: stop {grid.stop} is below start "
+                        f"{grid.start}; set decision_curve.thresholds.stop=<value>")
+    count = int(np.floor((grid.stop - grid.start) / grid.step + 1e-9)) + 1
+    return np.round(grid.start + grid.step * np.arange(count), 12)
+
+
+def run_folders(cfg: DictConfig) -> tuple[list[Path], str]:
+    """The compared run folders (``runs=``, else the members of ``multirun=``) and the key
+    that named them."""
+    if cfg.runs and cfg.multirun:
+        raise UserError("runs: give runs=[<A>,<B>] or multirun=<sweep folder>, not both")
+    key = "multirun" if cfg.multirun else "runs"
+    try:
+        runs = multirun_members(cfg.multirun) if cfg.multirun else [Path(r) for r in cfg.runs]
+    except FileNotFoundError as error:
+        raise UserError(str(error)) from None
+    if len(runs) < 2:
+        raise UserError(f"{key}: give two or more run folders to compare, runs=[<A>,<B>], or a "
+                        f"sweep folder with two or more finished members, multirun=<folder>"
+                        + (f" ('{cfg.multirun}' has {len(runs)})" if cfg.multirun else ""))
+    return runs, key
+
+
+def aligned(tables: list[pd.DataFrame], runs: list[Path], allow_partial: bool,
+            key: str = "runs") -> list[pd.DataFrame]:
     """The tables restricted to their shared exams, in one exam order; refused with the
     counts when the runs predicted different exams (unless ``allow_partial``)."""
     shared = set(tables[0].exam_id)
@@ -78,16 +161,131 @@ def aligned(tables: list[pd.DataFrame], runs: list[Path], allow_partial: bool
         shared &= set(table.exam_id)
     for folder, table in zip(runs, tables):
         if len(shared) < len(table) and not allow_partial:
-            raise UserError(f"runs: the runs share {len(shared)} exams, but '{folder}' "
+            raise UserError(f"{key}: the runs share {len(shared)} exams, but '{folder}' "
                             f"predicted {len(table)} (different splits or datasets); compare "
                             f"runs of one split, or set allow_partial=true to compare the "
                             f"shared exams only")
     if not shared:
-        raise UserError("runs: the runs share no exam; they predicted different datasets")
+        raise UserError(f"{key}: the runs share no exam; they predicted different datasets")
     order = sorted(shared, key=str)
     return [t.set_index("exam_id").loc[order].reset_index() for t in tables]
 
 
+def check_probabilities(tables: list[pd.DataFrame], runs: list[Path], labels: list[str],
+                        split: str, key: str) -> None:
+    """The binary labels' scores are probabilities (calibration and net benefit need them)."""
+    for folder, table in zip(runs, tables):
+        for label in labels:
+            scores = table[f"score_{label}"]
+            outside = (scores < 0) | (scores > 1)
+            if outside.any():
+                raise UserError(f"{key}: '{folder}/predictions_{split}.csv' holds "
+                                f"{scores[outside].iloc[0]} in score_{label} ({int(outside.sum())}"
+                                f" such values); scores of a binary label must be "
+                                f"probabilities in [0, 1], as ecgexp writes them")
+
+
+def member_table(members: list[Path], split: str) -> pd.DataFrame:
+    """One row per member of a sweep: its folder, the overrides whose values differ between
+    the members (``.hydra/overrides.yaml``; empty where a member has none of a key) and its
+    metrics of ``split`` (``metrics.json``, flattened: ``<split>/<row>/<metric>``)."""
+    overrides = [member_overrides(member) for member in members]
+    keys = list(dict.fromkeys(k for values in overrides for k in values))
+    differing = [k for k in keys if len({values.get(k) for values in overrides}) > 1]
+    rows = []
+    for member, values in zip(members, overrides):
+        metrics = member_metrics(member)
+        rows.append({"run": str(member), **{k: values.get(k) for k in differing},
+                     **flatten_report({split: metrics.get(split, {})})})
+    return pd.DataFrame(rows)
+
+
+def member_overrides(member: Path) -> dict[str, str]:
+    """``{key: value}`` of the command-line overrides Hydra saved for a sweep member
+    (``+key=value`` as ``key``; a deletion ``~key`` has the value ``""``)."""
+    path = member / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        raise UserError(f"multirun: '{member}' has no .hydra/overrides.yaml, so its "
+                        f"hyperparameters are unknown; give the folder of a sweep ecgexp ran "
+                        f"(ecgexp -m ...), or compare the runs with runs=[<A>,<B>]")
+    try:
+        items = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise UserError(f"multirun: '{path}' is not readable YAML "
+                        f"({str(error).splitlines()[0]})") from None
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise UserError(f"multirun: '{path}' is not a list of overrides (key=value), as Hydra "
+                        f"writes it")
+    pairs = (item.partition("=") for item in items)
+    return {key.lstrip("+"): value for key, _, value in pairs}
+
+
+def member_metrics(member: Path) -> dict:
+    """A sweep member's ``metrics.json``."""
+    path = member / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"multirun: '{path}' is not readable JSON ({error})") from None
+    if not isinstance(metrics, dict):
+        raise UserError(f"multirun: '{path}' holds no metrics mapping, as ecgexp writes it")
+    return metrics
+
+
+# ----------------------------------------------------------------------------- per run
+def calibration_table(tables: list[pd.DataFrame], names: list[str], labels: list[str],
+                      n_bins: int) -> pd.DataFrame:
+    """One row per run and binary label (the aligned exams): ECE (``n_bins`` equal-width
+    bins), calibration slope and intercept; a slope and intercept without a finite fit (one
+    class, separated classes) are NaN, with a warning."""
+    rows = []
+    for name, table in zip(names, tables):
+        for label in labels:
+            scores = table[f"score_{label}"].to_numpy(float)
+            target = table[f"target_{label}"].to_numpy().astype(int)
+            row = {"run": name, "label": label,
+                   "ece": expected_calibration_error(scores, target, n_bins)}
+            try:
+                row.update(calibration_slope(scores, target))
+            except ValueError as error:
+                log.warning("compare: label '%s' of '%s': %s; its calibration slope and "
+                            "intercept are left undefined", label, name, error)
+                row.update(slope=np.nan, intercept=np.nan)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def decision_curve_table(tables: list[pd.DataFrame], names: list[str], labels: list[str],
+                         thresholds: np.ndarray) -> pd.DataFrame:
+    """Net benefit per run, binary label and threshold probability, with the treat-all
+    reference as the run ``treat all`` (on the first run's targets: the same exams)."""
+    parts = []
+    for label in labels:
+        curves = {name: net_benefit(table[f"score_{label}"].to_numpy(float),
+                                    table[f"target_{label}"].to_numpy().astype(int),
+                                    thresholds)
+                  for name, table in zip(names, tables)}
+        curves[TREAT_ALL] = treat_all(tables[0][f"target_{label}"].to_numpy().astype(int),
+                                      thresholds)
+        for name, values in curves.items():
+            parts.append(pd.DataFrame({"run": name, "label": label, "threshold": thresholds,
+                                       "net_benefit": values}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def plot_decision_curve(curves: pd.DataFrame, first: pd.DataFrame, label: str,
+                        out: Path) -> Path:
+    """``decision_curve_<label>.png``: every run's net benefit, treat all and treat none."""
+    rows = curves[(curves.label == label) & (curves.run != TREAT_ALL)]
+    by_run = {name: group.net_benefit.to_numpy()
+              for name, group in rows.groupby("run", sort=False)}
+    thresholds = rows.threshold.drop_duplicates().to_numpy()
+    figure = make_decision_curve(by_run, first[f"target_{label}"].to_numpy().astype(int),
+                                 thresholds, label)
+    return plots.save(figure, figure_path(out, "decision_curve", label))
+
+
+# ----------------------------------------------------------------------------- pairs
 def pairwise(a: pd.DataFrame, b: pd.DataFrame, objective, thresholds_a: dict,
              thresholds_b: dict, settings: tuple[int, int]) -> pd.DataFrame:
     """One row per target and test of run ``a`` against run ``b`` (aligned tables)."""
@@ -108,11 +306,32 @@ def pairwise(a: pd.DataFrame, b: pd.DataFrame, objective, thresholds_a: dict,
                          "value_b": _mae(errors_b), "difference": test["difference"],
                          "lower": test["lower"], "upper": test["upper"], "test": "bootstrap",
                          "p_value": test["p_value"]})
-    table = pd.DataFrame(rows)
+    if "risk_score" in a and hasattr(objective, "time_column"):
+        rows += _concordance_rows(objective, a, b, n_resamples, seed)
+    table = pd.DataFrame(rows, columns=PAIR_COLUMNS)
     table["p_holm"] = np.nan
     for _, group in table.groupby("test"):
         table.loc[group.index, "p_holm"] = holm(group.p_value.to_numpy())
     return table
+
+
+def _concordance_rows(objective, a: pd.DataFrame, b: pd.DataFrame, n_resamples: int,
+                      seed: int) -> list[dict]:
+    """A survival task's Harrell's C of both runs' ``risk_score`` and the difference's paired
+    bootstrap (none without an event)."""
+    time = a[f"target_{objective.time_column}"].to_numpy(float)
+    event = a[f"target_{objective.event_column}"].to_numpy().astype(int)
+    if not event.any():
+        log.warning("compare: no event in the compared exams; Harrell's C is undefined and "
+                    "left out")
+        return []
+    risk_a, risk_b = a.risk_score.to_numpy(float), b.risk_score.to_numpy(float)
+    test = paired_bootstrap(harrell_c, [time, event, risk_a], [time, event, risk_b],
+                            n_resamples, seed)
+    return [{"target": objective.event_column, "metric": "harrell_c",
+             "value_a": harrell_c(time, event, risk_a), "value_b": harrell_c(time, event, risk_b),
+             "difference": test["difference"], "lower": test["lower"], "upper": test["upper"],
+             "test": "bootstrap", "p_value": test["p_value"]}]
 
 
 def _binary_rows(name, scores_a, scores_b, target, threshold_a, threshold_b, n_resamples, seed):
@@ -147,3 +366,18 @@ def _auroc(scores: np.ndarray, targets: np.ndarray) -> float:
     if len(np.unique(targets)) < 2:
         return np.nan
     return ranking_scores(scores, targets.astype(int))["auroc"]
+
+
+# ----------------------------------------------------------------------------- W&B
+def log_to_wandb(cfg: DictConfig, tables: dict[str, pd.DataFrame], out: Path) -> None:
+    """``report_logger=wandb``: the tables (W&B tables) and the figures of ``out`` as a W&B
+    run of job type ``compare`` (``wandb.project``, ``wandb.name``), through the publishing
+    path of :mod:`ecgexp.tracking`."""
+    import wandb
+
+    from ecgexp.tracking import publish_to_wandb
+
+    run = wandb.init(project=cfg.wandb.project, dir=str(out), job_type="compare",
+                     name=cfg.wandb.name)
+    run.log({name: wandb.Table(dataframe=table) for name, table in tables.items()})
+    publish_to_wandb(run, {}, out)

@@ -60,3 +60,28 @@ def test_runs_of_other_exams_are_refused_with_the_counts(task_run, tmp_path):
     table = _compare(tmp_path / "partial", a, b, extra=["allow_partial=true"])
     row = table[table.metric == "auroc"].iloc[0]
     assert row.difference == 0 and row.p_value == 1.0  # the same model on the shared exams
+
+
+def test_two_survival_runs_compare_their_c_index(task_run, tmp_path):
+    """Harrell's C of each run against scikit-survival's on its own predictions; run b is
+    run a with noisier risk scores (no second training)."""
+    from sksurv.metrics import concordance_index_censored
+
+    a = task_run("survival", into=tmp_path / "a")
+    b = tmp_path / "b"
+    shutil.copytree(a, b)
+    test = pd.read_csv(b / "predictions_test.csv")
+    noise = np.random.default_rng(0).normal(0, test.risk_score.std(), len(test))
+    test.assign(risk_score=test.risk_score + noise).to_csv(b / "predictions_test.csv",
+                                                           index=False)
+    table = _compare(tmp_path, a, b)
+    row = table.set_index("metric").loc["harrell_c"]
+    expected = []
+    for run in (a, b):
+        test = pd.read_csv(run / "predictions_test.csv")
+        expected.append(concordance_index_censored(test.target_death.astype(bool),
+                                                   test.target_timey, test.risk_score)[0])
+    assert (row.value_a, row.value_b) == pytest.approx(tuple(expected), abs=1e-12)
+    assert row.difference == pytest.approx(expected[0] - expected[1], abs=1e-12)
+    assert row.lower <= row.difference <= row.upper and 0 <= row.p_value <= 1
+    assert row.target == "death" and row.test == "bootstrap"

@@ -134,6 +134,11 @@ def _dense_rank(values: np.ndarray) -> np.ndarray:
     return np.unique(values, return_inverse=True)[1].astype(np.int64)
 
 
+def _count_up_to(rank: np.ndarray) -> np.ndarray:
+    """For each element of ``rank`` (integers ``>= 0``): the elements ``<=`` it."""
+    return np.cumsum(np.bincount(rank))[rank]
+
+
 def _count_smaller_before(values: np.ndarray) -> np.ndarray:
     """For each position ``p``: ``#{q < p : values[q] < values[p]}``, for integer ``values``
     in ``[0, n)``, by bottom-up merge sort: when two sorted runs merge, an element of the
@@ -162,18 +167,16 @@ def _pair_counts(time, event, risk) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     equal risk; each ``(n,)``."""
     key = 2 * _dense_rank(time) + (~event)  # a censoring at t comes after the events at t
     risk_rank = _dense_rank(risk)
-    comparable = len(time) - np.searchsorted(np.sort(key), key, side="right")
+    comparable = len(time) - _count_up_to(key)
     # lower risk among the later exams: sort by key descending, ties by risk descending, so
     # that exams sharing the key never count each other
     order = np.lexsort((-risk_rank, -key))
     lower = np.empty(len(time), dtype=np.int64)
     lower[order] = _count_smaller_before(risk_rank[order])
-    # equal risk among the later exams: sorted by (risk, key), those after (risk_i, key_i)
-    # up to the end of risk_i
-    span = key.max(initial=0) + 1
-    joint = np.sort(risk_rank * span + key)
-    tied = (np.searchsorted(joint, (risk_rank + 1) * span, side="left")
-            - np.searchsorted(joint, risk_rank * span + key, side="right"))
+    # equal risk among the later exams: those up to the end of risk_i, less those up to
+    # (risk_i, key_i) in (risk, key) order
+    joint = _dense_rank(risk_rank * (key.max(initial=0) + 1) + key)
+    tied = _count_up_to(risk_rank) - _count_up_to(joint)
     return comparable, lower, tied
 
 
