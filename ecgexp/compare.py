@@ -64,37 +64,17 @@ def compare(cfg: DictConfig) -> pd.DataFrame:
     runs, key = run_folders(cfg)
     out = Path(cfg.output_dir)
     check_report_folder(out)
-    loaded = [load_run(folder, key) for folder in runs]
-    tasks = {config.task.name for config, _ in loaded}
-    if len(tasks) > 1:
-        raise UserError(f"{key}: the runs are of different tasks ({', '.join(sorted(tasks))}); "
-                        f"compare runs of one task")
-    objective = instantiate(loaded[0][0].task.objective)
-    tables = []
-    for folder, (_, predictions) in zip(runs, loaded):
-        if cfg.split not in predictions:
-            raise UserError(f"split: '{folder}' has no predictions_{cfg.split}.csv (splits: "
-                            f"{', '.join(predictions)})")
-        tables.append(predictions[cfg.split])
-    tables = aligned(tables, runs, bool(cfg.allow_partial), key)
+    written = {"members": member_table(runs, cfg.split)} if key == "multirun" else {}
+    objective, loaded, tables = split_tables(cfg, runs, key)
     labels = [n for n in objective.target_columns if f"score_{n}" in tables[0]]
     check_probabilities(tables, runs, labels, cfg.split, key)
     distinct_file_names(labels, "task.objective", "the label list")  # one figure each
+    names = [str(folder) for folder in runs]
     thresholds = [objective.thresholds(objective.evaluate(p)) if "val" in p else {}
                   for _, p in loaded]
     settings = (int(cfg.bootstrap.n_resamples), int(cfg.bootstrap.seed))
-    rows = []
-    for other in range(1, len(runs)):
-        pair = pairwise(tables[0], tables[other], objective, thresholds[0],
-                        thresholds[other], settings)
-        rows.append(pair.assign(model_a=str(runs[0]), model_b=str(runs[other])))
-    table = pd.concat(rows, ignore_index=True)
-    table = table[["model_a", "model_b", *[c for c in table.columns
-                                           if c not in ("model_a", "model_b")]]]
-    names = [str(folder) for folder in runs]
-    written = {"comparison": table}
-    if key == "multirun":
-        written["members"] = member_table(runs, cfg.split)
+    table = comparison_table(tables, names, objective, thresholds, settings)
+    written = {"comparison": table, **written}
     if labels:
         written["calibration"] = calibration_table(tables, names, labels,
                                                    int(cfg.calibration.n_bins))
@@ -150,6 +130,24 @@ def run_folders(cfg: DictConfig) -> tuple[list[Path], str]:
                         f"sweep folder with two or more finished members, multirun=<folder>"
                         + (f" ('{cfg.multirun}' has {len(runs)})" if cfg.multirun else ""))
     return runs, key
+
+
+def split_tables(cfg: DictConfig, runs: list[Path], key: str):
+    """The task's objective, every run's config and predictions, and the predictions tables
+    of ``cfg.split`` restricted to the exams all runs predicted (:func:`aligned`)."""
+    loaded = [load_run(folder, key) for folder in runs]
+    tasks = {config.task.name for config, _ in loaded}
+    if len(tasks) > 1:
+        raise UserError(f"{key}: the runs are of different tasks ({', '.join(sorted(tasks))}); "
+                        f"compare runs of one task")
+    objective = instantiate(loaded[0][0].task.objective)
+    tables = []
+    for folder, (_, predictions) in zip(runs, loaded):
+        if cfg.split not in predictions:
+            raise UserError(f"split: '{folder}' has no predictions_{cfg.split}.csv (splits: "
+                            f"{', '.join(predictions)})")
+        tables.append(predictions[cfg.split])
+    return objective, loaded, aligned(tables, runs, bool(cfg.allow_partial), key)
 
 
 def aligned(tables: list[pd.DataFrame], runs: list[Path], allow_partial: bool,
@@ -286,6 +284,20 @@ def plot_decision_curve(curves: pd.DataFrame, first: pd.DataFrame, label: str,
 
 
 # ----------------------------------------------------------------------------- pairs
+def comparison_table(tables: list[pd.DataFrame], names: list[str], objective,
+                     thresholds: list[dict], settings: tuple[int, int]) -> pd.DataFrame:
+    """:func:`pairwise` of the first run (``model_a``) against each other (``model_b``), on
+    the aligned ``tables``, with each run's validation ``thresholds``."""
+    rows = []
+    for other in range(1, len(tables)):
+        pair = pairwise(tables[0], tables[other], objective, thresholds[0], thresholds[other],
+                        settings)
+        rows.append(pair.assign(model_a=names[0], model_b=names[other]))
+    table = pd.concat(rows, ignore_index=True)
+    return table[["model_a", "model_b", *[c for c in table.columns
+                                          if c not in ("model_a", "model_b")]]]
+
+
 def pairwise(a: pd.DataFrame, b: pd.DataFrame, objective, thresholds_a: dict,
              thresholds_b: dict, settings: tuple[int, int]) -> pd.DataFrame:
     """One row per target and test of run ``a`` against run ``b`` (aligned tables)."""

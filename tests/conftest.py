@@ -153,8 +153,9 @@ def tmpfs(tmp_path):
 # --durations=0), run first: `make test` hands whole files to the two xdist workers in
 # collection order (--dist loadfile --no-loadscope-reorder), so that the long ones do not start
 # last and leave one worker idle at the end.
-LONGEST_FIRST = ("test_learning.py", "test_resume.py", "test_loggers.py", "test_heatmap.py",
-                 "test_evaluate.py", "test_predict.py", "test_bench.py", "test_run_folder.py",
+LONGEST_FIRST = ("test_learning.py", "test_survival_learning.py", "test_resume.py",
+                 "test_loggers.py", "test_heatmap.py", "test_evaluate.py", "test_predict.py",
+                 "test_bench.py", "test_run_folder.py",
                  "test_distributed.py", "test_convert.py", "test_tasks.py", "test_memory.py",
                  "test_synthetic.py", "test_sweeps.py", "test_train.py")
 

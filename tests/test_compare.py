@@ -1,17 +1,23 @@
 """``ecgexp-compare``: two runs of one split compared exam by exam; values checked against
 each run's own metrics.json and against accuracies and Holm adjustments computed here; runs
-that predicted different exams refused with the counts."""
+that predicted different exams refused with the counts. Calibration and net benefit per run
+and label, a sweep's member table, Harrell's C of survival runs (against lifelines), the W&B
+run (read back from its offline file) and one-line refusals of bad settings."""
 
 import json
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import compose_config
 
-from ecgexp.compare import compare
+from ecgexp.compare import compare, pairwise
 from ecgexp.errors import UserError
+from ecgexp.evaluation.calibration import calibration_slope, expected_calibration_error
+from ecgexp.evaluation.decision_curve import net_benefit, treat_all
+from ecgexp.evaluation.report import flatten_report
 
 
 def _compare(root, *runs, extra=()):
@@ -85,3 +91,171 @@ def test_two_survival_runs_compare_their_c_index(task_run, tmp_path):
     assert row.difference == pytest.approx(expected[0] - expected[1], abs=1e-12)
     assert row.lower <= row.difference <= row.upper and 0 <= row.p_value <= 1
     assert row.target == "death" and row.test == "bootstrap"
+
+
+
+def test_net_benefit_of_a_hand_computed_case():
+    """Six exams, three positive; treated: p >= pt. At 0.2: TP 3, FP 2 -> 3/6 - 2/6 * 0.25;
+    at 0.5: TP 2, FP 1 -> 2/6 - 1/6; at 0.6 (a tie, treated): 2/6 - 1/6 * 1.5; at 0.85: 1/6."""
+    p = np.array([0.9, 0.8, 0.6, 0.4, 0.3, 0.1])
+    y = np.array([1, 1, 0, 1, 0, 0])
+    thresholds = np.array([0.2, 0.5, 0.6, 0.85])
+    assert net_benefit(p, y, thresholds) == pytest.approx([5 / 12, 1 / 6, 1 / 12, 1 / 6])
+    # treat all: prevalence 1/2 - 1/2 * pt / (1 - pt)
+    assert treat_all(y, thresholds) == pytest.approx([0.375, 0.0, -0.25, 0.5 - 0.5 * 0.85 / 0.15])
+    with pytest.raises(ValueError, match=r"^decision curve: thresholds must .* in \(0, 1\)"):
+        net_benefit(p, y, [0.0, 0.5])
+
+
+def _read_tables(out):
+    return {name: pd.read_csv(out / f"{name}.csv")
+            for name in ("comparison", "calibration", "decision_curve")}
+
+
+def test_calibration_and_decision_curves_of_each_run(task_run, tmp_path):
+    """Every run's calibration (against the module's functions on its own predictions) and
+    net benefit (counted here exam by exam) per label, a figure per label, every table also
+    as Markdown."""
+    a = task_run("abnormality", into=tmp_path / "a")
+    b = task_run("abnormality", "seed=1", into=tmp_path / "b")
+    _compare(tmp_path, a, b, extra=["decision_curve.thresholds.step=0.2"])
+    out = tmp_path / "cmp"
+    tables = _read_tables(out)
+    predictions = {str(run): pd.read_csv(run / "predictions_test.csv") for run in (a, b)}
+    labels = [c.removeprefix("score_") for c in predictions[str(a)] if c.startswith("score_")]
+    for name in tables:
+        assert (out / f"{name}.md").read_text().startswith("| ")
+    assert {p.name for p in out.glob("*.png")} == {f"decision_curve_{n}.png" for n in labels}
+
+    calibration = tables["calibration"].set_index(["run", "label"])
+    assert len(calibration) == 2 * len(labels)
+    for (run, label), row in calibration.iterrows():
+        p = predictions[run][f"score_{label}"].to_numpy()
+        y = predictions[run][f"target_{label}"].to_numpy().astype(int)
+        assert row.ece == pytest.approx(expected_calibration_error(p, y, 10))
+        assert (row.slope, row.intercept) == pytest.approx(
+            tuple(calibration_slope(p, y).values()))
+
+    curves = tables["decision_curve"]
+    assert sorted(curves.threshold.unique()) == pytest.approx([0.01, 0.21, 0.41, 0.61, 0.81])
+    assert set(curves.run) == {str(a), str(b), "treat all"}
+    for row in curves.itertuples():
+        if row.run == "treat all":  # every exam treated
+            test = predictions[str(a)]
+            treated = test[f"score_{row.label}"] >= 0
+        else:
+            test = predictions[row.run]
+            treated = test[f"score_{row.label}"] >= row.threshold
+        positive = test[f"target_{row.label}"] == 1
+        odds = row.threshold / (1 - row.threshold)
+        expected = ((treated & positive).sum() - (treated & ~positive).sum() * odds) / len(test)
+        assert row.net_benefit == pytest.approx(expected)
+
+
+def test_a_sweep_is_compared_member_by_member(task_run, tmp_path):
+    """``multirun=``: a seed sweep's members (two tiny runs in <sweep>/<job> with the
+    overrides Hydra saves) in members.csv with the override that differs and their metrics,
+    compared with job 0 (never averaged)."""
+    sweep = tmp_path / "sweep"
+    for job, seed in ((0, 0), (1, 1)):
+        member = task_run("abnormality", *([f"seed={seed}"] if seed else []),
+                          into=sweep / str(job))
+        (member / ".hydra").mkdir()
+        (member / ".hydra" / "overrides.yaml").write_text(
+            f"- task=abnormality\n- +trainer.limit_train_batches=2\n- seed={seed}\n")
+    cfg = compose_config("compare", f"multirun={sweep}", f"output_dir={tmp_path / 'cmp'}",
+                         "bootstrap.n_resamples=20", "decision_curve.thresholds.step=0.5")
+    compare(cfg)
+    members = pd.read_csv(tmp_path / "cmp" / "members.csv")
+    metric_columns = [c for c in members if c.startswith("test/")]
+    assert list(members.columns) == ["run", "seed", *metric_columns]
+    assert members.run.tolist() == [str(sweep / "0"), str(sweep / "1")]
+    assert members.seed.tolist() == [0, 1]
+    for row, job in zip(members.itertuples(index=False), ("0", "1")):
+        metrics = json.loads((sweep / job / "metrics.json").read_text())
+        expected = flatten_report({"test": metrics["test"]})
+        assert dict(zip(metric_columns, row[2:])) == pytest.approx(expected, nan_ok=True)
+    comparison = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
+    assert set(comparison.model_a) == {str(sweep / "0")}
+    assert set(comparison.model_b) == {str(sweep / "1")}
+
+
+def test_survival_pairs_compare_harrells_c():
+    """``pairwise`` on two synthetic survival tables: each run's Harrell's C against
+    lifelines' ``concordance_index`` (higher risk: shorter time), the difference's paired
+    bootstrap."""
+    from lifelines.utils import concordance_index
+
+    rng = np.random.default_rng(0)
+    n = 300
+    hazard = rng.normal(size=n)
+    time = rng.exponential(np.exp(-hazard))
+    event = (rng.random(n) < 0.7).astype(int)
+    a = pd.DataFrame({"exam_id": range(n), "risk_score": hazard + rng.normal(0, 0.3, n),
+                      "target_timey": time, "target_death": event})
+    b = a.assign(risk_score=rng.normal(size=n))  # uninformative
+    objective = SimpleNamespace(target_columns=["timey", "death"], time_column="timey",
+                                event_column="death")
+    (row,) = pairwise(a, b, objective, {}, {}, (200, 0)).itertuples()
+    expected = [concordance_index(time, -table.risk_score, event) for table in (a, b)]
+    assert (row.value_a, row.value_b) == pytest.approx(expected, abs=1e-12)
+    assert row.difference == pytest.approx(expected[0] - expected[1], abs=1e-12)
+    assert row.lower <= row.difference <= row.upper and row.p_value < 0.05
+    assert (row.target, row.metric, row.test) == ("death", "harrell_c", "bootstrap")
+
+
+def test_the_comparison_is_a_wandb_run(task_run, tmp_path, monkeypatch):
+    """``report_logger=wandb`` (offline): a run of job type ``compare`` named by
+    ``wandb.name``, holding the tables and the decision-curve figure."""
+    from test_loggers import items, of_type, wandb_records
+
+    for name in ("DIR", "DATA_DIR", "CACHE_DIR", "CONFIG_DIR"):
+        monkeypatch.setenv(f"WANDB_{name}", str(tmp_path / f"wandb_{name.lower()}"))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    a = task_run("chagas", into=tmp_path / "a")
+    b = tmp_path / "b"
+    shutil.copytree(a, b)
+    table = _compare(tmp_path, a, b, extra=["report_logger=wandb", "wandb.name=cmp-test",
+                                            "wandb.project=ecgexp-test",
+                                            "decision_curve.thresholds.step=0.5"])
+    records = wandb_records(tmp_path / "cmp")
+    (run,) = of_type(records, "run")
+    assert (run.job_type, run.display_name, run.project) == ("compare", "cmp-test",
+                                                             "ecgexp-test")
+    logged = {}
+    for history in of_type(records, "history"):
+        logged.update(items(history.item))
+    assert logged["comparison/_type"] == "table-file"
+    assert (logged["comparison/nrows"], logged["comparison/ncols"]) == table.shape
+    assert logged["calibration/nrows"] == 2 and logged["decision_curve/_type"] == "table-file"
+    (label,) = pd.read_csv(tmp_path / "cmp" / "calibration.csv").label.unique()
+    assert logged[f"plots/decision_curve_{label}/_type"] == "image-file"
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["runs=[a,b]", "multirun=sweep"], "^runs: give runs=.* or multirun=.*, not both"),
+    (["runs=[a,b]", "decision_curve.thresholds.step=0"],
+     r"^decision_curve.thresholds.step: 0 is not a number between 0 and 1; set "),
+    (["runs=[a,b]", "decision_curve.thresholds.start=0.6", "decision_curve.thresholds.stop=0.4"],
+     "^decision_curve.thresholds: stop 0.4 is below start 0.6; set "),
+    (["runs=[a,b]", "calibration.n_bins=0"], "^calibration.n_bins: 0 is not a whole number"),
+    (["runs=[a,b]", "report_logger=mlflow"], "^report_logger: 'mlflow' is not one of wandb"),
+    (["multirun=absent"], "^multirun: no folder 'absent'"),
+    (["runs=[a]"], "^runs: give two or more run folders"),
+])
+def test_bad_settings_are_one_line(overrides, message, tmp_path):
+    cfg = compose_config("compare", *overrides, f"output_dir={tmp_path / 'cmp'}")
+    with pytest.raises(UserError, match=message):
+        compare(cfg)
+    assert not (tmp_path / "cmp").exists()
+
+
+def test_sweep_members_without_saved_overrides_are_refused(tmp_path):
+    for job in ("0", "1"):
+        (tmp_path / "sweep" / job).mkdir(parents=True)
+        (tmp_path / "sweep" / job / "metrics.json").write_text("{}")
+    cfg = compose_config("compare", f"multirun={tmp_path / 'sweep'}",
+                         f"output_dir={tmp_path / 'cmp'}")
+    with pytest.raises(UserError, match=r"^multirun: '.*/sweep/0' has no \.hydra/overrides"):
+        compare(cfg)

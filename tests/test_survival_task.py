@@ -48,10 +48,9 @@ def test_discrete_time_survival_curve_by_hand():
     h = [sigmoid(v) for v in (0.2, -0.5, 1.0)]
     s1 = 1 - h[0]
     s3 = s1 * (1 - h[1]) * (1 - h[2]) ** 0.5  # halfway through [2, 4): constant hazard rate
-    s4 = s1 * (1 - h[1]) * (1 - h[2])
     predicted = objective.predict(logits)[0].tolist()
     assert objective.prediction_columns == ["risk_score", "survival_at_1", "survival_at_3"]
-    assert predicted == pytest.approx([1 - s4, s1, s3], rel=1e-6)
+    assert predicted == pytest.approx([1 - s3, s1, s3], rel=1e-6)  # risk: 1 - S(last horizon)
 
 
 def test_discrete_time_fit_is_the_life_table():

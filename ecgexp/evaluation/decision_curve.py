@@ -71,7 +71,7 @@ def make_decision_curve(curves: Mapping[str, np.ndarray], targets, thresholds,
     axes.axhline(0, color="black", linewidth=1, label="treat none")
     top = max(0.01, *(float(np.max(v)) for v in [*curves.values(), everyone]))
     axes.set(title=f"Decision curve: {label}", xlabel="threshold probability",
-             ylabel="net benefit", xlim=(thresholds[0], thresholds[-1]),
+             ylabel="net benefit", xlim=(thresholds.min(), thresholds.max()),
              ylim=(-0.1 * top, 1.1 * top))
     axes.legend(loc="upper right", fontsize="small")
     axes.grid(alpha=0.3)

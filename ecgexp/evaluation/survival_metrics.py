@@ -91,11 +91,10 @@ def _kaplan_meier(time: np.ndarray, event: np.ndarray,
         drops = events
     factors = np.ones(len(times))
     np.divide(at_risk - drops, at_risk, out=factors, where=drops > 0)
-    steps = np.cumprod(factors)
+    steps = np.r_[1.0, np.cumprod(factors)]  # before the first time, then after each
 
     def at_times(t) -> np.ndarray:
-        index = np.searchsorted(times, np.asarray(t, dtype=np.float64), side="right") - 1
-        return np.where(index >= 0, steps[np.maximum(index, 0)], 1.0)
+        return steps[np.searchsorted(times, np.asarray(t, dtype=np.float64), side="right")]
 
     return at_times
 

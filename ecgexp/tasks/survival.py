@@ -143,7 +143,9 @@ class DiscreteTimeSurvival(Survival):
     censored in its second half (the actuarial convention: on average at risk for half of the
     interval). Times at or after the last cut survive every interval. The loss is the mean
     over the batch of minus the log-likelihood. Survival between cuts interpolates with a
-    constant hazard rate within the interval; ``risk_score`` is ``1 - S(cuts[-1])``.
+    constant hazard rate within the interval; ``risk_score`` is ``1 - S(horizons[-1])``, the
+    probability of the event by the last horizon (the later intervals, with few exams at risk,
+    are the least certain).
 
     Args:
         cuts: increasing interval boundaries starting at 0; the horizons must not pass the last.
@@ -214,6 +216,6 @@ class DiscreteTimeSurvival(Survival):
         return torch.exp(cumulative[:, k] + fraction * log_survival[:, k])
 
     def predict(self, outputs: torch.Tensor) -> torch.Tensor:
-        survival = self.survival_at(outputs, [self.cuts[-1], *self.horizons])
-        return torch.cat([1 - survival[:, :1], survival[:, 1:]], dim=1)
+        survival = self.survival_at(outputs, self.horizons)
+        return torch.cat([1 - survival[:, -1:], survival], dim=1)
 
