@@ -66,7 +66,7 @@ def test_chagas_learns_with_two_source_batches(compose_train, synthetic_dir, tmp
 @pytest.mark.slow
 def test_age_beats_the_training_mean(compose_train, synthetic_dir, tmp_path):
     cfg, metrics, run = train_task(compose_train, synthetic_dir, tmp_path, "age",
-                                   "trainer.max_epochs=4")
+                                   "trainer.max_epochs=3")
     test = pd.read_csv(run / "predictions_test.csv")
     assert metrics["test/age/mae"] <= 0.8 * baseline_mae(cfg, test, "age")
     np.testing.assert_allclose(test.age_gap, test.predicted_age - test.target_age, atol=1e-4)
@@ -78,7 +78,7 @@ def test_age_beats_the_training_mean(compose_train, synthetic_dir, tmp_path):
 @pytest.mark.slow
 def test_electrolyte_regression_beats_the_training_mean(compose_train, synthetic_dir, tmp_path):
     cfg, metrics, run = train_task(compose_train, synthetic_dir, tmp_path, "electrolyte",
-                                   "trainer.max_epochs=4")
+                                   "trainer.max_epochs=3")
     test = pd.read_csv(run / "predictions_test.csv")
     assert metrics["test/potassium/mae"] <= 0.8 * baseline_mae(cfg, test, "potassium")
     assert metrics["test/hypokalaemia/auroc"] > 0.7
@@ -87,7 +87,7 @@ def test_electrolyte_regression_beats_the_training_mean(compose_train, synthetic
 @pytest.mark.slow
 def test_electrolyte_gaussian_intervals_are_calibrated(compose_train, synthetic_dir, tmp_path):
     cfg, metrics, run = train_task(compose_train, synthetic_dir, tmp_path,
-                                   "electrolyte_gaussian", "trainer.max_epochs=4")
+                                   "electrolyte_gaussian", "trainer.max_epochs=3")
     assert 0.8 <= metrics["test/potassium/coverage_90"] <= 0.97
     test = pd.read_csv(run / "predictions_test.csv")
     assert (test.std_potassium > 0).all()

@@ -51,7 +51,7 @@ def survival_check(cfg, run):
 def test_cox_survival_reaches_ninety_percent_of_the_true_hazard_c_index(
         compose_train, synthetic_dir, survival_test, tmp_path):
     cfg, metrics, run = train_task(compose_train, synthetic_dir, tmp_path, "survival",
-                                   "trainer.max_epochs=8", *survival_test)
+                                   "trainer.max_epochs=6", *survival_test)
     cohort, model_c, true_c = survival_check(cfg, run)
     assert model_c >= 0.9 * true_c, (model_c, true_c)
     assert metrics["cohort/death/harrell_c"] == pytest.approx(model_c, abs=0.01)  # time ties
@@ -67,7 +67,7 @@ def test_discrete_time_survival_learns_and_its_curves_are_calibrated(
     from lifelines import KaplanMeierFitter
 
     cfg, metrics, run = train_task(compose_train, synthetic_dir, tmp_path, "survival_discrete",
-                                   "trainer.max_epochs=8", *survival_test)
+                                   "trainer.max_epochs=6", *survival_test)
     _, model_c, true_c = survival_check(cfg, run)
     assert model_c >= 0.9 * true_c, (model_c, true_c)
     cohort = pd.read_csv(run / "predictions_test.csv")
