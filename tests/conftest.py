@@ -194,8 +194,8 @@ def trained_run(tmp_path_factory) -> Path:
     return built_once(tmp_path_factory, "trained_run", build)
 
 
-# A tiny run of any task: 600 synthetic exams, the small network, 2 epochs of 2 batches.
-TINY_RUN = ["model=resnet1d_small", "dataset.n_exams=600", "trainer.max_epochs=2",
+# A tiny run of any task: 600 synthetic exams, the small network, one epoch of 2 batches.
+TINY_RUN = ["model=resnet1d_small", "dataset.n_exams=600", "trainer.max_epochs=1",
             "+trainer.limit_train_batches=2", "loader.num_workers=0",
             "callbacks.progress_bar=null", "logger=none"]
 
