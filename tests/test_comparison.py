@@ -1,9 +1,12 @@
 """Paired comparison statistics (``ecgexp.evaluation.comparison``) against computations made
-here: DeLong's placements and variances by their definition (every positive-negative pair),
-p-values that are uniform when two models are equally good, a paired bootstrap interval that
-covers a known difference, and Holm's correction by hand."""
+here and a published example: DeLong's placements and variances by their definition (every
+positive-negative pair) and pROC's worked aSAH example (variances, covariances, Z and p of
+``roc.test``), p-values that are uniform when two models are equally good, a paired
+bootstrap interval that covers a known difference, and Holm's correction by hand."""
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,6 +51,47 @@ def test_delong_equals_its_definition_with_ties():
     z = (auc_a - auc_b) / se
     assert result["z"] == pytest.approx(z)
     assert result["p_value"] == pytest.approx(math.erfc(abs(z) / math.sqrt(2)))
+
+
+ASAH = json.loads((Path(__file__).parent / "reference" / "proc_asah_delong.json").read_text())
+
+
+def _asah_scores(marker):
+    """Scores of the 41 Poor then 72 Good aSAH patients that give pROC's published
+    placements: a Poor patient's score is its doubled placement (monotone in the marker); a
+    Good patient is put at the case level (a tie) or in the gap between levels that gives
+    its own doubled placement, 2 * #(cases above) + #(cases tied)."""
+    cases = np.array(ASAH["markers"][marker]["cases_placement_x144"], float)
+    controls = ASAH["markers"][marker]["controls_placement_x82"]
+    levels = np.unique(cases)
+    candidates = np.concatenate([levels, levels + 0.5, [levels[0] - 0.5]])
+    doubled = {float(2 * (cases > t).sum() + (cases == t).sum()): t for t in candidates}
+    control_scores = np.array([doubled[c] for c in controls])
+    # the reconstruction gives back the cases' placements too
+    below = 2 * (control_scores[None, :] < cases[:, None]).sum(1)
+    tied = (control_scores[None, :] == cases[:, None]).sum(1)
+    np.testing.assert_array_equal(below + tied, cases)
+    return np.concatenate([cases, control_scores])
+
+
+@pytest.mark.parametrize("published", ASAH["roc_test"], ids=lambda r: f"{r['a']}-{r['b']}")
+def test_delong_reproduces_proc_worked_example(published):
+    """pROC's ``roc.test`` on the aSAH data (113 patients, 41 Poor outcomes): AUROCs, DeLong
+    variances and covariance, Z, two-sided p and the 95 % interval of the difference."""
+    targets = np.r_[np.ones(41), np.zeros(72)]
+    a, b = published["a"], published["b"]
+    result = delong_test(_asah_scores(a), _asah_scores(b), targets)
+    assert result["auroc_a"] == pytest.approx(ASAH["auc"][a], abs=1e-12)
+    assert result["auroc_b"] == pytest.approx(ASAH["auc"][b], abs=1e-12)
+    assert result["var_a"] == pytest.approx(ASAH["var"][a], rel=1e-10)
+    assert result["var_b"] == pytest.approx(ASAH["var"][b], rel=1e-10)
+    covariance = next(c for x, y, c in ASAH["cov"] if {x, y} == {a, b})
+    assert result["covariance"] == pytest.approx(covariance, rel=1e-10)
+    assert result["z"] == pytest.approx(published["z"], rel=1e-10)
+    assert result["p_value"] == pytest.approx(published["p_value"], rel=1e-9)
+    half_width = 1.959963984540054 * result["se"]
+    assert [result["difference"] - half_width, result["difference"] + half_width] == \
+        pytest.approx(published["conf_int"], rel=1e-9)
 
 
 def test_delong_p_values_are_uniform_for_equally_good_models():
