@@ -1,14 +1,15 @@
 """``ecgexp-compare``: two or more runs of one task (``runs=``, or every member of a sweep,
-``multirun=``) compared on the exams they share, with paired statistics
-(:mod:`ecgexp.evaluation.comparison`), each run against the first.
+``multirun=``), or prediction files (:mod:`ecgexp.evaluation.compare_inputs`), compared on
+the exams they share, with paired statistics (:mod:`ecgexp.evaluation.comparison`), each
+against the first.
 
 ``comparison``: per binary label, both AUROCs, their difference with DeLong's test and a
 paired bootstrap interval, and McNemar's test of the labels thresholded at each run's own
-validation threshold against the targets; per regression target, both MAEs and the
-difference's paired bootstrap interval and p-value; for a survival task, both Harrell's C and
-the difference's paired bootstrap. p-values are Holm-corrected across the targets (per run
-pair and test). Runs must have predicted the same exams of the split (checked by exam id,
-refused with the counts unless ``allow_partial``).
+validation threshold (or ``thresholds=``) against the targets; per regression target, both
+MAEs and the difference's paired bootstrap interval and p-value; for a survival task, both
+Harrell's C and the difference's paired bootstrap. p-values are Holm-corrected across the
+targets (per pair and test). The entries must have predicted the same exams (checked by exam
+id, refused with the counts unless ``allow_partial``).
 
 Beside it, for every binary label of every run on the same exams: ``calibration`` (ECE,
 calibration slope and intercept) and the decision curve (``decision_curve`` table and a
@@ -18,14 +19,11 @@ metrics (members are compared, never averaged). Each table is CSV beside Markdow
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ecgexp.checks import choice, open_fraction, optional, whole
@@ -35,11 +33,15 @@ from ecgexp.evaluation.agreement import mcnemar
 from ecgexp.evaluation.analyses import figure_path
 from ecgexp.evaluation.binary import ranking_scores, undefined_threshold
 from ecgexp.evaluation.calibration import calibration_slope, expected_calibration_error
+from ecgexp.evaluation.compare_inputs import (
+    check_probabilities,
+    compared_entries,
+    member_table,
+    run_folders,
+)
 from ecgexp.evaluation.comparison import delong_test, holm, paired_bootstrap
 from ecgexp.evaluation.decision_curve import make_decision_curve, net_benefit, treat_all
-from ecgexp.evaluation.inputs import load_run, multirun_members
 from ecgexp.evaluation.outputs import REPORT_MARKER, check_report_folder, write_table
-from ecgexp.evaluation.report import flatten_report
 from ecgexp.evaluation.survival_metrics import harrell_c
 from ecgexp.files import distinct_file_names, make_folder
 
@@ -61,19 +63,17 @@ def compare(cfg: DictConfig) -> pd.DataFrame:
     ``report_logger=wandb``, a W&B run of job type ``compare``); returns the comparison."""
     check_settings(cfg)
     thresholds_grid = decision_thresholds(cfg)
-    runs, key = run_folders(cfg)
+    entries, key = run_folders(cfg)
     out = Path(cfg.output_dir)
     check_report_folder(out)
-    written = {"members": member_table(runs, cfg.split)} if key == "multirun" else {}
-    objective, loaded, tables = split_tables(cfg, runs, key)
+    written = {"members": member_table(entries, cfg.split)} if key == "multirun" else {}
+    compared = compared_entries(cfg, entries, key)
+    objective, tables, names = compared.objective, compared.tables, compared.names
     labels = [n for n in objective.target_columns if f"score_{n}" in tables[0]]
-    check_probabilities(tables, runs, labels, cfg.split, key)
+    check_probabilities(compared, labels, cfg.split, key)
     distinct_file_names(labels, "task.objective", "the label list")  # one figure each
-    names = [str(folder) for folder in runs]
-    thresholds = [objective.thresholds(objective.evaluate(p)) if "val" in p else {}
-                  for _, p in loaded]
     settings = (int(cfg.bootstrap.n_resamples), int(cfg.bootstrap.seed))
-    table = comparison_table(tables, names, objective, thresholds, settings)
+    table = comparison_table(tables, names, objective, compared.thresholds, settings)
     written = {"comparison": table, **written}
     if labels:
         written["calibration"] = calibration_table(tables, names, labels,
@@ -113,121 +113,6 @@ def decision_thresholds(cfg: DictConfig) -> np.ndarray:
                         f"{grid.start}; set decision_curve.thresholds.stop=<value>")
     count = int(np.floor((grid.stop - grid.start) / grid.step + 1e-9)) + 1
     return np.round(grid.start + grid.step * np.arange(count), 12)
-
-
-def run_folders(cfg: DictConfig) -> tuple[list[Path], str]:
-    """The compared run folders (``runs=``, else the members of ``multirun=``) and the key
-    that named them."""
-    if cfg.runs and cfg.multirun:
-        raise UserError("runs: give runs=[<A>,<B>] or multirun=<sweep folder>, not both")
-    key = "multirun" if cfg.multirun else "runs"
-    try:
-        runs = multirun_members(cfg.multirun) if cfg.multirun else [Path(r) for r in cfg.runs]
-    except FileNotFoundError as error:
-        raise UserError(str(error)) from None
-    if len(runs) < 2:
-        raise UserError(f"{key}: give two or more run folders to compare, runs=[<A>,<B>], or a "
-                        f"sweep folder with two or more finished members, multirun=<folder>"
-                        + (f" ('{cfg.multirun}' has {len(runs)})" if cfg.multirun else ""))
-    return runs, key
-
-
-def split_tables(cfg: DictConfig, runs: list[Path], key: str):
-    """The task's objective, every run's config and predictions, and the predictions tables
-    of ``cfg.split`` restricted to the exams all runs predicted (:func:`aligned`)."""
-    loaded = [load_run(folder, key) for folder in runs]
-    tasks = {config.task.name for config, _ in loaded}
-    if len(tasks) > 1:
-        raise UserError(f"{key}: the runs are of different tasks ({', '.join(sorted(tasks))}); "
-                        f"compare runs of one task")
-    objective = instantiate(loaded[0][0].task.objective)
-    tables = []
-    for folder, (_, predictions) in zip(runs, loaded):
-        if cfg.split not in predictions:
-            raise UserError(f"split: '{folder}' has no predictions_{cfg.split}.csv (splits: "
-                            f"{', '.join(predictions)})")
-        tables.append(predictions[cfg.split])
-    return objective, loaded, aligned(tables, runs, bool(cfg.allow_partial), key)
-
-
-def aligned(tables: list[pd.DataFrame], runs: list[Path], allow_partial: bool,
-            key: str = "runs") -> list[pd.DataFrame]:
-    """The tables restricted to their shared exams, in one exam order; refused with the
-    counts when the runs predicted different exams (unless ``allow_partial``)."""
-    shared = set(tables[0].exam_id)
-    for table in tables[1:]:
-        shared &= set(table.exam_id)
-    for folder, table in zip(runs, tables):
-        if len(shared) < len(table) and not allow_partial:
-            raise UserError(f"{key}: the runs share {len(shared)} exams, but '{folder}' "
-                            f"predicted {len(table)} (different splits or datasets); compare "
-                            f"runs of one split, or set allow_partial=true to compare the "
-                            f"shared exams only")
-    if not shared:
-        raise UserError(f"{key}: the runs share no exam; they predicted different datasets")
-    order = sorted(shared, key=str)
-    return [t.set_index("exam_id").loc[order].reset_index() for t in tables]
-
-
-def check_probabilities(tables: list[pd.DataFrame], runs: list[Path], labels: list[str],
-                        split: str, key: str) -> None:
-    """The binary labels' scores are probabilities (calibration and net benefit need them)."""
-    for folder, table in zip(runs, tables):
-        for label in labels:
-            scores = table[f"score_{label}"]
-            outside = (scores < 0) | (scores > 1)
-            if outside.any():
-                raise UserError(f"{key}: '{folder}/predictions_{split}.csv' holds "
-                                f"{scores[outside].iloc[0]} in score_{label} ({int(outside.sum())}"
-                                f" such values); scores of a binary label must be "
-                                f"probabilities in [0, 1], as ecgexp writes them")
-
-
-def member_table(members: list[Path], split: str) -> pd.DataFrame:
-    """One row per member of a sweep: its folder, the overrides whose values differ between
-    the members (``.hydra/overrides.yaml``; empty where a member has none of a key) and its
-    metrics of ``split`` (``metrics.json``, flattened: ``<split>/<row>/<metric>``)."""
-    overrides = [member_overrides(member) for member in members]
-    keys = list(dict.fromkeys(k for values in overrides for k in values))
-    differing = [k for k in keys if len({values.get(k) for values in overrides}) > 1]
-    rows = []
-    for member, values in zip(members, overrides):
-        metrics = member_metrics(member)
-        rows.append({"run": str(member), **{k: values.get(k) for k in differing},
-                     **flatten_report({split: metrics.get(split, {})})})
-    return pd.DataFrame(rows)
-
-
-def member_overrides(member: Path) -> dict[str, str]:
-    """``{key: value}`` of the command-line overrides Hydra saved for a sweep member
-    (``+key=value`` as ``key``; a deletion ``~key`` has the value ``""``)."""
-    path = member / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        raise UserError(f"multirun: '{member}' has no .hydra/overrides.yaml, so its "
-                        f"hyperparameters are unknown; give the folder of a sweep ecgexp ran "
-                        f"(ecgexp -m ...), or compare the runs with runs=[<A>,<B>]")
-    try:
-        items = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise UserError(f"multirun: '{path}' is not readable YAML "
-                        f"({str(error).splitlines()[0]})") from None
-    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
-        raise UserError(f"multirun: '{path}' is not a list of overrides (key=value), as Hydra "
-                        f"writes it")
-    pairs = (item.partition("=") for item in items)
-    return {key.lstrip("+"): value for key, _, value in pairs}
-
-
-def member_metrics(member: Path) -> dict:
-    """A sweep member's ``metrics.json``."""
-    path = member / "metrics.json"
-    try:
-        metrics = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"multirun: '{path}' is not readable JSON ({error})") from None
-    if not isinstance(metrics, dict):
-        raise UserError(f"multirun: '{path}' holds no metrics mapping, as ecgexp writes it")
-    return metrics
 
 
 # ----------------------------------------------------------------------------- per run

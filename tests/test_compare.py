@@ -11,7 +11,9 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import compose_config
+from conftest import FIXTURES, compose_config
+from scipy.stats import chi2
+from sklearn.metrics import roc_auc_score
 
 from ecgexp.compare import compare, pairwise
 from ecgexp.errors import UserError
@@ -66,6 +68,72 @@ def test_runs_of_other_exams_are_refused_with_the_counts(task_run, tmp_path):
     table = _compare(tmp_path / "partial", a, b, extra=["allow_partial=true"])
     row = table[table.metric == "auroc"].iloc[0]
     assert row.difference == 0 and row.p_value == 1.0  # the same model on the shared exams
+
+
+CODE_TEST = FIXTURES / "code_test"
+# Ribeiro et al. (2020): max-F1 thresholds chosen on validation, 1dAVb, RBBB, LBBB, SB, AF, ST
+PUBLISHED_THRESHOLDS = [0.124, 0.07, 0.05, 0.278, 0.390, 0.174]
+
+
+def test_published_code_test_outputs_are_compared(tmp_path):
+    """Two published seeds of the CODE-test network (other_seeds/model_1, the paper's, and
+    model.npy) on the 827 gold-standard exams: AUROCs against scikit-learn, accuracies at the
+    published thresholds and McNemar's p from the discordant exams, counted here."""
+    first, second = (CODE_TEST / "dnn_predicts" / "other_seeds" / "model_1.npy",
+                     CODE_TEST / "dnn_predicts" / "model.npy")
+    gold = CODE_TEST / "annotations" / "gold_standard.csv"
+    thresholds = f"thresholds=[{','.join(map(str, PUBLISHED_THRESHOLDS))}]"
+    table = _compare(tmp_path, first, second, extra=[f"labels_csv={gold}", thresholds])
+    truth = pd.read_csv(gold)
+    scores = [np.load(first), np.load(second)]
+    assert list(table.target.unique()) == list(truth.columns)
+    for column, label in enumerate(truth.columns):
+        rows = table[table.target == label].set_index("metric")
+        target = truth[label].to_numpy()
+        aurocs = [roc_auc_score(target, s[:, column]) for s in scores]
+        assert (rows.loc["auroc", "value_a"], rows.loc["auroc", "value_b"]) == \
+            pytest.approx(aurocs, abs=1e-12)
+        right = [(s[:, column] >= PUBLISHED_THRESHOLDS[column]) == target for s in scores]
+        assert (rows.loc["accuracy", "value_a"], rows.loc["accuracy", "value_b"]) == \
+            pytest.approx([r.mean() for r in right])
+        b, c = np.sum(right[0] & ~right[1]), np.sum(~right[0] & right[1])
+        p_value = chi2.sf((b - c) ** 2 / (b + c), 1) if b + c else 1.0
+        assert rows.loc["accuracy", "p_value"] == pytest.approx(p_value)
+    calibration = pd.read_csv(tmp_path / "cmp" / "calibration.csv")
+    assert len(calibration) == 12 and set(calibration.run) == {str(first), str(second)}
+    assert len(list((tmp_path / "cmp").glob("decision_curve_*.png"))) == 6
+
+
+def test_a_run_against_a_predictions_file(task_run, tmp_path):
+    """A run and a copy of its own test predictions as a file: no difference; the file has no
+    validation thresholds, so McNemar needs thresholds= (then for both)."""
+    run = task_run("abnormality", into=tmp_path / "a")
+    copy = tmp_path / "copy.csv"
+    shutil.copy(run / "predictions_test.csv", copy)
+    table = _compare(tmp_path, run, copy)
+    assert set(table.metric) == {"auroc"}
+    assert (table.difference == 0).all() and (table.p_value == 1).all()
+    labels = table.target.tolist()
+    table = _compare(tmp_path / "fixed", run, copy,
+                     extra=[f"thresholds=[{','.join(['0.3'] * len(labels))}]"])
+    accuracy = table[table.metric == "accuracy"]
+    assert len(accuracy) == len(labels) and (accuracy.difference == 0).all()
+    with pytest.raises(UserError, match=rf"^thresholds: 2 values for the {len(labels)} labels"):
+        _compare(tmp_path / "bad", run, copy, extra=["thresholds=[0.3,0.4]"])
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("absent.csv", r"^runs: '.*absent\.csv' is neither a run folder nor a predictions file"),
+    ("short.npy", r"^runs: '.*short\.npy' has shape \(3, 6\), but .*gold_standard\.csv has 827 "
+                  r"rows and 6 label columns"),
+])
+def test_bad_prediction_files_are_one_line(entry, message, tmp_path):
+    np.save(tmp_path / "short.npy", np.full((3, 6), 0.5))
+    gold = CODE_TEST / "annotations" / "gold_standard.csv"
+    model = CODE_TEST / "dnn_predicts" / "model.npy"
+    with pytest.raises(UserError, match=message):
+        _compare(tmp_path, model, tmp_path / entry, extra=[f"labels_csv={gold}"])
+    assert not (tmp_path / "cmp").exists()
 
 
 def test_two_survival_runs_compare_their_c_index(task_run, tmp_path):

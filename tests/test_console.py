@@ -172,3 +172,17 @@ def test_the_filters_drop_only_their_own_lines():
                                module="pytorch_lightning.utilities._pytree")
         warnings.warn_explicit(message, FutureWarning, "other.py", 1, module="other")
     assert [w.filename for w in caught] == ["other.py"]
+
+
+def test_a_report_too_wide_for_the_terminal_is_transposed(capsys, monkeypatch):
+    """Sixteen metrics of one label at 80 columns: a row per metric, every name and value
+    whole (the discrete-time survival table)."""
+    monkeypatch.setenv("COLUMNS", "80")
+    metrics = {f"brier_at_{i}": i / 100 for i in range(15)} | {"events": 12.0}
+    print_report({"test": {"death": metrics}}, title="survival_discrete")
+    lines = capsys.readouterr().out.splitlines()
+    rows = {cells[0]: cells[1:] for line in lines  # the header's rules are ┃, the body's │
+            if len(cells := [c.strip() for c in re.split("[│┃]", line)[1:-1]]) == 2}
+    assert rows["metric"] == ["death"]
+    assert rows["brier_at_14"] == ["0.140"] and rows["events"] == ["12"]
+    assert max(map(len, lines)) <= 80

@@ -136,44 +136,46 @@ def member_spread(reports: Sequence[dict]) -> pd.DataFrame:
     return flat.agg(["mean", "std", "min", "max"]).T.rename_axis("metric").reset_index()
 
 
-def _load_scores(path: Path, names: list[str], n_rows: int, labels: Path) -> np.ndarray:
-    """The scores of ``predictions=``: an ``.npy`` (N, labels) or a CSV with one column per
-    label, checked against the labels table's shape and for finite values."""
-    expected = (f"predictions expects an .npy of shape ({n_rows}, {len(names)}) or a CSV with "
+def _load_scores(path: Path, names: list[str], n_rows: int, labels: Path,
+                 key: str = "predictions") -> np.ndarray:
+    """The scores of ``predictions=`` (or ``key``): an ``.npy`` (N, labels) or a CSV with one
+    column per label, checked against the labels table's shape and for finite values."""
+    expected = (f"{key} expects an .npy of shape ({n_rows}, {len(names)}) or a CSV with "
                 f"the score columns {', '.join(names)} (label_columns, default the columns of "
                 f"{labels}) in the row order of {labels}")
     if path.suffix == ".npy":
         if not path.is_file():
-            raise UserError(f"predictions: no file '{path}'; {expected}")
+            raise UserError(f"{key}: no file '{path}'; {expected}")
         try:
             scores = np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as error:
-            raise UserError(f"predictions: '{path}' is not a NumPy .npy array "
+            raise UserError(f"{key}: '{path}' is not a NumPy .npy array "
                             f"({first_line(error)}); {expected}") from error
         if not isinstance(scores, np.ndarray) or not np.issubdtype(scores.dtype, np.number):
-            raise UserError(f"predictions: '{path}' does not hold a numeric array; {expected}")
+            raise UserError(f"{key}: '{path}' does not hold a numeric array; {expected}")
         if scores.ndim == 1 and len(names) == 1:
             scores = scores[:, None]
         where = "array"
     else:
-        table = read_csv_table(path, "predictions", expected)
-        require_columns(table, names, path, "predictions", expected)
-        scores = np.column_stack([finite_column(table, n, path, "predictions") for n in names])
+        table = read_csv_table(path, key, expected)
+        require_columns(table, names, path, key, expected)
+        scores = np.column_stack([finite_column(table, n, path, key) for n in names])
         where = "table"
     if scores.shape != (n_rows, len(names)):
-        raise UserError(f"predictions: '{path}' has shape {scores.shape}, but {labels} has "
+        raise UserError(f"{key}: '{path}' has shape {scores.shape}, but {labels} has "
                         f"{n_rows} rows and {len(names)} label columns; {expected}")
     bad = ~np.isfinite(scores.astype(np.float64))
     if bad.any():
         row, column = np.argwhere(bad)[0]
-        raise UserError(f"predictions: '{path}' holds {scores[row, column]} at row {row + 1}, "
+        raise UserError(f"{key}: '{path}' holds {scores[row, column]} at row {row + 1}, "
                         f"column {column + 1} (label {names[column]}) of the {where} "
                         f"({int(bad.sum())} such values); scores must be finite numbers")
     return scores.astype(np.float64)
 
 
 def prediction_files(predictions: str | Path, labels: str | Path,
-                     label_columns: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
+                     label_columns: Sequence[str] | None = None,
+                     key: str = "predictions") -> dict[str, pd.DataFrame]:
     """Outputs made elsewhere as a ``test`` predictions table: an ``.npy`` (N, labels) or a
     CSV of scores in the row order of a labels CSV (e.g. CODE-test ``gold_standard.csv``)."""
     labels = Path(labels)
@@ -186,7 +188,7 @@ def prediction_files(predictions: str | Path, labels: str | Path,
         raise UserError(f"label_columns: {missing} not in {labels} "
                         f"(columns: {', '.join(map(str, labels_table.columns))})")
     targets = {name: binary_column(labels_table, name, labels, "labels_csv") for name in names}
-    scores = _load_scores(Path(predictions), names, len(labels_table), labels)
+    scores = _load_scores(Path(predictions), names, len(labels_table), labels, key)
     table = pd.DataFrame(scores, columns=[f"score_{n}" for n in names])
     table.insert(0, "exam_id", np.arange(len(table)))
     for name in names:
@@ -194,28 +196,28 @@ def prediction_files(predictions: str | Path, labels: str | Path,
     return {"test": table}
 
 
-def predicted_table(path: Path) -> pd.DataFrame:
+def predicted_table(path: Path, key: str = "predictions") -> pd.DataFrame:
     """An ``ecgexp-predict`` table of binary labels (``score_<label>`` and ``target_<label>``
     columns, e.g. published weights on CODE-test) as a ``test`` predictions table."""
-    expected = ("predictions without labels expects an ecgexp-predict CSV with score_<label> "
+    expected = (f"{key} without labels_csv expects an ecgexp-predict CSV with score_<label> "
                 "and target_<label> columns (a dataset with labels), or give labels_csv=<csv>")
-    table = read_csv_table(path, "predictions", expected)
+    table = read_csv_table(path, key, expected)
     names = [c.removeprefix("score_") for c in table.columns
              if c.startswith("score_") and f"target_{c.removeprefix('score_')}" in table]
     if not names:
-        raise UserError(f"predictions: '{path}' has no score_<label> column with a "
+        raise UserError(f"{key}: '{path}' has no score_<label> column with a "
                         f"target_<label> beside it; {expected}")
     columns = ["exam_id", *(f"{kind}_{n}" for n in names for kind in ("score", "target"))]
-    require_columns(table, ["exam_id"], path, "predictions", expected)
+    require_columns(table, ["exam_id"], path, key, expected)
     usable = table[columns].notna().all(axis=1)
     if not usable.all():
-        log.warning("predictions: %d of %d exams of %s without a score or a target are not "
-                    "evaluated", int((~usable).sum()), len(table), path)
+        log.warning("%s: %d of %d exams of %s without a score or a target are not "
+                    "evaluated", key, int((~usable).sum()), len(table), path)
     kept = columns + (["record"] if "record" in table else [])  # names Challenge outputs
     table = table.loc[usable, kept].reset_index(drop=True)
     for name in names:
-        finite_column(table, f"score_{name}", path, "predictions")
-        table[f"target_{name}"] = binary_column(table, f"target_{name}", path, "predictions")
+        finite_column(table, f"score_{name}", path, key)
+        table[f"target_{name}"] = binary_column(table, f"target_{name}", path, key)
     return table
 
 

@@ -72,15 +72,32 @@ def format_value(metric: str, value) -> str:
 
 def print_report(report: dict, title: str) -> None:
     """One table per split: a row per output (or threshold rule), a column per metric; as wide
-    as the terminal (rich's default width when the output is not a terminal)."""
+    as the terminal (rich's default width when the output is not a terminal). A table too wide
+    for it that fits the other way round is printed transposed: a row per metric, a column
+    per output."""
     console = Console()
     for split, rows in report.items():
         metric_names = list(dict.fromkeys(m for values in rows.values() for m in values))
+        cells = [[format_value(m, values[m]) if m in values else "" for m in metric_names]
+                 for values in rows.values()]
+        header, body = ["label", *metric_names], [[label, *row]
+                                                  for label, row in zip(rows, cells)]
+        if _width(header, body) > console.width:
+            flipped_header = ["metric", *rows]
+            flipped_body = [[name, *column] for name, column in zip(metric_names, zip(*cells))]
+            if _width(flipped_header, flipped_body) < _width(header, body):
+                header, body = flipped_header, flipped_body
         table = Table(title=f"{title}: {split} split")
-        table.add_column("label")
-        for name in metric_names:
+        table.add_column(header[0])
+        for name in header[1:]:
             table.add_column(name, justify="right")
-        for label, values in rows.items():
-            table.add_row(label, *(format_value(m, values[m]) if m in values else ""
-                                   for m in metric_names))
+        for row in body:
+            table.add_row(*row)
         console.print(table)
+
+
+def _width(header: list[str], body: list[list[str]]) -> int:
+    """Characters a rich table needs without squeezing: each column's widest cell, its
+    padding and the borders."""
+    columns = zip(header, *body)
+    return sum(max(map(len, column)) + 3 for column in columns) + 1
