@@ -3,13 +3,14 @@
 the exams they share, with paired statistics (:mod:`ecgexp.evaluation.comparison`), each
 against the first.
 
-``comparison``: per binary label, both AUROCs, their difference with DeLong's test and a
-paired bootstrap interval, and McNemar's test of the labels thresholded at each run's own
-validation threshold (or ``thresholds=``) against the targets; per regression target, both
-MAEs and the difference's paired bootstrap interval and p-value; for a survival task, both
-Harrell's C and the difference's paired bootstrap. p-values are Holm-corrected across the
-targets (per pair and test). The entries must have predicted the same exams (checked by exam
-id, refused with the counts unless ``allow_partial``).
+``comparison`` (:mod:`ecgexp.evaluation.compare_pairs`): every metric of the task's report
+(per binary label and their macro mean: AUROC, AP, precision, recall, specificity, F1; per
+regression target: MAE, RMSE, R², Pearson's r; survival: Harrell's and Uno's C,
+time-dependent AUROCs, IBS; ...) for both entries, with the difference's paired bootstrap
+interval and p-value; AUROC differences take DeLong's test, and McNemar's test compares the
+labels thresholded at each run's own validation threshold (or ``thresholds=``). p-values are
+Holm-corrected across the targets (per pair, metric and test). The entries must have predicted
+the same exams (checked by exam id, refused with the counts unless ``allow_partial``).
 
 Beside it, for every binary label of every run on the same exams: ``calibration`` (ECE,
 calibration slope and intercept) and the decision curve (``decision_curve`` table and a
@@ -29,20 +30,18 @@ from omegaconf import DictConfig, OmegaConf
 from ecgexp.checks import choice, open_fraction, optional, whole
 from ecgexp.errors import UserError
 from ecgexp.evaluation import plots
-from ecgexp.evaluation.agreement import mcnemar
 from ecgexp.evaluation.analyses import figure_path
-from ecgexp.evaluation.binary import ranking_scores, undefined_threshold
 from ecgexp.evaluation.calibration import calibration_slope, expected_calibration_error
 from ecgexp.evaluation.compare_inputs import (
+    Compared,
     check_probabilities,
     compared_entries,
     member_table,
     run_folders,
 )
-from ecgexp.evaluation.comparison import delong_test, holm, paired_bootstrap
+from ecgexp.evaluation.compare_pairs import pairwise
 from ecgexp.evaluation.decision_curve import make_decision_curve, net_benefit, treat_all
 from ecgexp.evaluation.outputs import REPORT_MARKER, check_report_folder, write_table
-from ecgexp.evaluation.survival_metrics import harrell_c
 from ecgexp.files import distinct_file_names, make_folder
 
 log = logging.getLogger(__name__)
@@ -52,8 +51,6 @@ SETTINGS = {"bootstrap.n_resamples": whole(1), "calibration.n_bins": whole(1),
             "decision_curve.thresholds.stop": open_fraction,
             "decision_curve.thresholds.step": open_fraction,
             "report_logger": optional(choice("wandb"))}
-PAIR_COLUMNS = ["target", "metric", "value_a", "value_b", "difference", "lower", "upper",
-                "test", "p_value"]
 # The decision-curve reference written to its table beside the runs (treating none is 0).
 TREAT_ALL = "treat all"
 
@@ -73,7 +70,7 @@ def compare(cfg: DictConfig) -> pd.DataFrame:
     check_probabilities(compared, labels, cfg.split, key)
     distinct_file_names(labels, "task.objective", "the label list")  # one figure each
     settings = (int(cfg.bootstrap.n_resamples), int(cfg.bootstrap.seed))
-    table = comparison_table(tables, names, objective, compared.thresholds, settings)
+    table = comparison_table(compared, settings)
     written = {"comparison": table, **written}
     if labels:
         written["calibration"] = calibration_table(tables, names, labels,
@@ -169,100 +166,18 @@ def plot_decision_curve(curves: pd.DataFrame, first: pd.DataFrame, label: str,
 
 
 # ----------------------------------------------------------------------------- pairs
-def comparison_table(tables: list[pd.DataFrame], names: list[str], objective,
-                     thresholds: list[dict], settings: tuple[int, int]) -> pd.DataFrame:
-    """:func:`pairwise` of the first run (``model_a``) against each other (``model_b``), on
-    the aligned ``tables``, with each run's validation ``thresholds``."""
+def comparison_table(compared: Compared, settings: tuple[int, int]) -> pd.DataFrame:
+    """:func:`pairwise` of the first entry (``model_a``) against each other (``model_b``), on
+    the aligned tables, with each entry's thresholds."""
     rows = []
-    for other in range(1, len(tables)):
-        pair = pairwise(tables[0], tables[other], objective, thresholds[0], thresholds[other],
-                        settings)
-        rows.append(pair.assign(model_a=names[0], model_b=names[other]))
+    for other in range(1, len(compared.tables)):
+        pair = pairwise(compared.tables[0], compared.tables[other], compared.objective,
+                        compared.thresholds[0], compared.thresholds[other], settings,
+                        (compared.validation[0], compared.validation[other]))
+        rows.append(pair.assign(model_a=compared.names[0], model_b=compared.names[other]))
     table = pd.concat(rows, ignore_index=True)
     return table[["model_a", "model_b", *[c for c in table.columns
                                           if c not in ("model_a", "model_b")]]]
-
-
-def pairwise(a: pd.DataFrame, b: pd.DataFrame, objective, thresholds_a: dict,
-             thresholds_b: dict, settings: tuple[int, int]) -> pd.DataFrame:
-    """One row per target and test of run ``a`` against run ``b`` (aligned tables)."""
-    n_resamples, seed = settings
-    rows = []
-    for name in objective.target_columns:
-        target = a[f"target_{name}"].to_numpy()
-        if f"score_{name}" in a:
-            rows += _binary_rows(name, a[f"score_{name}"].to_numpy(),
-                                 b[f"score_{name}"].to_numpy(), target.astype(int),
-                                 thresholds_a.get(name), thresholds_b.get(name), n_resamples,
-                                 seed)
-        elif f"predicted_{name}" in a:
-            errors_a = a[f"predicted_{name}"].to_numpy() - target
-            errors_b = b[f"predicted_{name}"].to_numpy() - target
-            test = paired_bootstrap(_mae, [errors_a], [errors_b], n_resamples, seed)
-            rows.append({"target": name, "metric": "mae", "value_a": _mae(errors_a),
-                         "value_b": _mae(errors_b), "difference": test["difference"],
-                         "lower": test["lower"], "upper": test["upper"], "test": "bootstrap",
-                         "p_value": test["p_value"]})
-    if "risk_score" in a and hasattr(objective, "time_column"):
-        rows += _concordance_rows(objective, a, b, n_resamples, seed)
-    table = pd.DataFrame(rows, columns=PAIR_COLUMNS)
-    table["p_holm"] = np.nan
-    for _, group in table.groupby("test"):
-        table.loc[group.index, "p_holm"] = holm(group.p_value.to_numpy())
-    return table
-
-
-def _concordance_rows(objective, a: pd.DataFrame, b: pd.DataFrame, n_resamples: int,
-                      seed: int) -> list[dict]:
-    """A survival task's Harrell's C of both runs' ``risk_score`` and the difference's paired
-    bootstrap (none without an event)."""
-    time = a[f"target_{objective.time_column}"].to_numpy(float)
-    event = a[f"target_{objective.event_column}"].to_numpy().astype(int)
-    if not event.any():
-        log.warning("compare: no event in the compared exams; Harrell's C is undefined and "
-                    "left out")
-        return []
-    risk_a, risk_b = a.risk_score.to_numpy(float), b.risk_score.to_numpy(float)
-    test = paired_bootstrap(harrell_c, [time, event, risk_a], [time, event, risk_b],
-                            n_resamples, seed)
-    return [{"target": objective.event_column, "metric": "harrell_c",
-             "value_a": harrell_c(time, event, risk_a), "value_b": harrell_c(time, event, risk_b),
-             "difference": test["difference"], "lower": test["lower"], "upper": test["upper"],
-             "test": "bootstrap", "p_value": test["p_value"]}]
-
-
-def _binary_rows(name, scores_a, scores_b, target, threshold_a, threshold_b, n_resamples, seed):
-    if len(np.unique(target)) < 2:
-        log.warning("compare: label '%s' has one class in the compared exams; its AUROC "
-                    "difference is undefined and it is left out", name)
-        return []
-    delong = delong_test(scores_a, scores_b, target)
-    bootstrap = paired_bootstrap(_auroc, [scores_a, target], [scores_b, target], n_resamples,
-                                 seed)
-    rows = [{"target": name, "metric": "auroc", "value_a": delong["auroc_a"],
-             "value_b": delong["auroc_b"], "difference": delong["difference"],
-             "lower": bootstrap["lower"], "upper": bootstrap["upper"], "test": "delong",
-             "p_value": delong["p_value"]}]
-    if threshold_a is None or threshold_b is None or undefined_threshold(threshold_a) \
-            or undefined_threshold(threshold_b):
-        return rows
-    labels_a, labels_b = (scores_a >= threshold_a).astype(int), (scores_b >= threshold_b)
-    test = mcnemar(labels_a, labels_b.astype(int), target)
-    accuracy_a, accuracy_b = float(np.mean(labels_a == target)), float(np.mean(labels_b == target))
-    rows.append({"target": name, "metric": "accuracy", "value_a": accuracy_a,
-                 "value_b": accuracy_b, "difference": accuracy_a - accuracy_b, "lower": np.nan,
-                 "upper": np.nan, "test": "mcnemar", "p_value": test["p_value"]})
-    return rows
-
-
-def _mae(errors: np.ndarray) -> float:
-    return float(np.mean(np.abs(errors)))
-
-
-def _auroc(scores: np.ndarray, targets: np.ndarray) -> float:
-    if len(np.unique(targets)) < 2:
-        return np.nan
-    return ranking_scores(scores, targets.astype(int))["auroc"]
 
 
 # ----------------------------------------------------------------------------- W&B

@@ -6,7 +6,6 @@ run (read back from its offline file) and one-line refusals of bad settings."""
 
 import json
 import shutil
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -15,11 +14,13 @@ from conftest import FIXTURES, compose_config
 from scipy.stats import chi2
 from sklearn.metrics import roc_auc_score
 
-from ecgexp.compare import compare, pairwise
+from ecgexp.compare import compare
 from ecgexp.errors import UserError
 from ecgexp.evaluation.calibration import calibration_slope, expected_calibration_error
+from ecgexp.evaluation.compare_pairs import pairwise
 from ecgexp.evaluation.decision_curve import net_benefit, treat_all
 from ecgexp.evaluation.report import flatten_report
+from ecgexp.tasks.survival import CoxSurvival
 
 
 def _compare(root, *runs, extra=()):
@@ -34,7 +35,8 @@ def test_two_runs_of_one_split(task_run, tmp_path):
     b = task_run("abnormality", "seed=1", into=tmp_path / "b")  # another seed, same split
     table = _compare(tmp_path, a, b)
     metrics = [json.loads((run / "metrics.json").read_text()) for run in (a, b)]
-    auroc = table[table.metric == "auroc"].set_index("target")
+    auroc = table[table.test == "delong"].set_index("target")
+    assert table[table.metric == "auroc"].target.tolist() == [*auroc.index, "macro"]
     for label, row in auroc.iterrows():
         assert row.value_a == pytest.approx(metrics[0]["test"][label]["auroc"])
         assert row.value_b == pytest.approx(metrics[1]["test"][label]["auroc"])
@@ -44,6 +46,13 @@ def test_two_runs_of_one_split(task_run, tmp_path):
     m = len(auroc)
     assert auroc.p_holm.min() == pytest.approx(min(1.0, m * auroc.p_value.min()))
     assert (auroc.p_holm >= auroc.p_value - 1e-12).all() and (auroc.p_holm <= 1).all()
+    # every other metric of the report (macro too) as each run's metrics.json has it
+    bootstrap = table[table.test == "bootstrap"]
+    assert {"ap", "precision", "recall", "specificity", "f1"} <= set(bootstrap.metric)
+    for row in bootstrap.itertuples():
+        assert row.value_a == pytest.approx(metrics[0]["test"][row.target][row.metric])
+        assert row.value_b == pytest.approx(metrics[1]["test"][row.target][row.metric])
+        assert row.lower <= row.difference + 1e-9 <= row.upper + 2e-9
 
     tests = [pd.read_csv(run / "predictions_test.csv") for run in (a, b)]
     accuracy = table[table.metric == "accuracy"].set_index("target")
@@ -77,8 +86,9 @@ PUBLISHED_THRESHOLDS = [0.124, 0.07, 0.05, 0.278, 0.390, 0.174]
 
 def test_published_code_test_outputs_are_compared(tmp_path):
     """Two published seeds of the CODE-test network (other_seeds/model_1, the paper's, and
-    model.npy) on the 827 gold-standard exams: AUROCs against scikit-learn, accuracies at the
-    published thresholds and McNemar's p from the discordant exams, counted here."""
+    model.npy) on the 827 gold-standard exams: AUROCs against scikit-learn, the paper's
+    model's precision, recall, specificity and F1 at the published thresholds against its
+    Table 2, accuracies and McNemar's p from the discordant exams, counted here."""
     first, second = (CODE_TEST / "dnn_predicts" / "other_seeds" / "model_1.npy",
                      CODE_TEST / "dnn_predicts" / "model.npy")
     gold = CODE_TEST / "annotations" / "gold_standard.csv"
@@ -86,7 +96,14 @@ def test_published_code_test_outputs_are_compared(tmp_path):
     table = _compare(tmp_path, first, second, extra=[f"labels_csv={gold}", thresholds])
     truth = pd.read_csv(gold)
     scores = [np.load(first), np.load(second)]
-    assert list(table.target.unique()) == list(truth.columns)
+    assert list(table.target.unique()) == [*truth.columns, "macro"]
+    published = pd.read_csv(CODE_TEST / "published_tables" / "scores.csv", header=[0, 1],
+                            index_col=0)
+    for metric, column in [("precision", "Precision"), ("recall", "Recall"),
+                           ("specificity", "Specificity"), ("f1", "F1 score")]:
+        values = table[table.metric == metric].set_index("target").value_a
+        np.testing.assert_allclose(values[truth.columns].round(3),
+                                   published[(column, "DNN")][truth.columns], atol=1e-9)
     for column, label in enumerate(truth.columns):
         rows = table[table.target == label].set_index("metric")
         target = truth[label].to_numpy()
@@ -111,9 +128,9 @@ def test_a_run_against_a_predictions_file(task_run, tmp_path):
     copy = tmp_path / "copy.csv"
     shutil.copy(run / "predictions_test.csv", copy)
     table = _compare(tmp_path, run, copy)
-    assert set(table.metric) == {"auroc"}
+    assert set(table.metric) == {"auroc", "ap"}  # no threshold for the file's F1, ...
     assert (table.difference == 0).all() and (table.p_value == 1).all()
-    labels = table.target.tolist()
+    labels = table[table.test == "delong"].target.tolist()
     table = _compare(tmp_path / "fixed", run, copy,
                      extra=[f"thresholds=[{','.join(['0.3'] * len(labels))}]"])
     accuracy = table[table.metric == "accuracy"]
@@ -248,11 +265,12 @@ def test_a_sweep_is_compared_member_by_member(task_run, tmp_path):
     assert set(comparison.model_b) == {str(sweep / "1")}
 
 
-def test_survival_pairs_compare_harrells_c():
+def test_survival_pairs_compare_every_survival_metric():
     """``pairwise`` on two synthetic survival tables: each run's Harrell's C against
-    lifelines' ``concordance_index`` (higher risk: shorter time), the difference's paired
-    bootstrap."""
+    lifelines' ``concordance_index`` (higher risk: shorter time) with the difference's paired
+    bootstrap; Uno's C and the time-dependent AUROCs against scikit-survival."""
     from lifelines.utils import concordance_index
+    from sksurv.metrics import concordance_index_ipcw, cumulative_dynamic_auc
 
     rng = np.random.default_rng(0)
     n = 300
@@ -262,14 +280,49 @@ def test_survival_pairs_compare_harrells_c():
     a = pd.DataFrame({"exam_id": range(n), "risk_score": hazard + rng.normal(0, 0.3, n),
                       "target_timey": time, "target_death": event})
     b = a.assign(risk_score=rng.normal(size=n))  # uninformative
-    objective = SimpleNamespace(target_columns=["timey", "death"], time_column="timey",
-                                event_column="death")
-    (row,) = pairwise(a, b, objective, {}, {}, (200, 0)).itertuples()
-    expected = [concordance_index(time, -table.risk_score, event) for table in (a, b)]
+    objective = CoxSurvival("timey", "death", horizons=[0.5, 1.0])
+    table = pairwise(a, b, objective, {}, {}, (200, 0)).set_index("metric")
+    assert set(table.target) == {"death"} and set(table.test) == {"bootstrap"}
+    assert {"harrell_c", "uno_c", "auroc_at_0.5", "auroc_at_1"} <= set(table.index)
+    row = table.loc["harrell_c"]
+    expected = [concordance_index(time, -t.risk_score, event) for t in (a, b)]
     assert (row.value_a, row.value_b) == pytest.approx(expected, abs=1e-12)
     assert row.difference == pytest.approx(expected[0] - expected[1], abs=1e-12)
     assert row.lower <= row.difference <= row.upper and row.p_value < 0.05
-    assert (row.target, row.metric, row.test) == ("death", "harrell_c", "bootstrap")
+    survival = np.array(list(zip(event.astype(bool), time)), dtype=[("e", bool), ("t", float)])
+    for t, column in ((a, "value_a"), (b, "value_b")):
+        uno = concordance_index_ipcw(survival, survival, t.risk_score.to_numpy(), tau=1.0)[0]
+        assert table.loc["uno_c", column] == pytest.approx(uno, abs=1e-10)
+        auc, _ = cumulative_dynamic_auc(survival, survival, t.risk_score.to_numpy(), [0.5, 1.0])
+        assert table.loc["auroc_at_1", column] == pytest.approx(auc[1], abs=1e-10)
+
+
+def test_regression_pairs_compare_every_regression_metric():
+    """``pairwise`` on two age predictions of the same exams: MAE, RMSE and Pearson's r of
+    each run against numpy; the better run's MAE advantage is significant, and the
+    bootstrap p-values of the metrics are Holm-corrected each on its own (one target)."""
+    from ecgexp.tasks.regression import Regression
+
+    rng = np.random.default_rng(1)
+    n = 400
+    age = rng.uniform(20, 90, n)
+    a = pd.DataFrame({"exam_id": range(n), "target_age": age,
+                      "predicted_age": age + rng.normal(0, 5, n)})
+    b = a.assign(predicted_age=age + rng.normal(0, 10, n))
+    table = pairwise(a, b, Regression(target_column="age"), {}, {}, (300, 0))
+    table = table.set_index("metric")
+    assert set(table.target) == {"age"} and set(table.test) == {"bootstrap"}
+    assert {"mae", "rmse", "r2", "pearson"} <= set(table.index) and "n" not in table.index
+    for t, column in ((a, "value_a"), (b, "value_b")):
+        error = t.predicted_age.to_numpy() - age
+        assert table.loc["mae", column] == pytest.approx(np.abs(error).mean(), abs=1e-9)
+        assert table.loc["rmse", column] == pytest.approx(np.sqrt((error**2).mean()), abs=1e-9)
+        assert table.loc["pearson", column] == pytest.approx(
+            np.corrcoef(t.predicted_age, age)[0, 1], abs=1e-9)
+    mae = table.loc["mae"]
+    assert mae.difference == pytest.approx(mae.value_a - mae.value_b, abs=1e-9)
+    assert mae.upper < 0 and mae.p_value < 0.01
+    assert (table.p_holm == table.p_value).all()  # one target per metric: nothing to correct
 
 
 def test_the_comparison_is_a_wandb_run(task_run, tmp_path, monkeypatch):

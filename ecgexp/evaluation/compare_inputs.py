@@ -46,11 +46,13 @@ class Compared:
     """The compared entries, in the order given: ``names`` (their paths), ``tables`` (one
     predictions table each, restricted to the shared exams, in one exam order) and
     ``thresholds`` (``{label: threshold}`` each, empty where labels are not thresholded);
-    ``objective`` is the task's (or binary labels' for prediction files alone)."""
+    ``validation``: a run's own validation predictions (None for a file); ``objective`` is
+    the task's (or binary labels' for prediction files alone)."""
 
     names: list[str]
     tables: list[pd.DataFrame]
     thresholds: list[dict]
+    validation: list[pd.DataFrame | None]
     objective: object
 
 
@@ -74,8 +76,10 @@ def compared_entries(cfg: DictConfig, entries: list[Path], key: str) -> Compared
     _check_columns(tables, entries, objective, key)
     thresholds = [_thresholds(cfg, objective, loaded[i][1] if i in loaded else None, entries[i])
                   for i in range(len(entries))]
+    validation = [loaded[i][1].get("val") if i in loaded else None for i in range(len(entries))]
     tables = aligned(tables, entries, bool(cfg.allow_partial), key)
-    return Compared([str(entry) for entry in entries], tables, thresholds, objective)
+    return Compared([str(entry) for entry in entries], tables, thresholds, validation,
+                    objective)
 
 
 def entry_kind(entry: Path, key: str) -> str:

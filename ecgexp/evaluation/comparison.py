@@ -73,20 +73,39 @@ def paired_bootstrap(metric: Callable[..., float], arrays_a: Sequence[np.ndarray
     n = len(arrays_a[0])
     if any(len(x) != n for x in (*arrays_a, *arrays_b)):
         raise ValueError("paired_bootstrap: the two models' arrays must cover the same exams")
+    result = paired_resamples(lambda idx: metric(*[a[idx] for a in arrays_a]),
+                              lambda idx: metric(*[b[idx] for b in arrays_b]),
+                              n, n_resamples, seed, level)
+    return {key: float(value[0]) for key, value in result.items()}
+
+
+def paired_resamples(statistic_a: Callable[[np.ndarray], float | np.ndarray],
+                     statistic_b: Callable[[np.ndarray], float | np.ndarray], n: int,
+                     n_resamples: int = 1000, seed: int = 0, level: float = 0.95
+                     ) -> dict[str, np.ndarray]:
+    """The paired bootstrap of :func:`paired_bootstrap` for statistics of ``n`` exams given
+    by their row indices (``statistic_*(indices)``, a number or a vector of ``k`` metrics):
+    ``{difference, lower, upper, p_value}``, each ``(k,)``, a metric at a time; NaN where a
+    metric is undefined on the exams or in every resample."""
     exams = np.arange(n)
+    observed = np.atleast_1d(np.asarray(statistic_a(exams), float)
+                             - np.asarray(statistic_b(exams), float))
     differences = []
     for row in resample_counts(n, n_resamples, seed):
         idx = np.repeat(exams, row)
-        differences.append(metric(*[a[idx] for a in arrays_a])
-                           - metric(*[b[idx] for b in arrays_b]))
-    differences = np.asarray(differences, float)
-    differences = differences[np.isfinite(differences)]
+        differences.append(np.asarray(statistic_a(idx), float)
+                           - np.asarray(statistic_b(idx), float))
+    differences = np.asarray(differences, float).reshape(n_resamples, -1)
     alpha = (1 - level) / 2
-    lower, upper = np.quantile(differences, [alpha, 1 - alpha])
-    share = min(np.mean(differences <= 0), np.mean(differences >= 0))
-    return {"difference": float(metric(*arrays_a) - metric(*arrays_b)),
-            "lower": float(lower), "upper": float(upper),
-            "p_value": float(min(1.0, max(2 * share, 1 / len(differences))))}
+    result = {key: np.full(observed.shape, np.nan) for key in ("lower", "upper", "p_value")}
+    for k in range(len(observed)):
+        values = differences[:, k][np.isfinite(differences[:, k])]
+        if not len(values) or not np.isfinite(observed[k]):
+            continue
+        result["lower"][k], result["upper"][k] = np.quantile(values, [alpha, 1 - alpha])
+        share = min(np.mean(values <= 0), np.mean(values >= 0))
+        result["p_value"][k] = min(1.0, max(2 * share, 1 / len(values)))
+    return {"difference": observed, **result}
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:

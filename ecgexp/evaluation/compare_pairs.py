@@ -1,0 +1,158 @@
+"""The paired statistics of ``ecgexp-compare`` for one pair of aligned predictions tables (the
+same exams, in one order): every metric of the task's report with its paired bootstrap
+interval and p-value, DeLong's test for the AUROCs and McNemar's test of the thresholded
+labels, Holm-corrected across the targets.
+
+The metrics are the task's own (:meth:`Objective.evaluate` on the one table), without the
+counts and thresholds; for binary labels, the ranking metrics (AUROC, AP) and the
+thresholded ones (precision, recall, specificity, F1 at each run's threshold; none without
+one) per label and their macro mean over the labels.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from contextlib import contextmanager
+
+import numpy as np
+import pandas as pd
+
+from ecgexp.errors import UserError
+from ecgexp.evaluation.agreement import mcnemar
+from ecgexp.evaluation.binary import (
+    missing_class,
+    nanmean,
+    ranking_scores,
+    scores_at_threshold,
+    undefined_threshold,
+)
+from ecgexp.evaluation.comparison import delong_test, holm, paired_resamples
+from ecgexp.evaluation.report import is_count
+from ecgexp.evaluation.tables import first_line
+from ecgexp.tasks.objectives import MultiLabel
+
+log = logging.getLogger(__name__)
+
+PAIR_COLUMNS = ["target", "metric", "value_a", "value_b", "difference", "lower", "upper",
+                "test", "p_value", "p_holm"]
+THRESHOLDED = ("precision", "recall", "specificity", "f1")
+
+
+def pairwise(a: pd.DataFrame, b: pd.DataFrame, objective, thresholds_a: dict,
+             thresholds_b: dict, settings: tuple[int, int],
+             validation: tuple[pd.DataFrame | None, pd.DataFrame | None] = (None, None)
+             ) -> pd.DataFrame:
+    """One row per target (and ``macro``), metric and test of run ``a`` against run ``b``:
+    ``bootstrap`` rows for every metric; the AUROC rows of binary labels take DeLong's
+    AUROCs and p-value (``test`` ``delong``, the interval stays the bootstrap's); ``mcnemar`` rows
+    (metric ``accuracy``) where both runs have a threshold. ``p_holm``: Holm across the
+    targets of each metric and test. A metric undefined for either run (a label with one
+    class; a thresholded metric of a run without threshold) is left out. ``validation``:
+    each run's validation predictions, for a task that chooses its thresholds there within
+    its report (the AF-risk contrasts)."""
+    n_resamples, seed = settings
+    report_a = report_metrics(objective, a, thresholds_a, validation[0])
+    keys = [(row, metric) for row, metrics in report_a.items() for metric in metrics]
+
+    def vector(table: pd.DataFrame, thresholds: dict, val: pd.DataFrame | None) -> np.ndarray:
+        report = report_metrics(objective, table, thresholds, val)
+        return np.array([report.get(row, {}).get(metric, np.nan) for row, metric in keys])
+
+    value_a = vector(a, thresholds_a, validation[0])
+    value_b = vector(b, thresholds_b, validation[1])
+    with _quiet():
+        resampled = paired_resamples(lambda idx: vector(a.iloc[idx], thresholds_a, validation[0]),
+                                     lambda idx: vector(b.iloc[idx], thresholds_b, validation[1]),
+                                     len(a), n_resamples, seed)
+    rows = [{"target": row, "metric": metric, "value_a": value_a[k], "value_b": value_b[k],
+             "difference": resampled["difference"][k], "lower": resampled["lower"][k],
+             "upper": resampled["upper"][k], "test": "bootstrap",
+             "p_value": resampled["p_value"][k]}
+            for k, (row, metric) in enumerate(keys)
+            if np.isfinite(value_a[k]) and np.isfinite(value_b[k])]
+    for name in binary_labels(objective, a):
+        rows += _binary_tests(rows, name, a, b, thresholds_a.get(name), thresholds_b.get(name))
+    table = pd.DataFrame(rows, columns=PAIR_COLUMNS[:-1])
+    order = {row: i for i, row in enumerate(dict.fromkeys(row for row, _ in keys))}
+    table = table.sort_values("target", key=lambda s: s.map(order), kind="stable")
+    table = table.reset_index(drop=True)
+    table["p_holm"] = np.nan
+    for _, group in table.groupby(["test", "metric"]):
+        table.loc[group.index, "p_holm"] = holm(group.p_value.to_numpy())
+    return table
+
+
+def report_metrics(objective, table: pd.DataFrame, thresholds: dict,
+                   validation: pd.DataFrame | None = None) -> dict[str, dict]:
+    """``{row: {metric: value}}`` of one predictions table: binary labels as in the module
+    docstring, any other task through its own report (counts and thresholds left out; with
+    the ``validation`` predictions when given)."""
+    labels = binary_labels(objective, table)
+    if labels:
+        rows = {label: _binary_metrics(table, label, thresholds.get(label)) for label in labels}
+        if len(labels) > 1:
+            rows["macro"] = {metric: nanmean([rows[label][metric] for label in labels])
+                             for metric in rows[labels[0]]}
+        return rows
+    predictions = {"test": table} if validation is None else {"val": validation, "test": table}
+    try:
+        report = objective.evaluate(predictions)["test"]
+    except ValueError as error:  # e.g. thresholds chosen on a validation split it lacks
+        raise UserError(f"runs: {first_line(error)}; compare run folders with their "
+                        f"validation predictions") from None
+    return {row: {metric: float(value) for metric, value in metrics.items()
+                  if metric != "threshold" and not is_count(metric)
+                  and isinstance(value, (int, float))}
+            for row, metrics in report.items()}
+
+
+def binary_labels(objective, table: pd.DataFrame) -> list[str]:
+    """The binary labels of a multi-label or binary task (``score_<label>`` columns)."""
+    if not isinstance(objective, MultiLabel):
+        return []
+    return [name for name in objective.target_columns if f"score_{name}" in table]
+
+
+def _binary_metrics(table: pd.DataFrame, label: str, threshold: float | None) -> dict:
+    scores = table[f"score_{label}"].to_numpy()
+    targets = table[f"target_{label}"].to_numpy().astype(int)
+    if missing_class(targets) is not None:
+        return {"auroc": np.nan, "ap": np.nan, **dict.fromkeys(THRESHOLDED, np.nan)}
+    return {**ranking_scores(scores, targets), **scores_at_threshold(scores, targets, threshold)}
+
+
+def _binary_tests(rows: list[dict], name: str, a: pd.DataFrame, b: pd.DataFrame,
+                  threshold_a: float | None, threshold_b: float | None) -> list[dict]:
+    """DeLong's AUROCs and p-value into the label's AUROC row; its McNemar row, returned."""
+    target = a[f"target_{name}"].to_numpy().astype(int)
+    if missing_class(target) is not None:
+        log.warning("compare: label '%s' has one class in the compared exams; its AUROC "
+                    "difference is undefined and it is left out", name)
+        return []
+    scores_a, scores_b = a[f"score_{name}"].to_numpy(), b[f"score_{name}"].to_numpy()
+    auroc = next(row for row in rows if (row["target"], row["metric"]) == (name, "auroc"))
+    delong = delong_test(scores_a, scores_b, target)  # exact (float64) AUROCs from midranks
+    auroc.update(value_a=delong["auroc_a"], value_b=delong["auroc_b"],
+                 difference=delong["difference"], test="delong", p_value=delong["p_value"])
+    if any(t is None or undefined_threshold(t) for t in (threshold_a, threshold_b)):
+        return []
+    labels_a = (scores_a >= threshold_a).astype(int)
+    labels_b = (scores_b >= threshold_b).astype(int)
+    accuracy_a, accuracy_b = float(np.mean(labels_a == target)), float(np.mean(labels_b == target))
+    return [{"target": name, "metric": "accuracy", "value_a": accuracy_a, "value_b": accuracy_b,
+             "difference": accuracy_a - accuracy_b, "lower": np.nan, "upper": np.nan,
+             "test": "mcnemar", "p_value": mcnemar(labels_a, labels_b, target)["p_value"]}]
+
+
+@contextmanager
+def _quiet():
+    """No log line or warning from the metrics of a resample (a resample may lack a class
+    or an event; the full table's warnings have been given)."""
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
