@@ -116,6 +116,15 @@ def test_published_code_test_outputs_are_compared(tmp_path):
         b, c = np.sum(right[0] & ~right[1]), np.sum(~right[0] & right[1])
         p_value = chi2.sf((b - c) ** 2 / (b + c), 1) if b + c else 1.0
         assert rows.loc["accuracy", "p_value"] == pytest.approx(p_value)
+    # Holm by hand over the six labels' F1 p-values; the macro row is a test of its own
+    f1 = table[table.metric == "f1"].set_index("target")
+    p_values = f1.p_value[truth.columns].to_numpy()
+    order = np.argsort(p_values)
+    stepped = np.maximum.accumulate(np.minimum(1, (6 - np.arange(6)) * p_values[order]))
+    expected = np.empty(6)
+    expected[order] = stepped
+    np.testing.assert_allclose(f1.p_holm[truth.columns], expected, atol=1e-12)
+    assert f1.loc["macro", "p_holm"] == f1.loc["macro", "p_value"]
     calibration = pd.read_csv(tmp_path / "cmp" / "calibration.csv")
     assert len(calibration) == 12 and set(calibration.run) == {str(first), str(second)}
     assert len(list((tmp_path / "cmp").glob("decision_curve_*.png"))) == 6

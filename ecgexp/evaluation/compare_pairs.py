@@ -45,12 +45,13 @@ def pairwise(a: pd.DataFrame, b: pd.DataFrame, objective, thresholds_a: dict,
              ) -> pd.DataFrame:
     """One row per target (and ``macro``), metric and test of run ``a`` against run ``b``:
     ``bootstrap`` rows for every metric; the AUROC rows of binary labels take DeLong's
-    AUROCs and p-value (``test`` ``delong``, the interval stays the bootstrap's); ``mcnemar`` rows
-    (metric ``accuracy``) where both runs have a threshold. ``p_holm``: Holm across the
-    targets of each metric and test. A metric undefined for either run (a label with one
-    class; a thresholded metric of a run without threshold) is left out. ``validation``:
-    each run's validation predictions, for a task that chooses its thresholds there within
-    its report (the AF-risk contrasts)."""
+    AUROCs and p-value (``test`` ``delong``, the interval stays the bootstrap's);
+    ``mcnemar`` rows (metric ``accuracy``) where both runs have a threshold. ``p_holm``:
+    Holm across the targets of each metric and test (a ``macro`` row is a family of its
+    own). A metric undefined for either run (a label with one class; a thresholded metric
+    of a run without threshold) is left out. ``validation``: each run's validation
+    predictions, for a task that chooses its thresholds there within its report (the
+    AF-risk contrasts)."""
     n_resamples, seed = settings
     report_a = report_metrics(objective, a, thresholds_a, validation[0])
     keys = [(row, metric) for row, metrics in report_a.items() for metric in metrics]
@@ -78,7 +79,8 @@ def pairwise(a: pd.DataFrame, b: pd.DataFrame, objective, thresholds_a: dict,
     table = table.sort_values("target", key=lambda s: s.map(order), kind="stable")
     table = table.reset_index(drop=True)
     table["p_holm"] = np.nan
-    for _, group in table.groupby(["test", "metric"]):
+    summary = table.target == "macro"  # one test of its own, not one of the labels' family
+    for _, group in table.groupby(["test", "metric", summary]):
         table.loc[group.index, "p_holm"] = holm(group.p_value.to_numpy())
     return table
 
