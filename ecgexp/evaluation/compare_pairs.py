@@ -60,7 +60,7 @@ def pairwise(a: pd.DataFrame, b: pd.DataFrame, objective, thresholds_a: dict,
         report = report_metrics(objective, table, thresholds, val)
         return np.array([report.get(row, {}).get(metric, np.nan) for row, metric in keys])
 
-    value_a = vector(a, thresholds_a, validation[0])
+    value_a = np.array([report_a[row][metric] for row, metric in keys])
     value_b = vector(b, thresholds_b, validation[1])
     with _quiet():
         resampled = paired_resamples(lambda idx: vector(a.iloc[idx], thresholds_a, validation[0]),
