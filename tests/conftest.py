@@ -46,9 +46,8 @@ def task_configs() -> list[str]:
 
 
 TASKS = task_configs()
-# The shared real files (../shared/fixtures beside the clone, as in CI); ECGEXP_FIXTURES moves it.
-FIXTURES = Path(os.environ.get("ECGEXP_FIXTURES",
-                               Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"))
+# The real records the tests read, in the repository (tests/data/README.md: origin, licence).
+FIXTURES = Path(__file__).resolve().parent / "data"
 
 # A short `ecgexp` run: small network, tiny synthetic dataset, one epoch of a few batches.
 SHORT_RUN = ["experiment=demo", "dataset.n_exams=120", "trainer.max_epochs=1",

@@ -2,7 +2,7 @@
 runs (issue 14): unreadable tracing and label files, bad label values, NaN/Inf, unreadable and
 all-zero exams found by the cached set-up scan, and amplitudes that are not mV.
 
-Tracings are the 153 real CODE-15% exams of ``../shared/fixtures/code15_wfdb`` (read with
+Tracings are the 153 real CODE-15% exams of ``tests/data/code15_wfdb`` (read with
 wfdb, converted to mV and zero-padded to (4096, 12) float32 as CODE-15% stores them), written
 to HDF5 under ``tmp_path``; every expectation is derived from those arrays, not from the code
 under test. Every error is checked by its text: the config key and the file it names. How the

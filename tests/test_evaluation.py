@@ -1,10 +1,9 @@
 """Thresholds and per-label metrics, against brute force and the published CODE-test table."""
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import FIXTURES
 
 from ecgexp.evaluation.binary import (
     binary_report,
@@ -14,7 +13,7 @@ from ecgexp.evaluation.binary import (
 )
 from ecgexp.evaluation.report import flatten_report
 
-FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "code_test"
+CODE_TEST = FIXTURES / "code_test"
 LABELS = ["1dAVb", "RBBB", "LBBB", "SB", "AF", "ST"]
 # docs/studies.md §3.1: thresholds chosen on validation, applied to other_seeds/model_1.
 PUBLISHED_THRESHOLDS = [0.124, 0.07, 0.05, 0.278, 0.390, 0.174]
@@ -52,16 +51,16 @@ def test_single_class_gives_nan_ranking_scores():
 
 @pytest.fixture(scope="module")
 def code_test():
-    gold = pd.read_csv(FIXTURES / "annotations" / "gold_standard.csv")
-    model_1 = np.load(FIXTURES / "dnn_predicts" / "other_seeds" / "model_1.npy")
-    published = pd.read_csv(FIXTURES / "published_tables" / "scores.csv", header=[0, 1],
+    gold = pd.read_csv(CODE_TEST / "annotations" / "gold_standard.csv")
+    model_1 = np.load(CODE_TEST / "dnn_predicts" / "other_seeds" / "model_1.npy")
+    published = pd.read_csv(CODE_TEST / "published_tables" / "scores.csv", header=[0, 1],
                             index_col=0)
     return gold, model_1, published
 
 
 def test_published_thresholds_reproduce_dnn_annotations(code_test):
     gold, model_1, _ = code_test
-    dnn = pd.read_csv(FIXTURES / "annotations" / "dnn.csv", index_col=0)
+    dnn = pd.read_csv(CODE_TEST / "annotations" / "dnn.csv", index_col=0)
     for i, label in enumerate(LABELS):
         predicted = (model_1[:, i] >= PUBLISHED_THRESHOLDS[i]).astype(int)
         assert np.array_equal(predicted, dnn[label].to_numpy()), label

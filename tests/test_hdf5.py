@@ -3,7 +3,7 @@ files and rows that cannot be read, and the cached set-up scan.
 
 Every test writes its own HDF5 files with h5py under ``tmp_path``; what the code returns is
 compared with the arrays written. The scan is also checked on real CODE-15% exams of
-``../shared/fixtures/code15_wfdb`` (read with wfdb, in mV, zero-padded to (4096, 12)).
+``tests/data/code15_wfdb`` (read with wfdb, in mV, zero-padded to (4096, 12)).
 """
 
 from __future__ import annotations

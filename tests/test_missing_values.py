@@ -3,7 +3,7 @@
 header tables and in the converter's metadata CSV; MUSE XML keeps the patient id, the acquisition
 date and time and the diagnosis statements.
 
-Real CODE-15% records in the Challenge 2025 layout (``../shared/fixtures/code15_wfdb``) are
+Real CODE-15% records in the Challenge 2025 layout (``tests/data/code15_wfdb``) are
 copied and their header comments edited here; expected values come from the test's own reading
 of the header lines and, for MUSE, from ``xml.etree`` directly.
 """
