@@ -2,12 +2,15 @@
 batches read by ``ExamDataset.__getitems__`` and the DataModule's loader options.
 
 The suite runs once with tiny sizes (a small network, a few steps); timings are never asserted,
-only the structure of the results and the equalities the benchmarks check themselves.
+only the structure of the results and the checks the benchmarks make themselves: that their two
+sides compute the same thing, and that a failed check or a benchmark that raises is recorded
+while the suite goes on and writes its file.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from functools import partial
 
@@ -20,10 +23,10 @@ from conftest import run_in_process
 from hydra import compose, initialize_config_dir
 from torch.utils.data import DataLoader
 
-from ecgexp.bench import gpu, training
+from ecgexp.bench import bootstrap, checks, gpu, heatmap, preprocess, training
 from ecgexp.bench.common import CONF_DIR, Context, datamodule, initial_weights, raw_tracings
 from ecgexp.bench.flops import forward_flops, training_flops
-from ecgexp.bench.report import Figure
+from ecgexp.bench.report import Figure, Result
 from ecgexp.bench.runner import BENCHMARKS, check_names, run_benchmark, run_suite
 from ecgexp.bench.training import check_same_step
 from ecgexp.cli import bare_arguments_to_override
@@ -66,15 +69,20 @@ def test_suite_writes_results_with_ratios(tmp_path):
     assert written["benchmarks"].keys() == set(BENCHMARKS)
     assert list(written["benchmarks"]) == list(results["benchmarks"])
     machine = written["machine"]
-    for key in ("cpu_count", "torch_threads", "torch", "device"):
+    for key in ("cpu_count", "cpu_capability", "torch_threads", "torch", "device"):
         assert machine[key] is not None
     assert written["suite"]["wall_s"] > 0 and written["suite"]["config"]["exams"] == 240
+    assert written["suite"]["completed"] and written["suite"]["errors"] == {}
+    assert written["suite"]["checks"]["failed"] == []
     for name, entry in written["benchmarks"].items():
         if entry["status"] == "skipped":
             assert name == "gpu" and not torch.cuda.is_available()
             assert "CUDA" in entry["reason"] and entry["figures"] == []
             continue
         assert entry["status"] == "ok" and entry["figures"], name
+        assert bool(entry["checks"]) is (name not in ("gpu", "scaling")), name
+        for check in entry["checks"]:
+            assert check["passed"] and check["observed"] <= check["tolerance"], check
         for figure in entry["figures"]:
             assert figure["ratio"] == pytest.approx(figure["figure"] / figure["baseline"],
                                                     rel=1e-12)
@@ -86,8 +94,8 @@ def test_suite_writes_results_with_ratios(tmp_path):
                 expected = figure["ratio"] >= value if op == ">=" else figure["ratio"] <= value
                 assert figure["met"] is expected
     training = written["benchmarks"]["training"]["details"]
-    assert training["correctness"]["same_weights"] is True
     assert 0 < training["forward_gflop_per_exam"] < training["training_gflop_per_exam"]
+    assert written["benchmarks"]["bootstrap"]["details"]["data"].startswith("CODE-test")
     scaling = written["benchmarks"]["scaling"]["details"]["per_size"]
     assert all(size["main_peak_rss_kib"] > 0 for size in scaling.values())
 
@@ -176,17 +184,25 @@ def small_run(tmp_path):
     return train_cfg, datamodule(train_cfg)
 
 
+def verdicts(found: list) -> dict[str, bool]:
+    """``{first word of the check's name: passed}``."""
+    return {check.name.split()[0].rstrip(":"): check.passed for check in found}
+
+
 def test_plain_and_ecgexp_steps_match(small_run, monkeypatch):
     train_cfg, dm = small_run
     state = initial_weights(train_cfg)
-    positions = np.arange(4)
+    positions = np.arange(2)
     batch = dm.datasets["train"].__getitems__(positions)
     raw = raw_tracings(dm, "train", positions)
-    check = check_same_step(train_cfg, state, dm.training_targets(), batch, raw)
-    assert check["same_weights"] and np.isfinite(check["same_loss"])
+    found, step = check_same_step(train_cfg, state, dm.training_targets(), batch, raw)
+    assert verdicts(found) == {"batch": True, "loss": True, "gradients": True, "weights": True}
+    # the stem's weight gradient: a term per position of its output (1024) of every exam
+    assert np.isfinite(step["ecgexp_loss"]) and step["longest_reduction"] == 2 * 1024
 
-    with pytest.raises(AssertionError, match="batch differs"):
-        check_same_step(train_cfg, state, dm.training_targets(), batch, raw + 1)
+    found, _ = check_same_step(train_cfg, state, dm.training_targets(), batch, raw + 1)
+    assert verdicts(found) == {"batch": False, "loss": True, "gradients": True, "weights": True}
+    assert found[0].observed == pytest.approx(1, rel=1e-4) and found[0].tolerance == 0
     shifted = {name: value + 0.01 if value.is_floating_point() else value
                for name, value in state.items()}
 
@@ -195,8 +211,105 @@ def test_plain_and_ecgexp_steps_match(small_run, monkeypatch):
             super().__init__(cfg, shifted, *args, **kwargs)
 
     monkeypatch.setattr(training, "PlainLoop", PlainFromOtherWeights)
-    with pytest.raises(AssertionError, match="loss"):
-        check_same_step(train_cfg, state, dm.training_targets(), batch, raw)
+    found, step = check_same_step(train_cfg, state, dm.training_targets(), batch, raw)
+    assert verdicts(found) == {"batch": True, "loss": False, "gradients": False,
+                               "weights": False}
+    loss = found[1]
+    assert loss.observed == pytest.approx(abs(step["ecgexp_loss"] - step["plain_loss"])
+                                          / abs(step["plain_loss"]), rel=1e-5)
+    assert loss.observed > loss.tolerance == checks.rounding_tolerance(step["longest_reduction"])
+
+
+# --------------------------------------------------------------------------------------------
+# checks: tolerances against hand computations; what a failed check or an error leaves
+
+
+def test_rounding_tolerance_against_hand_computation():
+    assert checks.EPS32 == 2.0 ** -23
+    assert checks.rounding_tolerance(16384) == 5 * 128 * 2.0 ** -23  # 5 sqrt(n) eps
+    reference = np.array([3.0, 4.0], np.float32)  # norm 5
+    near = checks.close("near", np.array([3.0, 4.0 + 2.0 ** -18], np.float32), reference, 16384)
+    assert near.observed == 2.0 ** -18 / 5 and near.max_abs_difference == 2.0 ** -18
+    assert near.passed and near.margin == pytest.approx(100)  # 5 * 128 * 2^-23 / (2^-18 / 5)
+    far = checks.close("far", np.array([3.0, 4.0 + 2.0 ** -10], np.float32), reference, 16384)
+    assert far.observed == 2.0 ** -10 / 5 > far.tolerance and not far.passed
+    assert far.as_dict()["basis"] == "float32 rounding, 5 sqrt(16384) eps"
+    assert heatmap.switch_allowance(1024) == 5 / 32
+
+
+def test_exact_checks_and_differences():
+    nan = np.array([np.inf, np.nan])
+    assert checks.exact("same", nan, nan.copy(), "copies").passed  # NaN, Inf where both are
+    assert checks.max_abs_difference(np.array([np.inf]), np.array([-np.inf])) == math.inf
+    assert checks.max_abs_difference(nan, np.array([1.0, 2.0])) == math.inf
+    assert checks.max_abs_difference(np.zeros(2), np.zeros(3)) == math.inf
+    assert checks.max_abs_difference({"a": torch.ones(2)}, {"b": torch.ones(2)}) == math.inf
+    assert checks.max_abs_difference({"a": torch.ones(2), "b": torch.zeros(1)},
+                                     {"a": torch.ones(2), "b": torch.full((1,), 0.5)}) == 0.5
+    assert checks.relative_difference(np.zeros(3), np.zeros(3)) == 0
+    assert not checks.close("nan", np.array([1.0, np.nan]), np.ones(2), 10).passed
+    assert checks.none_of("rejected", 2, "records rejected").as_dict()["passed"] is False
+
+
+def test_longest_reduction_and_relu_units_by_hand():
+    """Conv1d(3 -> 4, kernel 5, stride 2) on (8, 3, 65): 31 positions; BatchNorm over 8 * 31;
+    Linear(124 -> 2)."""
+    net = torch.nn.Sequential(torch.nn.Conv1d(3, 4, 5, stride=2), torch.nn.BatchNorm1d(4),
+                              torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 31, 2))
+    inputs = (torch.randn(8, 3, 65),)
+    # forward 3 * 5, input gradient 4 * 5, linear 124 and 2
+    assert checks.longest_reduction(net, inputs, weight_gradients=False) == 124
+    # + the convolution's weight gradient and the batch statistics: 8 * 31 per channel
+    assert checks.longest_reduction(net, inputs, weight_gradients=True) == 8 * 31
+    assert net.training and net[1].num_batches_tracked == 0  # left as it was
+    assert heatmap.fewest_relu_units(net, inputs[0][:1]) == 4 * 31
+
+
+def test_failed_check_and_error_are_recorded_and_the_suite_goes_on(monkeypatch, tmp_path,
+                                                                   capsys):
+    def raises(cfg, context):
+        raise RuntimeError("disk full")
+
+    def disagrees(cfg, context):
+        reference = np.ones(100, np.float32)
+        return Result(figures=[Figure("exams/s, batched vs loop", 2.0, 1.0, "exams/s", "loop",
+                                      target=0.9)],
+                      checks=[checks.close("maps", reference * 1.001, reference, 4096)])
+
+    monkeypatch.setattr(preprocess, "run", raises)
+    monkeypatch.setattr(heatmap, "run", disagrees)
+    monkeypatch.chdir(tmp_path)  # the fixtures are found from anywhere
+    results = run_suite(bench_config(f"output_dir={tmp_path}",
+                                     "benchmarks=[preprocess,bootstrap,heatmap]"))
+    written = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert written["benchmarks"].keys() == results["benchmarks"].keys()
+    entries = written["benchmarks"]
+    assert entries["preprocess"]["status"] == "error"
+    assert entries["preprocess"]["reason"] == "RuntimeError: disk full"
+    assert entries["bootstrap"]["status"] == "ok"  # ran after the error
+    assert entries["bootstrap"]["details"]["data"].startswith("CODE-test model_1")
+    heat = entries["heatmap"]
+    assert heat["status"] == "failed" and heat["figures"][0]["ratio"] == 2.0  # kept
+    [check] = heat["checks"]
+    assert check["passed"] is False and check["tolerance"] == checks.rounding_tolerance(4096)
+    assert check["observed"] == pytest.approx(1e-3, rel=1e-4)
+    assert check["max_abs_difference"] == pytest.approx(1e-3, rel=1e-4)
+    suite = written["suite"]
+    assert suite["completed"] and suite["errors"] == {"preprocess": "RuntimeError: disk full"}
+    assert suite["checks"] == {"passed": 1, "failed": ["heatmap: maps"]}
+    printed = capsys.readouterr()
+    assert "ecgexp-bench: preprocess: error: RuntimeError: disk full" in printed.out
+    assert "check failed: maps (relative difference)" in printed.out  # the table's row
+    assert ("CHECK FAILED heatmap: maps: relative difference 0.001 > tolerance 3.81e-05"
+            in printed.out)
+    assert "ERROR preprocess: RuntimeError: disk full" in printed.out
+    assert "Traceback" in printed.err and "disk full" in printed.err
+
+
+def test_bootstrap_falls_back_to_random_data_and_says_so(tmp_path):
+    *_, source = bootstrap.load_data(tmp_path)
+    assert source == (f"random (seed 0): no dnn_predicts/other_seeds/model_1.npy and "
+                      f"annotations/gold_standard.csv in {tmp_path}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """The benchmark suite (``ecgexp-bench``, ``make bench``): one module per benchmark, each with
 ``run(cfg, context) -> Result`` (figures against a baseline measured in the same run);
 ``runner`` runs them, writes ``benchmarks/results/<date>-<host>.json`` and prints the table.
+Each benchmark also checks that its two sides computed the same thing (``checks``: exact where
+the computation is the same, else within float32 rounding) and records the differences seen.
 
 training    1. ecgexp's training loop vs a plain PyTorch loop (samples/s)
 data        2. the DataModule's shuffled batches vs raw h5py reads and the model's consumption

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from ecgexp.bench.checks import Check, exact
 from ecgexp.bench.common import Context, PlainLoop, datamodule, initial_weights, raw_tracings
 from ecgexp.bench.report import Figure, Result
 from ecgexp.data.datamodule import ExamDataModule
@@ -77,9 +78,11 @@ def raw_shuffled_rate(dm: ExamDataModule, batches: list[np.ndarray]) -> float:
             handle.close()
 
 
-def reading_rates(dm: ExamDataModule, batches: list[np.ndarray], repeats: int) -> dict:
+def reading_rates(dm: ExamDataModule, batches: list[np.ndarray], repeats: int
+                  ) -> tuple[dict, Check]:
     """Batches/s of whole-batch reads and of per-exam items + ``default_collate``, alternated,
-    in this process with one torch thread; checks both give the same tensors."""
+    in this process with one torch thread; and the check that both give the same tensors on
+    the first batch (the same samples copied and scaled: exact)."""
     dataset = dm.datasets["train"]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -87,9 +90,8 @@ def reading_rates(dm: ExamDataModule, batches: list[np.ndarray], repeats: int) -
         ways = {"batched": lambda batch: dataset.__getitems__(batch),
                 "per_exam": lambda batch: collate_exams([dataset[int(i)] for i in batch])}
         first = {name: read(batches[0]) for name, read in ways.items()}
-        if any(not torch.equal(first["batched"][key], first["per_exam"][key])
-               for key in first["batched"]):
-            raise AssertionError("bench data: batched and per-exam reads differ")
+        same = exact(f"batched vs per-exam reads ({', '.join(first['batched'])})",
+                     first["batched"], first["per_exam"], "the same samples copied and scaled")
         rates: dict[str, list[float]] = {name: [] for name in ways}
         for _ in range(repeats):
             for name, read in ways.items():
@@ -99,7 +101,7 @@ def reading_rates(dm: ExamDataModule, batches: list[np.ndarray], repeats: int) -
                 rates[name].append(len(batches) / (time.perf_counter() - started))
     finally:
         torch.set_num_threads(threads)
-    return rates
+    return rates, same
 
 
 def consumption_rate(context: Context, train_cfg: DictConfig, dm: ExamDataModule) -> float:
@@ -133,7 +135,7 @@ def run(cfg: DictConfig, context: Context) -> Result:
         rates["raw_shuffled"].append(raw_shuffled_rate(dm, shuffled))
         rates["in_process"].append(loader_rate(in_process.train_dataloader(),
                                                settings.warmup_batches, settings.batches))
-    reading = reading_rates(dm, shuffled, settings.repeats)
+    reading, same_reads = reading_rates(dm, shuffled, settings.repeats)
     best = {name: max(values) for name, values in {**rates, **reading}.items()}
     consumption = consumption_rate(context, train_cfg, dm) / batch_size
     loader = {key: train_cfg.loader.get(key) for key in train_cfg.loader}
@@ -159,4 +161,5 @@ def run(cfg: DictConfig, context: Context) -> Result:
                f"batches/s (+ transposition, NaN check), with "
                f"{train_cfg.loader.num_workers} workers {best['pipeline']:.0f} batches/s"
                + (" (+ handing each batch to the main process through shared memory)"
-                  if train_cfg.loader.num_workers else "")])
+                  if train_cfg.loader.num_workers else "")],
+        checks=[same_reads])

@@ -1,5 +1,5 @@
-"""What a benchmark returns (figures against baselines, targets), the suite's results file and
-its printed table."""
+"""What a benchmark returns (figures against baselines, targets, its correctness checks), the
+suite's results file and its printed table."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from ecgexp.bench.checks import Check
 
 TARGET_SIGNS = {"at_least": ">=", "at_most": "<="}
 
@@ -60,12 +63,15 @@ class Figure:
 
 @dataclass
 class Result:
-    """A benchmark's figures, the measurements behind them (``details``) and short notes
-    printed under the table (bounds, what a target depends on)."""
+    """A benchmark's figures, the measurements behind them (``details``), short notes printed
+    under the table (bounds, what a target depends on) and the checks that its two sides
+    computed the same thing (a failed one flags the figures; the benchmark still reports
+    them)."""
 
     figures: list[Figure] = field(default_factory=list)
     details: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
 
 
 class Skipped(Exception):
@@ -74,9 +80,11 @@ class Skipped(Exception):
 
 
 def machine_facts(device: str) -> dict:
-    """CPU count, torch threads and versions, and the device the benchmarks ran on."""
+    """CPU count, torch threads and versions, the CPU kernels torch dispatches to
+    (``ATEN_CPU_CAPABILITY``: DEFAULT, AVX2, AVX512), and the device the benchmarks ran on."""
     cuda = torch.cuda.is_available()
     return {"host": platform.node(), "cpu_count": os.cpu_count(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
             else os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -113,8 +121,10 @@ def _number(value: float | None, unit: str = "") -> str:
 
 
 def print_table(results: dict, console: Console | None = None) -> None:
-    """One row per figure: benchmark, figure, value, baseline, ratio, target, met; skipped
-    benchmarks with their reason; then each benchmark's notes."""
+    """One row per figure: benchmark, figure, value, baseline, ratio, target, met; a benchmark
+    whose check failed has its figures flagged and a row per failed check; a skipped benchmark
+    or one that raised has a row with its reason (first line); then each benchmark's notes and
+    the checks' summary."""
     if console is None:
         console = Console()
         if not console.is_terminal:  # a log file or a pipe: room for the whole table
@@ -124,18 +134,55 @@ def print_table(results: dict, console: Console | None = None) -> None:
     for column in ("benchmark", "figure", "value", "baseline", "ratio", "target", "met"):
         table.add_column(column, justify="right" if column in ("value", "ratio") else "left")
     for name, entry in results["benchmarks"].items():
-        if entry["status"] == "skipped":
-            table.add_row(name, f"skipped: {entry['reason']}", "", "", "", "", "")
+        if entry["status"] in ("skipped", "error"):
+            reason = entry["reason"].splitlines()[0]
+            table.add_row(name, escape(f"{entry['status']}: {reason}"), "", "", "", "",
+                          "" if entry["status"] == "skipped" else "[bold red]ERROR[/]")
             continue
+        flag = "[bold red](check failed)[/] " if entry["status"] == "failed" else ""
         for figure in entry["figures"]:
             target = figure["target"]
             met = {None: "", True: "yes", False: "NO"}[figure["met"]]
-            table.add_row(name, figure["name"], _number(figure["figure"], figure["unit"]),
+            table.add_row(name, flag + escape(figure["name"]),
+                          _number(figure["figure"], figure["unit"]),
                           f"{_number(figure['baseline'], figure['unit'])} "
-                          f"({figure['baseline_name']})",
+                          f"({escape(figure['baseline_name'])})",
                           f"{figure['ratio']:.3f}",
                           "" if target is None else f"{target['op']} {target['value']}", met)
+        for check in entry["checks"]:
+            if not check["passed"]:
+                table.add_row(name, escape(f"check failed: {check['name']} "
+                                           f"({check['measure']})"),
+                              f"{check['observed']:.3g}", "", "",
+                              f"<= {check['tolerance']:.3g}", "[bold red]FAILED[/]")
     console.print(table)
     for name, entry in results["benchmarks"].items():
         for note in entry.get("notes", []):
-            console.print(f"[bold]{name}[/bold]: {note}", highlight=False)
+            console.print(f"[bold]{name}[/bold]: {escape(note)}", highlight=False)
+    print_checks(results, console)
+
+
+def print_checks(results: dict, console: Console) -> None:
+    """How many checks passed and the smallest margin (tolerance / difference seen); every
+    failed check and benchmark error in full."""
+    summary = results["suite"]["checks"]
+    margins = [(check["margin"], f"{name}: {check['name']}")
+               for name, entry in results["benchmarks"].items() for check in entry["checks"]
+               if check["passed"] and check["margin"] is not None]
+    smallest = (f" (smallest margin {min(margins)[0]:.3g}x: {min(margins)[1]})"
+                if margins else "")
+    console.print(escape(f"checks: {summary['passed']} passed, {len(summary['failed'])} "
+                         f"failed{smallest}"), highlight=False)
+    for name, entry in results["benchmarks"].items():
+        for check in entry["checks"]:
+            if not check["passed"]:
+                console.print(f"[bold red]CHECK FAILED[/] {escape(name)}: "
+                              f"{escape(_check_line(check))}", highlight=False)
+        if entry["status"] == "error":
+            console.print(f"[bold red]ERROR[/] {escape(name)}: {escape(entry['reason'])}",
+                          highlight=False)
+
+
+def _check_line(check: dict) -> str:
+    return (f"{check['name']}: {check['measure']} {check['observed']:.3g} > tolerance "
+            f"{check['tolerance']:.3g} ({check['basis']})")
