@@ -16,7 +16,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The CPU demo (ecgexp/conf/experiment/demo.yaml): a rich bar on a terminal, else a line per
+# epoch with the ETA (ecgexp/progress.py); then the val and test metrics and the run folder.
 demo: $(STAMP)
+	@echo "Training the demo: 4 epochs of the small network on 1000 synthetic exams, about 2 minutes on 2 CPU cores"
 	$(BIN)/ecgexp experiment=demo
 
 # Two pytest-xdist workers, one per core, each computing with one thread (tests/conftest.py);

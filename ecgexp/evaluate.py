@@ -44,6 +44,7 @@ from ecgexp.evaluation.outputs import (
 from ecgexp.evaluation.report import flatten_report, print_report, report_json
 from ecgexp.evaluation.tables import binary_column, require_columns
 from ecgexp.files import distinct_file_names, make_folder, writable_folder, write_text_atomic
+from ecgexp.progress import counting
 from ecgexp.tasks.objectives import MultiLabel
 
 log = logging.getLogger(__name__)
@@ -105,16 +106,17 @@ def run_analyses(names, inputs: ReportInputs) -> dict[str, pd.DataFrame]:
     cannot support (no events, an empty group) are skipped with a warning and listed in a
     ``skipped`` table."""
     tables, skipped = {}, []
-    for name in names:
-        if name in OPTIONAL and inputs.attributes is None:
-            continue
-        try:
-            tables.update(ANALYSES[name](inputs))
-        except ValueError as error:
-            if name not in OPTIONAL:
-                raise
-            log.warning("%s analysis skipped: %s", name, error)
-            skipped.append({"analysis": name, "reason": str(error)})
+    names = [name for name in names if name not in OPTIONAL or inputs.attributes is not None]
+    with counting("evaluating", len(names), "analyses", interval=0) as advance:
+        for name in names:
+            try:
+                tables.update(ANALYSES[name](inputs))
+            except ValueError as error:
+                if name not in OPTIONAL:
+                    raise
+                log.warning("%s analysis skipped: %s", name, error)
+                skipped.append({"analysis": name, "reason": str(error)})
+            advance(note=name)
     if skipped:
         tables["skipped"] = pd.DataFrame(skipped)
     return tables

@@ -172,7 +172,7 @@ def external_predictions(cfg: DictConfig, model: TrainedModel, output_dir: Path
         source = instantiate(dataset_for(dataset, model.contract, cfg))
         table = dataset_predictions([model], model.thresholds, source, model.contract,
                                     cfg.loader.eval_batch_size or cfg.loader.batch_size,
-                                    cfg.loader.num_workers, progress=False)
+                                    cfg.loader.num_workers)
         _write_once(output_dir / f"predictions_{name}.csv", table.to_csv(index=False))
         tables[name] = evaluable(table, model.objective, f"test_datasets.{name}")
         log.info("external test set %s (%s): %d of %d exams evaluated", name, source.name,

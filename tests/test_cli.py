@@ -98,6 +98,7 @@ def test_multirun_sweeps_a_model_option(tmp_path):
     ("dataset=code15", "dataset.tracing_files"),  # no CODE-15% files in this folder
 ])
 def test_bad_invocations_fail_with_the_key(tmp_path, override, message):
-    result = run_in_process("ecgexp", tmp_path, "experiment=demo", "loader.num_workers=0", override)
+    result = run_in_process("ecgexp", tmp_path, "model=resnet1d_small", "loader.num_workers=0",
+                            override)
     assert result.returncode != 0
     assert message in result.stderr + result.stdout

@@ -145,11 +145,14 @@ def test_duplicate_exam_ids_are_rejected(tmp_path):
     assert len(set(exam_ids)) == 3
 
 
-def test_parallel_conversion_equals_serial(tmp_path):
+def test_parallel_conversion_equals_serial(tmp_path, capsys):
     folder = tmp_path / "records"
     write_synthetic_records(folder, 20)
     convert(folder, tmp_path / "serial.h5", SignalPipeline(), workers=1, batch_size=4)
     convert(folder, tmp_path / "parallel.h5", SignalPipeline(), workers=2, batch_size=4)
+    lines = capsys.readouterr().out.splitlines()  # off a terminal: a line per stage
+    assert [line.split("  ")[0] for line in lines] == [
+        "converting 20/20 records", "assembling 5/5 batch files"] * 2
     serial, parallel = read_h5(tmp_path / "serial.h5"), read_h5(tmp_path / "parallel.h5")
     np.testing.assert_array_equal(serial[1], parallel[1])
     np.testing.assert_array_equal(serial[0], parallel[0])

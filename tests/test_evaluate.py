@@ -25,7 +25,7 @@ METRICS = {"Precision": "precision", "Recall": "recall", "Specificity": "specifi
 FAST = ["bootstrap.n_resamples=100"]
 
 
-def test_published_table_2_is_reproduced(tmp_path):
+def test_published_table_2_is_reproduced(tmp_path, capsys):
     """The paper's evaluation: seed model_1, the published thresholds, gold standard; the
     human readers' annotations scored against the same gold standard."""
     cfg = compose_evaluate(
@@ -35,6 +35,7 @@ def test_published_table_2_is_reproduced(tmp_path):
         *(f"+compare.{name}={CODE_TEST / 'annotations' / f'{name}.csv'}"
           for name in READERS.values()), *FAST)
     evaluate(cfg)
+    assert "evaluating 1/1 analyses (binary)  elapsed " in capsys.readouterr().out
     published = pd.read_csv(CODE_TEST / "published_tables" / "scores.csv", header=[0, 1],
                             index_col=0)
     report = json.loads((tmp_path / "report" / "metrics.json").read_text())["test"]

@@ -2,6 +2,7 @@
 run's input contract, labels at its validation thresholds, wrong-looking inputs flagged."""
 
 import json
+import re
 import shutil
 
 import h5py
@@ -17,7 +18,7 @@ from ecgexp.predict import predict
 
 def _predict(root, *overrides):
     cfg = compose_in(root, *overrides, f"output={root / 'out.csv'}", "num_workers=0",
-                     "progress_bar=false", config_name="predict")
+                     config_name="predict")
     predict(cfg)
     return pd.read_csv(root / "out.csv", keep_default_na=False, na_values=[""])
 
@@ -31,7 +32,7 @@ def run(task_run, tmp_path_factory):
     return task_run("abnormality", into=tmp_path_factory.mktemp("predict") / "run")
 
 
-def test_unlabelled_wfdb_folder(run, tmp_path):
+def test_unlabelled_wfdb_folder(run, tmp_path, capsys):
     """Records without label headers: one row per record, its name, probabilities in [0, 1],
     labels equal to score >= the run's validation threshold (read from the checkpoint)."""
     folder = tmp_path / "records"
@@ -51,6 +52,8 @@ def test_unlabelled_wfdb_folder(run, tmp_path):
         header.write_text(text)
     table = _predict(tmp_path, f"run={run}", "dataset=wfdb_folder", f"dataset.path={folder}")
     assert list(table.record) == sorted(names)
+    assert re.search(r"^predicting 3/3 exams  elapsed \d+:\d\d:\d\d$",  # a line off a terminal
+                     capsys.readouterr().out, re.M)
     thresholds = _card(run)["thresholds"]
     assert thresholds
     for label, threshold in thresholds.items():

@@ -57,12 +57,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pandas as pd
-from rich.progress import Progress
 
 from ecgexp.data.label_maps import LabelMap
 from ecgexp.errors import UserError
 from ecgexp.files import writable_folder
 from ecgexp.processes import end_with_parent
+from ecgexp.progress import counting
 from ecgexp.signal.pipeline import RecordRejected, SignalPipeline
 from ecgexp.signal.quality import (
     QUALITY_COLUMNS,
@@ -295,17 +295,16 @@ def _convert_into(folder: Path, key: str, finals: dict[str, Path], root: Path,
     todo = [k for k in range(len(batches)) if not (folder / f"batch_{k:06d}.npz").exists()]
     work = partial(_convert_batch, root=root, names=names, ids=record_ids,
                    prerejected=prerejected, pipeline=pipeline, folder=folder, quality=quality)
-    with Progress() as progress:
-        bar = progress.add_task("converting records", total=len(names),
-                                completed=len(names) - sum(len(batches[k]) for k in todo))
+    with counting("converting", len(names), "records",
+                  completed=len(names) - sum(len(batches[k]) for k in todo)) as advance:
         if workers > 1 and todo:
             with ProcessPoolExecutor(min(workers, len(todo)), initializer=end_with_parent,
                                      initargs=(os.getpid(),)) as pool:
                 for done in pool.map(work, todo, [batches[k] for k in todo]):
-                    progress.advance(bar, done)
+                    advance(done)
         else:
             for k in todo:
-                progress.advance(bar, work(k, batches[k]))
+                advance(work(k, batches[k]))
     counts = _assemble(folder, len(batches), pipeline, quality, label_map, root)
     for path in finals.values():  # once more, just before the moves
         if path.exists() or path.is_symlink():
@@ -328,7 +327,8 @@ def _assemble(folder: Path, n_batches: int, pipeline: SignalPipeline,
     finding (left out when ``quality.actions.duplicate=reject``)."""
     metadata, rejected, findings, first_of, n_rows = [], [], [], {}, 0
     reject_duplicates = quality is not None and quality.actions["duplicate"] == "reject"
-    with h5py.File(folder / ASSEMBLED["output"], "w") as handle:
+    with (h5py.File(folder / ASSEMBLED["output"], "w") as handle,
+          counting("assembling", n_batches, "batch files") as advance):
         shape = (pipeline.n_samples, len(pipeline.leads))
         tracings = handle.create_dataset("tracings", (0, *shape), "float32",
                                          maxshape=(None, *shape), chunks=(1, *shape))
@@ -364,6 +364,7 @@ def _assemble(folder: Path, n_batches: int, pipeline: SignalPipeline,
                 metadata += [row for row, kept in zip(rows, keep) if kept]
                 rejected += json.loads(str(batch["rejected"]))
                 n_rows += n
+            advance()
     table = pd.DataFrame(metadata, columns=None if metadata else ["exam_id", "record"])
     if label_map is not None and metadata:
         table = label_map.apply(table, f"'{root}'")

@@ -11,13 +11,13 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import torch
-from rich.progress import Progress
 from torch.utils.data import DataLoader, Dataset
 
 from ecgexp.data.hdf5 import consecutive_runs
 from ecgexp.prediction.inputs import HDF5Inputs, RecordInputs
 from ecgexp.prediction.screening import exam_flags
 from ecgexp.processes import die_with_parent
+from ecgexp.progress import counting
 from ecgexp.signal.pipeline import RecordRejected
 from ecgexp.signal.readers import RecordError
 
@@ -106,8 +106,7 @@ def predict_exams(models: Sequence, dataset: PredictionDataset, metadata: np.nda
                         collate_fn=_as_read, worker_init_fn=_start_worker,
                         pin_memory=target.type == "cuda",
                         persistent_workers=False, prefetch_factor=4 if num_workers else None)
-    with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task("predicting", total=n)
+    with counting("predicting", n, "exams", show=progress) as advance:
         for batch in loader:
             index = batch["index"].numpy()
             amplitude[index] = batch["amplitude"]
@@ -124,7 +123,7 @@ def predict_exams(models: Sequence, dataset: PredictionDataset, metadata: np.nda
                     extra = (model.metadata_inputs(values, len(index)).to(target),)
                 scores = model.objective.predict(net(tracings, *extra)).float().cpu().numpy()
                 predictions[member, index[fed]] = scores.reshape(len(index), -1)[fed]
-            bar.advance(task, len(index))
+            advance(len(index))
     if metadata is not None:
         for position in np.flatnonzero(~np.isfinite(metadata).all(axis=1)):
             problems[position] = problems[position] or "missing metadata inputs"
