@@ -35,9 +35,10 @@ def synthetic_dir(tmp_path_factory):
     return learning_data(tmp_path_factory)
 
 
-def train_task(compose_train, synthetic_dir, tmp_path, task, *overrides):
+def train_task(compose_train, synthetic_dir, tmp_path, task, *overrides,
+               n_exams=LEARNING_EXAMS):
     cfg = compose_train(f"task={task}", *SMALL, f"dataset.directory={synthetic_dir}",
-                        f"dataset.n_exams={LEARNING_EXAMS}", *overrides)
+                        f"dataset.n_exams={n_exams}", *overrides)
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp_path / task)
     return cfg, train(cfg), tmp_path / task
@@ -77,8 +78,9 @@ def test_age_beats_the_training_mean(compose_train, synthetic_dir, tmp_path):
 
 @pytest.mark.slow
 def test_electrolyte_regression_beats_the_training_mean(compose_train, synthetic_dir, tmp_path):
+    # 4 epochs: after 3 the MAE ratio was 0.73 to 0.80 by seed, at the bar (issue 28).
     cfg, metrics, run = train_task(compose_train, synthetic_dir, tmp_path, "electrolyte",
-                                   "trainer.max_epochs=3")
+                                   "trainer.max_epochs=4")
     test = pd.read_csv(run / "predictions_test.csv")
     assert metrics["test/potassium/mae"] <= 0.8 * baseline_mae(cfg, test, "potassium")
     assert metrics["test/hypokalaemia/auroc"] > 0.7
