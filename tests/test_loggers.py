@@ -19,7 +19,7 @@ EPOCHS = 2
 pytestmark = pytest.mark.slow
 
 SHORT_RUN = ["experiment=demo", "dataset.n_exams=120", f"trainer.max_epochs={EPOCHS}",
-             "+trainer.limit_train_batches=3", "loader.num_workers=0", "loader.batch_size=16",
+             "+trainer.limit_train_batches=2", "loader.num_workers=0", "loader.batch_size=16",
              "callbacks.progress_bar=null", "dataset.split.val_fraction=0.3",
              "dataset.split.test_fraction=0.3"]
 
@@ -92,7 +92,25 @@ def csv_val_loss(run_folder: Path) -> list[float]:
 
 
 @pytest.fixture(scope="module")
-def wandb_run(tmp_path_factory) -> Path:
+def quick_report(tmp_path_factory):
+    """The report a run with W&B writes at its end (``write_run_report``) with 20 bootstrap
+    resamples instead of 1000 (0.7 s per label and split): these tests read its plots and the
+    run's metrics, not its intervals."""
+    from omegaconf import OmegaConf
+
+    import ecgexp.evaluate
+
+    settings = OmegaConf.load(ecgexp.evaluate.EVALUATE_CONFIG)
+    settings.bootstrap.n_resamples = 20
+    path = tmp_path_factory.mktemp("quick_report") / "evaluate.yaml"
+    OmegaConf.save(settings, path)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ecgexp.evaluate, "EVALUATE_CONFIG", path)
+        yield
+
+
+@pytest.fixture(scope="module")
+def wandb_run(tmp_path_factory, quick_report) -> Path:
     """One run with the CSV and W&B loggers, a checkpoint artifact and a 5-row table."""
     root = tmp_path_factory.mktemp("wandb_run")
     ecgexp(root, *SHORT_RUN, "logger=[csv,wandb]", "optimizer.lr=0.0123", "model.kernel_size=7",
@@ -103,7 +121,7 @@ def wandb_run(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def seed_sweep(tmp_path_factory) -> list[Path]:
+def seed_sweep(tmp_path_factory, quick_report) -> list[Path]:
     """A two-seed multirun with the CSV, TensorBoard and W&B loggers (no artifact)."""
     root = tmp_path_factory.mktemp("seed_sweep")
     ecgexp(root, "-m", "seed=0,1", *SHORT_RUN, "logger=[csv,tensorboard,wandb]")

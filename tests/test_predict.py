@@ -165,7 +165,8 @@ def test_external_test_sets_reported_by_name(task_run, tmp_path):
     if recall is not None:
         assert metrics["ext_a"]["AF"]["recall"] == pytest.approx(recall)
     shutil.rmtree(run / "report", ignore_errors=True)
-    flat = evaluate(compose_evaluate(f"run={run}", "dataset_attributes=false"))
+    flat = evaluate(compose_evaluate(f"run={run}", "dataset_attributes=false",
+                                     "bootstrap.n_resamples=20"))  # the keys, not intervals
     assert "ext_b/macro/auroc" in flat and "ext_a/AF/f1" in flat
 
 

@@ -177,7 +177,9 @@ def test_two_runs_started_together_get_their_own_folders(trained_run, tmp_path):
     """Same command, same second: two folders named after the experiment, each with its own
     config, provenance and metrics."""
     data = trained_run.parent / "data"
-    arguments = [*SHORT_RUN, f"paths.data_dir={data}", "logger=none"]
+    # one training batch: the folders are the point, not the training
+    arguments = [*SHORT_RUN, "trainer.limit_train_batches=1", f"paths.data_dir={data}",
+                 "logger=none"]
     script = str(Path(sys.executable).parent / "ecgexp")
     processes = [subprocess.Popen([script, *arguments], cwd=tmp_path, text=True,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
