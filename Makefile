@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 # The CPU demo (ecgexp/conf/experiment/demo.yaml): a rich bar on a terminal, else a line per
 # epoch with the ETA (ecgexp/progress.py); then the val and test metrics and the run folder.
 demo: $(STAMP)
-	@echo "Training the demo: 4 epochs of the small network on 1000 synthetic exams, about 2 minutes on 2 CPU cores"
+	@echo "Training the demo: 4 epochs of the small network on 1000 synthetic exams, under a minute on 2 idle CPU cores (a few minutes on a busy machine)"
 	$(BIN)/ecgexp experiment=demo
 
 # Two pytest-xdist workers, one per core, each computing with one thread (tests/conftest.py);
