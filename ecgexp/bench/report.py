@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ecgexp.bench.checks import Check
+from ecgexp.files import write_text_atomic
 
 TARGET_SIGNS = {"at_least": ">=", "at_most": "<="}
 
@@ -99,11 +100,13 @@ def results_path(output_dir: str | Path) -> Path:
 
 
 def write_results(results: dict, output_dir: str | Path) -> Path:
-    """Writes (replaces) the day's results file of this host; returns its path."""
+    """Writes (replaces) the day's results file of this host, whole: under a temporary name,
+    then renamed, so that a suite killed while writing (it writes after every benchmark)
+    leaves the previous version; returns its path."""
     path = results_path(output_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2, default=_plain))
-    return path
+    return write_text_atomic(path, json.dumps(results, indent=2, default=_plain),
+                             key="output_dir", replace=True)
 
 
 def _plain(value):
