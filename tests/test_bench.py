@@ -38,6 +38,8 @@ from ecgexp.models.resnet1d import ResNet1d
 from ecgexp.signal.leads import lead_indices
 
 TINY = ["exams=240", "training.warmup=1", "training.steps=2", "training.rounds=1",
+        "dropout.batch_size=4", "dropout.warmup=1", "dropout.steps=1", "dropout.rounds=1",
+        "dropout.check_elements=100000",
         "data.batches=5", "data.warmup_batches=1", "data.repeats=1", "data.read_batches=3",
         "inference.exams=32", "inference.eval_batch_sizes=[16]", "inference.repeats=1",
         "inference.compile=false",
@@ -47,6 +49,31 @@ TINY = ["exams=240", "training.warmup=1", "training.steps=2", "training.rounds=1
         "bootstrap.resamples=50", "bootstrap.repeats=1", "heatmap.exams=4",
         "heatmap.loop_exams=2", "heatmap.batch_sizes=[2,4]", "scaling.sizes=[60]"]
 SMALL_TRAINING = ["model=resnet1d_small", "loader.batch_size=8", "loader.num_workers=0"]
+
+
+def test_dropout_masks_drop_the_same_share_and_the_bench_sees_a_mask_off(monkeypatch):
+    """Both dropouts pass the share checks; a dropout that keeps everything fails them."""
+    from ecgexp.bench import dropout
+
+    assert all(check.passed for check in dropout.share_checks(0.2, 100_000))
+    monkeypatch.setattr(dropout.Dropout, "forward", lambda self, x: x)
+    failed = [c.name for c in dropout.share_checks(0.2, 100_000) if not c.passed]
+    assert failed == ["ecgexp Dropout: kept fraction vs 1 - p (p=0.2, 100000 elements)",
+                      "ecgexp Dropout: kept values vs 1 / (1 - p)"]
+
+
+def test_ecgexp_dropout_keeps_one_minus_p_and_scales_like_torch():
+    from ecgexp.models.resnet1d import Dropout
+
+    torch.manual_seed(0)
+    x = torch.randn(200, 1000, requires_grad=True)
+    out = Dropout(0.8).train()(x)
+    kept = out != 0
+    assert abs(kept.float().mean().item() - 0.2) < 5 * (0.2 * 0.8 / x.numel()) ** 0.5
+    torch.testing.assert_close(out[kept], x[kept] * 5)
+    out.sum().backward()  # the gradient is the mask, scaled
+    torch.testing.assert_close(x.grad, kept.float() * 5)
+    assert torch.equal(Dropout(0.8).eval()(x), x)
 
 
 def bench_config(*overrides: str):

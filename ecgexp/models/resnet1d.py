@@ -65,6 +65,20 @@ def conv1d(n_in: int, n_out: int, kernel_size: int, stride: int = 1) -> nn.Conv1
     return nn.Conv1d(n_in, n_out, kernel_size, stride=stride, padding=padding, bias=False)
 
 
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` whose mask, on the CPU, is a uniform draw compared with ``p``: about three
+    times faster there than the Bernoulli kernel of ``F.dropout``, which took a sixth of a CPU
+    training step of ``resnet1d_small`` (``ecgexp-bench``'s ``dropout`` benchmark). The same
+    distribution: each element kept with probability ``1 - p`` and scaled by ``1 / (1 - p)``.
+    Other devices use ``F.dropout``. No parameters, so ``state_dict`` keys do not change."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or x.device.type != "cpu":
+            return super().forward(x)
+        mask = torch.rand_like(x).ge_(self.p).mul_(1 / (1 - self.p))
+        return x * mask
+
+
 class ResBlock1d(nn.Module):
     """Residual unit: conv-bn-relu-dropout-conv(stride), + skip, then bn-relu-dropout.
 
@@ -78,11 +92,11 @@ class ResBlock1d(nn.Module):
         self.conv1 = conv1d(n_filters_in, n_filters_out, kernel_size)
         self.bn1 = nn.BatchNorm1d(n_filters_out, eps=bn_eps)
         self.relu1 = nn.ReLU()
-        self.dropout1 = nn.Dropout(dropout)
+        self.dropout1 = Dropout(dropout)
         self.conv2 = conv1d(n_filters_out, n_filters_out, kernel_size, stride=downsample)
         self.bn2 = nn.BatchNorm1d(n_filters_out, eps=bn_eps)
         self.relu2 = nn.ReLU()
-        self.dropout2 = nn.Dropout(dropout)
+        self.dropout2 = Dropout(dropout)
         skip_layers: list[nn.Module] = []
         if downsample > 1:
             skip_layers.append(nn.MaxPool1d(downsample, stride=downsample))
