@@ -37,8 +37,8 @@ from ecgexp.bench.common import Context
 from ecgexp.bench.report import Result, Skipped, machine_facts, print_table, write_results
 
 # Modules of ecgexp.bench with a ``run(cfg, context) -> Result``, in suite order.
-BENCHMARKS = ("training", "dropout", "data", "inference", "predict", "preprocess", "bootstrap", "heatmap",
-              "gpu", "scaling")
+BENCHMARKS = ("training", "dropout", "data", "inference", "predict", "preprocess", "bootstrap",
+              "heatmap", "gpu", "scaling")
 
 
 def check_names(names: Sequence[str]) -> list[str]:
