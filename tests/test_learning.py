@@ -30,9 +30,25 @@ def learning_data(tmp_path_factory) -> Path:
         folder, n_exams=LEARNING_EXAMS, n_parts=2, seed=0) and folder)
 
 
+def cohort_overrides(tmp_path_factory) -> list[str]:
+    """The overrides adding a larger synthetic cohort (2000 exams, synthesis seed 7),
+    generated once for every worker, as the external test set ``cohort``: a check on the
+    ~300 exams of the test split measures its noise (an AUROC on ~30 Chagas positives has a
+    standard error of about 0.045), not what the model learnt."""
+    cohort = built_once(tmp_path_factory, "learning_cohort", lambda folder: write_code15(
+        folder, n_exams=2000, n_parts=2, seed=7) and folder)
+    return ["+dataset@test_datasets.cohort=synthetic", "test_datasets.cohort.n_exams=2000",
+            "test_datasets.cohort.synthesis_seed=7", f"test_datasets.cohort.directory={cohort}"]
+
+
 @pytest.fixture(scope="module")
 def synthetic_dir(tmp_path_factory):
     return learning_data(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    return cohort_overrides(tmp_path_factory)
 
 
 def train_task(compose_train, synthetic_dir, tmp_path, task, *overrides,
@@ -53,10 +69,12 @@ def baseline_mae(cfg, test: pd.DataFrame, target: str) -> float:
 
 
 @pytest.mark.slow
-def test_chagas_learns_with_two_source_batches(compose_train, synthetic_dir, tmp_path):
+def test_chagas_learns_with_two_source_batches(compose_train, synthetic_dir, cohort, tmp_path):
+    # Scored on the 2000-exam cohort (~200 positives): on the test split the AUROC was 0.776
+    # to 0.838 by seed for models at 0.807 to 0.831 on the cohort (issue 28).
     cfg, metrics, run = train_task(compose_train, synthetic_dir, tmp_path, "chagas",
-                                   "trainer.max_epochs=12")
-    assert metrics["test/chagas/auroc"] >= 0.75
+                                   "trainer.max_epochs=12", *cohort)
+    assert metrics["cohort/chagas/auroc"] >= 0.75
     for rule in ("max_f1", "youden", "specificity_90"):
         assert 0 < metrics[f"test/{rule}/sensitivity"] <= 1
     assert 0 <= metrics["test/chagas/challenge_score"] <= 1
@@ -87,10 +105,20 @@ def test_electrolyte_regression_beats_the_training_mean(compose_train, synthetic
 
 
 @pytest.mark.slow
-def test_electrolyte_gaussian_intervals_are_calibrated(compose_train, synthetic_dir, tmp_path):
+def test_electrolyte_gaussian_intervals_are_calibrated(compose_train, synthetic_dir, cohort,
+                                                       tmp_path):
+    """On the 2000-exam cohort: the 90 % intervals cover at least 80 % (not too narrow), and
+    the predicted standard deviations are within a factor 1.5 of the errors (the root mean
+    square of the standardised residuals, computed here, in [1/1.5, 1.5]: not too wide
+    either). The coverage itself varied from 0.86 to 0.94 by seed and CPU kernel after 5
+    epochs, and 0.88 to 0.96 on the test split after 3 (issue 28), so its old upper bar,
+    0.97, sat on what the seed gave."""
     cfg, metrics, run = train_task(compose_train, synthetic_dir, tmp_path,
-                                   "electrolyte_gaussian", "trainer.max_epochs=3")
-    assert 0.8 <= metrics["test/potassium/coverage_90"] <= 0.97
+                                   "electrolyte_gaussian", "trainer.max_epochs=5", *cohort)
+    assert metrics["cohort/potassium/coverage_90"] >= 0.8
+    external = pd.read_csv(run / "predictions_cohort.csv").dropna()
+    z = (external.target_potassium - external.mean_potassium) / external.std_potassium
+    assert 1 / 1.5 <= float(np.sqrt(np.mean(z ** 2))) <= 1.5
     test = pd.read_csv(run / "predictions_test.csv")
     assert (test.std_potassium > 0).all()
     assert metrics["test/potassium/mae"] < baseline_mae(cfg, test, "potassium")

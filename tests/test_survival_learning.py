@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import built_once
-from test_learning import train_task
+from test_learning import cohort_overrides, train_task
 
 from ecgexp.data.synthetic import write_code15
 
@@ -21,13 +21,9 @@ def synthetic_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def survival_test(tmp_path_factory):
-    """The overrides adding a larger synthetic cohort, generated once, as the external set
-    ``cohort`` (about 1280 first exams and 400 deaths: a C-index ratio that is not the noise
-    of the ~200 exams of the test split)."""
-    cohort = built_once(tmp_path_factory, "survival_cohort", lambda folder: write_code15(
-        folder, n_exams=2000, n_parts=2, seed=7) and folder)
-    return ["+dataset@test_datasets.cohort=synthetic", "test_datasets.cohort.n_exams=2000",
-            "test_datasets.cohort.synthesis_seed=7", f"test_datasets.cohort.directory={cohort}"]
+    """The larger synthetic cohort as the external set ``cohort`` (about 1280 first exams and
+    400 deaths: a C-index ratio that is not the noise of the ~200 exams of the test split)."""
+    return cohort_overrides(tmp_path_factory)
 
 
 # The true log-hazard is linear in the first exam's age, AF and bundle-branch blocks. AF and the

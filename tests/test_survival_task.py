@@ -81,6 +81,28 @@ def test_discrete_time_fit_is_the_life_table():
 
     optimiser.step(closure)
     assert torch.sigmoid(logits)[0].tolist() == pytest.approx(expected, abs=1e-4)
+    # the training statistics: the same hazards, whose logits start the network's outputs
+    objective.fit(np.stack([time, event], 1))
+    assert objective.state["interval_hazards"] == pytest.approx(expected, abs=1e-12)
+    np.testing.assert_allclose(objective.output_bias(), torch.logit(torch.tensor(
+        expected, dtype=torch.float64)).numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("metadata", [[], ["age"]])
+def test_the_network_starts_from_the_training_hazards(compose_train, metadata):
+    """build_network sets the output biases (``lin``, or ``combined_lin``'s last layer with
+    metadata) to the fitted objective's; an unfitted one leaves PyTorch's initialisation."""
+    from ecgexp.tasks.build import build_network, build_objective
+
+    cfg = compose_train("task=survival_discrete", "model=resnet1d_small",
+                        f"task.metadata_columns={metadata}")
+    objective = build_objective(cfg.task)
+    assert objective.output_bias() is None
+    objective.fit(np.array([[0.5, 1], [3.0, 0], [7.5, 1], [12.0, 0]]))
+    net = build_network(cfg, objective)
+    layer = net.combined_lin[-1] if metadata else net.lin
+    assert layer is net.output_layer
+    np.testing.assert_allclose(layer.bias.detach().numpy(), objective.output_bias(), rtol=1e-6)
 
 
 def test_cox_objective_predicts_the_log_hazard_and_its_loss_is_the_partial_likelihood():

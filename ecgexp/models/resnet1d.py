@@ -221,6 +221,14 @@ class ResNet1d(nn.Module):
             # CORAL's initialisation: decreasing biases (K-1)/(K-1), ..., 1/(K-1), not zeros.
             self.lin_bias = nn.Parameter(torch.arange(n_outputs, 0, -1).float()[None] / n_outputs)
 
+    @property
+    def output_layer(self) -> nn.Linear | None:
+        """The linear layer whose outputs are the network's (linear head: ``lin``, or
+        ``combined_lin``'s last with metadata); None for the gaussian and coral heads."""
+        if self.head != "linear":
+            return None
+        return self.combined_lin[-1] if self.n_metadata else self.lin
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Flattened last-block features ``(batch, filters * length)``, channel-major."""
         if x.shape[1:] != (self.in_leads, self.n_samples):

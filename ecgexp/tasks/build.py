@@ -3,6 +3,7 @@ them, used by training, prediction, heatmaps and the benchmark suite alike."""
 
 from __future__ import annotations
 
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -20,7 +21,22 @@ def build_network(cfg: DictConfig, objective=None, with_weights: bool = True):
     ``cfg.task`` unless given) needs; started from ``model.weights`` when set (and
     ``with_weights``)."""
     objective = build_objective(cfg.task) if objective is None else objective
-    return build_model(cfg.model, objective, with_weights=with_weights)
+    net = build_model(cfg.model, objective, with_weights=with_weights)
+    if not cfg.model.get("weights"):
+        initialise_output_bias(net, objective)
+    return net
+
+
+def initialise_output_bias(net: torch.nn.Module, objective) -> None:
+    """Sets the biases of the network's ``output_layer`` (when it has one) to the objective's
+    ``output_bias()`` (when it gives one: the discrete-time survival objective's training
+    hazards), so that training starts from the training split's base rates."""
+    bias = objective.output_bias()
+    layer = getattr(net, "output_layer", None)
+    if bias is None or layer is None or layer.bias is None:
+        return
+    with torch.no_grad():
+        layer.bias.copy_(torch.as_tensor(bias, dtype=layer.bias.dtype))
 
 
 def build_module(cfg: DictConfig, objective=None, with_weights: bool = True,

@@ -107,6 +107,11 @@ class Objective(ABC):
     def load_state(self, state: dict) -> None:
         self.state = dict(state)
 
+    def output_bias(self) -> list[float] | None:
+        """Initial biases of the network's outputs, from the training statistics; None (the
+        default): the network's own initialisation."""
+        return None
+
     def fitted(self, key: str):
         if key not in self.state:
             raise RuntimeError(f"{type(self).__name__}: '{key}' comes from the training split; "

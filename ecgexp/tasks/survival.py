@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -184,6 +185,28 @@ class DiscreteTimeSurvival(Survival):
     @property
     def survival_columns(self) -> list[str]:
         return [horizon_column(h) for h in self.horizons]
+
+    def training_statistics(self, targets: np.ndarray) -> dict:
+        """The life-table hazard of each interval on the training split, the maximum of
+        :meth:`loss` for one set of logits shared by every exam: its events over the exams
+        entering it, less those censored in its first half."""
+        time, event = targets[:, 0], targets[:, 1] == 1
+        hazards = []
+        for start, end in zip(self.cuts, self.cuts[1:]):
+            inside = (time >= start) & (time < end)
+            early = inside & ~event & (time < (start + end) / 2)
+            at_risk = (time >= start).sum() - early.sum()
+            hazards.append(float((inside & event).sum() / at_risk) if at_risk > 0 else 0.0)
+        return {"interval_hazards": hazards}
+
+    def output_bias(self) -> list[float] | None:
+        """The logits of the training split's interval hazards (None before :meth:`fit`):
+        before any training, every exam's survival curve is the life table's, not a hazard
+        of 1/2 per interval."""
+        if "interval_hazards" not in self.state:
+            return None
+        hazards = np.clip(self.state["interval_hazards"], 1e-4, 1 - 1e-4)
+        return np.log(hazards / (1 - hazards)).tolist()
 
     def _intervals(self, time: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The interval index of each time (``n_outputs`` past the last cut) and whether the
