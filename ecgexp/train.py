@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -34,6 +35,7 @@ from ecgexp.predict import dataset_for
 from ecgexp.prediction.screening import training_amplitude
 from ecgexp.prediction.table import dataset_predictions, evaluable
 from ecgexp.provenance import provenance, summary
+from ecgexp.registry import ALLOW_KEY, check_prefixes, check_tree
 from ecgexp.run_folder import CONFIG, claim_folder, resumed, start_checkpoint
 from ecgexp.tasks.build import build_module, build_objective
 from ecgexp.tasks.module import ECGModule
@@ -75,10 +77,12 @@ def _fit_training_statistics(objective, datamodule: ExamDataModule, output_dir: 
 
 
 def _record_provenance(output_dir: Path, datamodule: ExamDataModule,
-                      restart: dict | None) -> None:
-    """``provenance.json`` of a new run; a restart is added to its ``resumes`` list instead,
-    keeping the record of the run's first start."""
-    record = provenance(datamodule.reader.files, datamodule.source.label_files)
+                      restart: dict | None, allow_modules: Sequence[str]) -> None:
+    """``provenance.json`` of a new run, with the packages the command allowed
+    (``allow_modules``); a restart is added to its ``resumes`` list instead, keeping the
+    record of the run's first start."""
+    record = {**provenance(datamodule.reader.files, datamodule.source.label_files),
+              ALLOW_KEY: list(allow_modules)}
     log.info(summary(record))
     path = output_dir / "provenance.json"
     if restart is not None and path.is_file():
@@ -139,6 +143,9 @@ def train(cfg: DictConfig) -> dict[str, float] | None:
     """Runs one training job; returns the flattened metrics (``split/label/metric``), or None
     in the processes other than rank 0 of a distributed run."""
     cfg, restart = resumed(cfg)
+    allow_modules = check_prefixes(cfg.get(ALLOW_KEY))
+    check_tree(OmegaConf.to_container(cfg, resolve=True), "the config", "train", allow_modules,
+               from_file=False)  # what the run folder will name must read back
     start = start_checkpoint(cfg)
     if cfg.model.get("weights"):  # read and checked before anything is written
         read_state_dict(cfg.model.weights, trusted=bool(cfg.model.get("weights_trusted")))
@@ -184,7 +191,7 @@ def _train(cfg: DictConfig, output_dir: Path, start: tuple[Path, int] | None,
            restart: dict | None, objective, datamodule: ExamDataModule
            ) -> dict[str, float] | None:
     _write_once(output_dir / CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
-    _record_provenance(output_dir, datamodule, restart)
+    _record_provenance(output_dir, datamodule, restart, check_prefixes(cfg.get(ALLOW_KEY)))
     quality = getattr(datamodule.source, "quality_report", None)
     if quality is not None:  # record folders: the set-up quality findings
         _write_once(output_dir / "quality.csv", quality.to_csv(index=False))
@@ -224,7 +231,7 @@ def _train(cfg: DictConfig, output_dir: Path, start: tuple[Path, int] | None,
     if best and "val" in predictions:  # the model card carries the validation thresholds
         add_to_checkpoint(best, CARD_KEY, {"thresholds": thresholds})
     if cfg.get("test_datasets"):
-        model = (load_model(best) if best else
+        model = (load_model(best, allow_modules=cfg.allow_modules) if best else
                  TrainedModel(module.net, objective, {**card, "thresholds": thresholds}, Path()))
         predictions.update(external_predictions(cfg, model, output_dir))
         report = objective.evaluate(predictions)

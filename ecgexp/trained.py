@@ -4,6 +4,7 @@ re-exports both."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,8 @@ from ecgexp.contract import CARD_KEY
 from ecgexp.errors import UserError
 from ecgexp.evaluation.binary import undefined_threshold
 from ecgexp.models.weights import build_model
-from ecgexp.run_folder import check_targets, find_checkpoint, load_run_config
+from ecgexp.registry import check_prefixes
+from ecgexp.run_folder import config_as_data, find_checkpoint, load_run_config
 
 
 class TrainedModel:
@@ -108,11 +110,13 @@ class TrainedModel:
 
 
 def load_model(path: str | Path, trusted: bool = False, key: str = "model",
-               trust_key: str = "trusted") -> TrainedModel:
+               trust_key: str = "trusted", allow_modules: Sequence[str] = ()) -> TrainedModel:
     """The model in ``path``: a run folder (its best, else last checkpoint) or a checkpoint
     file anywhere. A checkpoint without a model card (an older run) takes the config of the
     run folder it lies in. ``key`` and ``trust_key`` name the argument and the opt-in in
-    errors (``ckpt`` and ``ckpt_trusted`` for ``task=heatmap``)."""
+    errors (``ckpt`` and ``ckpt_trusted`` for ``task=heatmap``). The stored config is data
+    (:func:`ecgexp.run_folder.config_as_data`): classes of your own package need
+    ``allow_modules=["mylab"]``."""
     path = Path(path)
     checkpoint = find_checkpoint(path, key=key)[1] if path.is_dir() else path
     if not checkpoint.is_file():
@@ -121,9 +125,10 @@ def load_model(path: str | Path, trusted: bool = False, key: str = "model",
     card = stored.get(CARD_KEY) if isinstance(stored, dict) else None
     if not isinstance(card, dict) or not isinstance(card.get("config"), dict):
         folder, _ = find_checkpoint(checkpoint, key=key)
-        card = {"config": OmegaConf.to_container(load_run_config(folder, key))}
-    config = OmegaConf.create(card["config"])
-    check_targets(config, checkpoint, key)  # the stored config is data
+        card = {"config": OmegaConf.to_container(load_run_config(folder, key, allow_modules))}
+    config = config_as_data(OmegaConf.create(card["config"]), checkpoint, key,
+                            check_prefixes(allow_modules))
+    card = {**card, "config": OmegaConf.to_container(config)}
     objective = instantiate(config.task.objective)
     objective.load_state(stored.get("objective_state", {}))
     net = build_model(config.model, objective, with_weights=False)

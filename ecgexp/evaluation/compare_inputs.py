@@ -60,7 +60,8 @@ def compared_entries(cfg: DictConfig, entries: list[Path], key: str) -> Compared
     """Every entry of ``runs=`` (or ``multirun=``) read (:func:`entry_kind`), checked for
     one task and one label set, and aligned (:func:`aligned`)."""
     kinds = [entry_kind(entry, key) for entry in entries]
-    loaded = {i: load_run(entry, key) for i, entry in enumerate(entries) if kinds[i] == "run"}
+    loaded = {i: load_run(entry, key, cfg.allow_modules) for i, entry in enumerate(entries)
+              if kinds[i] == "run"}
     tasks = {config.task.name for config, _ in loaded.values()}
     if len(tasks) > 1:
         raise UserError(f"{key}: the runs are of different tasks ({', '.join(sorted(tasks))}); "
