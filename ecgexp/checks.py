@@ -105,7 +105,8 @@ RULES: dict[str, dict[str, Rule]] = {
     "preprocess": {"workers": whole(1), "batch_size": whole(1)},
     "predict": {"batch_size": whole(1), "num_workers": whole(0),
                 "allow_modules": prefixes_problem},
-    "compare": {"bootstrap.n_resamples": whole(1), "allow_modules": prefixes_problem},
+    "compare": {"bootstrap.n_resamples": whole(1), "thresholds": each(probability),
+                "allow_modules": prefixes_problem},
     "synth": {"n_exams": whole(1), "n_parts": whole(1), "seed": whole(0)},
 }
 

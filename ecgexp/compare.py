@@ -63,11 +63,11 @@ def compare(cfg: DictConfig) -> pd.DataFrame:
     entries, key = run_folders(cfg)
     out = Path(cfg.output_dir)
     check_new_folder(out, "output_dir", "comparison")
-    written = {"members": member_table(entries, cfg.split)} if key == "multirun" else {}
+    written = {"members": member_table(entries, cfg.compared_split)} if key == "multirun" else {}
     compared = compared_entries(cfg, entries, key)
     objective, tables, names = compared.objective, compared.tables, compared.names
     labels = [n for n in objective.target_columns if f"score_{n}" in tables[0]]
-    check_probabilities(compared, labels, cfg.split, key)
+    check_probabilities(compared, labels, cfg.compared_split, key)
     distinct_file_names(labels, "task.objective", "the label list")  # one figure each
     settings = (int(cfg.bootstrap.n_resamples), int(cfg.bootstrap.seed))
     table = comparison_table(compared, settings)

@@ -29,6 +29,10 @@ SHARED_CONTRACT = ("leads", "sampling_rate_hz", "n_samples", "amplitude_scale", 
 
 def predict(cfg: DictConfig):
     """Writes ``cfg.output``; returns the predictions table."""
+    if cfg.get("dataset") is None:
+        raise UserError("dataset: choose the exams to predict, e.g. dataset=wfdb_folder "
+                        "dataset.path=<folder>, dataset=generic dataset.tracing_files=<file.hdf5> "
+                        "dataset.labels_csv=null, or dataset=code15 (ecgexp-predict --help)")
     output = Path(cfg.output)
     if output.suffix != ".csv":
         raise UserError(f"output: '{output}' is not a .csv file name")

@@ -18,6 +18,7 @@ from ecgexp.contract import CARD_KEY
 from ecgexp.errors import UserError
 from ecgexp.evaluation.binary import undefined_threshold
 from ecgexp.models.weights import build_model
+from ecgexp.prediction.screening import screen
 from ecgexp.registry import check_prefixes
 from ecgexp.run_folder import config_as_data, find_checkpoint, load_run_config
 
@@ -86,6 +87,8 @@ class TrainedModel:
     def outputs(self, tracings, metadata=None, batch_size: int = 64) -> torch.Tensor:
         """Raw network outputs ``(batch, len(objective.output_names))`` of ``(batch, leads,
         samples)`` tracings in mV (and raw metadata values when the model takes some)."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise UserError(f"batch_size: {batch_size!r} is not a whole number >= 1")
         tracings = self._tracings(tracings)
         metadata = self.metadata_inputs(metadata, len(tracings))
         parts = []
@@ -96,16 +99,24 @@ class TrainedModel:
         return torch.cat(parts) if parts else torch.empty(0, len(self.objective.output_names))
 
     def predict(self, tracings, metadata=None, batch_size: int = 64) -> pd.DataFrame:
-        """The task's prediction columns in its units, one row per tracing, and for each
+        """The task's prediction columns in its units, one row per tracing; for each
         validation threshold a ``label_<name>`` column (score >= threshold; missing for a
-        label without one: no positive validation exams)."""
+        label without one: no positive validation exams); and, as ``ecgexp-predict`` writes
+        them, ``amplitude_mv``, ``flags`` (what looks wrong: flat leads, an amplitude far from
+        the training data's, such as uV fed as mV) and ``problem``: an exam that carries no
+        ECG gets no prediction and no label, and its ``problem`` says why
+        (:mod:`ecgexp.prediction.screening`)."""
         predictions = self.objective.predict(self.outputs(tracings, metadata, batch_size))
         table = pd.DataFrame(predictions.numpy(), columns=self.objective.prediction_columns)
+        amplitude, flags, problems = screen(np.asarray(tracings, dtype=np.float32),
+                                            self.contract)
+        table.loc[[bool(p) for p in problems], self.objective.prediction_columns] = np.nan
         for label, threshold in self.thresholds.items():
             if f"score_{label}" in table:
-                labels = (table[f"score_{label}"] >= threshold).astype("Int64")
-                table[f"label_{label}"] = (pd.Series(pd.NA, index=table.index, dtype="Int64")
-                                           if undefined_threshold(threshold) else labels)
+                scores = table[f"score_{label}"]
+                defined = scores.notna() & bool(not undefined_threshold(threshold))
+                table[f"label_{label}"] = (scores >= threshold).astype("Int64").where(defined)
+        table["amplitude_mv"], table["flags"], table["problem"] = amplitude, flags, problems
         return table
 
 

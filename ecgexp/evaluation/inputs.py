@@ -67,7 +67,9 @@ def read_external(path: Path, objective, task: str, key: str) -> pd.DataFrame:
     if not usable.all():
         log.warning("%s: %d of %d exams of %s without a prediction or a target are not "
                     "evaluated", key, int((~usable).sum()), len(table), path)
-    return check_predictions(table[usable].reset_index(drop=True), path, objective, key)
+    table = check_predictions(table[usable].reset_index(drop=True), path, objective, key)
+    table.attrs["unusable"] = int((~usable).sum())  # for those who compare exam counts
+    return table
 
 
 def load_run(folder: str | Path, key: str = "run", allow_modules: Sequence[str] = (),
