@@ -138,6 +138,23 @@ def check_output_folder(config: DictConfig, key: str) -> None:
     writable_folder(folder, key)
 
 
+# Commands whose config holds the `quality` group (its rules are checked at start-up).
+QUALITY_COMMANDS = ("train", "predict", "preprocess")
+
+
+def check_quality(quality: DictConfig) -> None:
+    """The ``quality`` group's values, as ``QualityRules`` checks them when it is built."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        instantiate(quality)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, UserError):
+            raise error.__cause__ from None
+        raise
+
+
 class CheckConfig(Callback):
     """Hydra callback: :func:`check` of the command's config, and that its run folder can be
     written, before anything is written.
@@ -157,6 +174,8 @@ class CheckConfig(Callback):
             check(config, self.rules)
             if self.output_folder:
                 check_output_folder(config, folder_key)
+            if config.get("quality") is not None and self.rules in QUALITY_COMMANDS:
+                check_quality(config.quality)
             if self.rules == "train" and folder_key == "hydra.run.dir":
                 from ecgexp.run_folder import check_new_run_folder  # Lightning: only here
 

@@ -23,15 +23,17 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
 from ecgexp.checkpoints import CheckpointFiles, add_to_checkpoint
-from ecgexp.contract import CARD_KEY, model_card
+from ecgexp.contract import CARD_KEY, input_contract, model_card
 from ecgexp.data.build import build_datamodule
 from ecgexp.data.datamodule import ExamDataModule
+from ecgexp.data.labels import check_label_values
 from ecgexp.errors import UserError
 from ecgexp.evaluate import write_run_report
 from ecgexp.evaluation.report import flatten_report, print_report, report_json
 from ecgexp.files import write_text_atomic
 from ecgexp.models.weights import read_state_dict
 from ecgexp.predict import dataset_for
+from ecgexp.prediction.inputs import prediction_exams
 from ecgexp.prediction.screening import training_amplitude
 from ecgexp.prediction.table import dataset_predictions, evaluable
 from ecgexp.provenance import provenance, summary
@@ -154,6 +156,7 @@ def train(cfg: DictConfig) -> dict[str, float] | None:
     _check_monitor(cfg.task.monitor, objective)
     datamodule = build_datamodule(cfg, objective)
     datamodule.setup()  # bad data fails here, before the run folder is written
+    check_external_sets(cfg, input_contract(cfg, datamodule.source), objective)
     output_dir = Path(cfg.paths.output_dir)
     lock = claim_folder(output_dir, continuing=start is not None)
     try:
@@ -161,6 +164,37 @@ def train(cfg: DictConfig) -> dict[str, float] | None:
     finally:
         if lock is not None:
             lock.release()
+
+
+def check_external_sets(cfg: DictConfig, contract: dict, objective) -> None:
+    """Each external test set of ``cfg.test_datasets`` read as it will be after training (its
+    files, exam table, leads and length for ``contract``), with the task's target columns and
+    their values checked, so that a bad set stops the run before it trains; errors name
+    ``test_datasets.<name>``."""
+    for name, dataset in (cfg.get("test_datasets") or {}).items():
+        if dataset is None:
+            continue
+        key = f"test_datasets.{name}"
+        if name in ("train", "val", "test"):
+            raise UserError(f"{key}: '{name}' is a split of the training data; name the "
+                            f"external test set otherwise")
+        try:
+            source = instantiate(dataset_for(dataset, contract, cfg))
+            table, _ = prediction_exams(source, contract)
+            labels_csv = getattr(source, "labels_csv", None) or key
+            check_label_values(table, objective.target_columns, (), objective.binary_columns,
+                               labels_csv, key=f"{key}.labels_csv", csv_rows=False)
+        except (ValueError, FileNotFoundError) as error:  # ecgexp's own messages
+            message = str(error)
+            raise UserError(f"{key}." + message.removeprefix("dataset.") if
+                            message.startswith("dataset.") else f"{key}: {message}") from None
+        missing = [c for c in objective.target_columns if c not in table.columns]
+        if missing:
+            raise UserError(f"{key}: '{source.name}' has no {', '.join(missing)} column, so its "
+                            f"predictions cannot be evaluated; give it the task's labels "
+                            f"({key}.labels_csv)")
+        if table.empty:
+            raise UserError(f"{key}: '{source.name}' holds no exam")
 
 
 def external_predictions(cfg: DictConfig, model: TrainedModel, output_dir: Path
@@ -173,9 +207,6 @@ def external_predictions(cfg: DictConfig, model: TrainedModel, output_dir: Path
     for name, dataset in cfg.test_datasets.items():
         if dataset is None:
             continue
-        if name in ("train", "val", "test"):
-            raise UserError(f"test_datasets.{name}: '{name}' is a split of the training data; "
-                            f"name the external test set otherwise")
         source = instantiate(dataset_for(dataset, model.contract, cfg))
         table = dataset_predictions([model], model.thresholds, source, model.contract,
                                     cfg.loader.eval_batch_size or cfg.loader.batch_size,
