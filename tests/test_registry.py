@@ -403,7 +403,6 @@ def own_model_run(tmp_path_factory):
 
 def test_your_own_model_goes_through_every_command_when_allowed(own_model_run, tmp_path,
                                                                 monkeypatch):
-    import numpy as np
 
     root, folder, env = own_model_run
     monkeypatch.syspath_prepend(env["PYTHONPATH"])
