@@ -17,7 +17,9 @@ Train from Python::
 holds the config, the objective's training statistics, the metadata statistics, the
 validation thresholds and the input contract. The file is read with
 ``torch.load(weights_only=True)``; ``trusted=True`` is the explicit opt-in for a file that
-needs more (it can run code from the file).
+needs more (it can run code from the file). The config in the card is data: it may name
+ecgexp's registered classes (:mod:`ecgexp.registry`) and, with
+``load_model(path, allow_modules=["mylab"])``, classes of your own package ``mylab``.
 """
 
 from __future__ import annotations

@@ -172,7 +172,9 @@ def _metadata(record: Path, model):
 
 def run_model(record: str, model, verbose: bool) -> tuple[bool, float]:
     """``(binary, probability)`` of Chagas disease for ``record`` (a WFDB record path
-    without extension, or a MUSE XML or TNMG JSON file)."""
+    without extension, or a MUSE XML or TNMG JSON file). A record that carries no ECG (all
+    zero, every lead flat) gets ``(False, 0.0)``: no positive answer without a signal (the
+    reason is printed with ``verbose``)."""
     from ecgexp.signal.readers import read_record, read_wfdb
 
     path = Path(record)
@@ -180,6 +182,10 @@ def run_model(record: str, model, verbose: bool) -> tuple[bool, float]:
     loaded = read(path)
     tracing = _pipeline(model)(loaded.signal, loaded.sampling_rate, loaded.leads)
     table = model.predict(np.ascontiguousarray(tracing.T[None]), _metadata(path, model))
+    if table.problem.iloc[0]:
+        if verbose:
+            print(f"{record}: {table.problem.iloc[0]}; answered (False, 0.0)")
+        return False, 0.0
     probability = float(table[f"score_{LABEL}"].iloc[0])
     binary = bool(probability >= model.thresholds.get(LABEL, DEFAULT_THRESHOLD))
     return binary, probability

@@ -20,6 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ecgexp.errors import UserError, report
 from ecgexp.files import writable_folder
+from ecgexp.registry import prefixes_problem
 
 Rule = Callable[[object], str | None]  # None: the value is fine; else what it must be
 ABSENT = object()
@@ -94,15 +95,18 @@ RULES: dict[str, dict[str, Rule]] = {
         "callbacks.early_stopping.patience": whole(0), "dataset.n_exams": whole(1),
         "dataset.nan_policy": choice("error", "skip"),
         "task.batch_size": whole(1), "task.figures.max_exams": whole(0),
-        **SPLIT_FRACTIONS,
+        "allow_modules": prefixes_problem, **SPLIT_FRACTIONS,
     },
     "evaluate": {
         "thresholds": each(probability), "bootstrap.n_resamples": whole(1),
         "bootstrap.level": open_fraction, "calibration.n_bins": whole(1),
+        "allow_modules": prefixes_problem,
     },
     "preprocess": {"workers": whole(1), "batch_size": whole(1)},
-    "predict": {"batch_size": whole(1), "num_workers": whole(0)},
-    "compare": {"bootstrap.n_resamples": whole(1)},
+    "predict": {"batch_size": whole(1), "num_workers": whole(0),
+                "allow_modules": prefixes_problem},
+    "compare": {"bootstrap.n_resamples": whole(1), "thresholds": each(probability),
+                "allow_modules": prefixes_problem},
     "synth": {"n_exams": whole(1), "n_parts": whole(1), "seed": whole(0)},
 }
 
@@ -134,6 +138,23 @@ def check_output_folder(config: DictConfig, key: str) -> None:
     writable_folder(folder, key)
 
 
+# Commands whose config holds the `quality` group (its rules are checked at start-up).
+QUALITY_COMMANDS = ("train", "predict", "preprocess")
+
+
+def check_quality(quality: DictConfig) -> None:
+    """The ``quality`` group's values, as ``QualityRules`` checks them when it is built."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        instantiate(quality)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, UserError):
+            raise error.__cause__ from None
+        raise
+
+
 class CheckConfig(Callback):
     """Hydra callback: :func:`check` of the command's config, and that its run folder can be
     written, before anything is written.
@@ -153,6 +174,13 @@ class CheckConfig(Callback):
             check(config, self.rules)
             if self.output_folder:
                 check_output_folder(config, folder_key)
+            if config.get("quality") is not None and self.rules in QUALITY_COMMANDS:
+                check_quality(config.quality)
+            if self.rules == "train" and folder_key == "hydra.run.dir":
+                from ecgexp.run_folder import check_new_run_folder  # Lightning: only here
+
+                check_new_run_folder(OmegaConf.select(config, folder_key),
+                                     continuing=bool(config.get("ckpt_path")))
         except UserError as error:
             report(error)
 

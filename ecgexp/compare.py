@@ -41,8 +41,8 @@ from ecgexp.evaluation.compare_inputs import (
 )
 from ecgexp.evaluation.compare_pairs import pairwise
 from ecgexp.evaluation.decision_curve import make_decision_curve, net_benefit, treat_all
-from ecgexp.evaluation.outputs import REPORT_MARKER, check_report_folder, write_table
-from ecgexp.files import distinct_file_names, make_folder
+from ecgexp.evaluation.outputs import write_table
+from ecgexp.files import check_new_folder, distinct_file_names, staged_folder
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +62,12 @@ def compare(cfg: DictConfig) -> pd.DataFrame:
     thresholds_grid = decision_thresholds(cfg)
     entries, key = run_folders(cfg)
     out = Path(cfg.output_dir)
-    check_report_folder(out)
-    written = {"members": member_table(entries, cfg.split)} if key == "multirun" else {}
+    check_new_folder(out, "output_dir", "comparison")
+    written = {"members": member_table(entries, cfg.compared_split)} if key == "multirun" else {}
     compared = compared_entries(cfg, entries, key)
     objective, tables, names = compared.objective, compared.tables, compared.names
     labels = [n for n in objective.target_columns if f"score_{n}" in tables[0]]
-    check_probabilities(compared, labels, cfg.split, key)
+    check_probabilities(compared, labels, cfg.compared_split, key)
     distinct_file_names(labels, "task.objective", "the label list")  # one figure each
     settings = (int(cfg.bootstrap.n_resamples), int(cfg.bootstrap.seed))
     table = comparison_table(compared, settings)
@@ -78,12 +78,11 @@ def compare(cfg: DictConfig) -> pd.DataFrame:
         written["decision_curve"] = decision_curve_table(tables, names, labels,
                                                          thresholds_grid)
 
-    make_folder(out, "output_dir")
-    (out / REPORT_MARKER).touch()
-    for name, written_table in written.items():
-        write_table(written_table, out / name)
-    for label in labels:
-        plot_decision_curve(written["decision_curve"], tables[0], label, out)
+    with staged_folder(out, "output_dir", "comparison") as staging:
+        for name, written_table in written.items():
+            write_table(written_table, staging / name)
+        for label in labels:
+            plot_decision_curve(written["decision_curve"], tables[0], label, staging)
     print(table.drop(columns=["model_a", "model_b"]).to_string(index=False))
     print(f"Comparison: {(out / 'comparison.csv').resolve()}")
     if cfg.report_logger == "wandb":

@@ -35,16 +35,21 @@ from ecgexp.evaluation.inputs import (
     read_external,
 )
 from ecgexp.evaluation.outputs import (
-    REPORT_MARKER,
     challenge_export,
     check_export_folder,
-    check_report_folder,
     write_table,
 )
 from ecgexp.evaluation.report import flatten_report, print_report, report_json
 from ecgexp.evaluation.tables import binary_column, require_columns
-from ecgexp.files import distinct_file_names, make_folder, writable_folder, write_text_atomic
+from ecgexp.files import (
+    check_new_folder,
+    distinct_file_names,
+    staged_folder,
+    writable_folder,
+    write_text_atomic,
+)
 from ecgexp.progress import counting
+from ecgexp.run_folder import check_links_inside
 from ecgexp.tasks.objectives import MultiLabel
 
 log = logging.getLogger(__name__)
@@ -61,13 +66,27 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         objective = MultiLabel(_score_labels(predictions))
         label_key = "label_columns"
     distinct_file_names(objective.target_columns, label_key, "the label list")  # one figure each
-    check_report_folder(out)
+    check_new_folder(out, "output_dir", "report")
     export_split = _export_split(cfg, objective, predictions) if cfg.challenge_export else None
     attributes = (exam_attributes(run_config, run_folder, cfg.get("data_root"))
                   if run_config is not None and cfg.dataset_attributes else None)
-    make_folder(out, "output_dir")
-    (out / REPORT_MARKER).touch()
+    with staged_folder(out, "output_dir", "report") as staging:
+        report, thresholds = _write_report(cfg, objective, run_config, predictions, members,
+                                           attributes, staging)
+        if export_split is not None:
+            _export(cfg, predictions[export_split], objective, thresholds, attributes)
+    metrics = flatten_report(report)
+    print_report(report, title="evaluation")
+    print(f"Report folder: {out.resolve()}")
+    if cfg.report_logger == "wandb":
+        _log_to_wandb(cfg, metrics, out)
+    return metrics
 
+
+def _write_report(cfg: DictConfig, objective, run_config: DictConfig | None,
+                  predictions: dict[str, pd.DataFrame], members: list, attributes,
+                  out: Path) -> tuple[dict, dict]:
+    """The report's files, written into ``out``; returns the report and the thresholds."""
     tables: dict[str, pd.DataFrame] = {}
     if run_config is not None:
         report = objective.evaluate(predictions)
@@ -75,7 +94,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             tables["ensemble_members"] = member_spread([objective.evaluate(m) for m in members])
             for split, table in predictions.items():
                 write_text_atomic(out / f"predictions_{split}.csv", table.to_csv(index=False),
-                                  "output_dir", replace=True)
+                                  "output_dir")
     binary = "binary" in objective.analyses
     thresholds = _thresholds(cfg, objective, report if run_config is not None else None)
     if run_config is None:
@@ -84,21 +103,12 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     tables.update(run_analyses(objective.analyses, inputs))
     if binary and cfg.compare:
         tables.update(_compare(cfg, predictions["test"], thresholds))
-    if export_split is not None:
-        _export(cfg, predictions[export_split], objective, thresholds, attributes)
-
-    write_text_atomic(out / "metrics.json", report_json(report), "output_dir",
-                      replace=True)
-    metrics = flatten_report(report)
-    write_table(pd.Series(metrics, name="value").rename_axis("metric").reset_index(),
-                out / "metrics")
+    write_text_atomic(out / "metrics.json", report_json(report), "output_dir")
+    write_table(pd.Series(flatten_report(report), name="value").rename_axis("metric")
+                .reset_index(), out / "metrics")
     for name, table in tables.items():
         write_table(table, out / name)
-    print_report(report, title="evaluation")
-    print(f"Report folder: {out.resolve()}")
-    if cfg.report_logger == "wandb":
-        _log_to_wandb(cfg, metrics, out)
-    return metrics
+    return report, thresholds
 
 
 def run_analyses(names, inputs: ReportInputs) -> dict[str, pd.DataFrame]:
@@ -131,7 +141,7 @@ def _inputs(cfg: DictConfig):
     runs = list(cfg.runs) or (multirun_members(cfg.multirun) if cfg.multirun else [])
     if runs:
         key = "runs" if cfg.runs else "multirun"
-        loaded = [load_run(folder, key) for folder in runs]
+        loaded = [load_run(folder, key, cfg.allow_modules) for folder in runs]
         run_config, _ = loaded[0]
         tasks = {config.task.name for config, _ in loaded}
         if len(tasks) > 1:
@@ -140,10 +150,14 @@ def _inputs(cfg: DictConfig):
         members = [t for _, t in loaded]
         check_same_exams(list(zip(map(str, runs), members)), key)
         predictions = mean_ensemble(members, objective.prediction_columns)
+        if not cfg.output_dir:  # the report goes into the sweep folder
+            check_links_inside(Path(runs[0]).parent, key)
         out = Path(cfg.output_dir or Path(runs[0]).parent / "ensemble_report")
         return out, run_config, predictions, members, Path(runs[0])
     if cfg.run:
-        run_config, predictions = load_run(cfg.run)
+        run_config, predictions = load_run(cfg.run, "run", cfg.allow_modules)
+        if not cfg.output_dir:  # the report goes into the run folder
+            check_links_inside(Path(cfg.run), "run")
         out = Path(cfg.output_dir or Path(cfg.run) / "report")
         if cfg.predictions:  # an ecgexp-predict table, at the run's validation thresholds
             path = Path(cfg.predictions)

@@ -8,6 +8,8 @@ final name, nothing a user wrote overwritten.
 - :func:`atomic_path` / :func:`write_text_atomic`: an output is written under a temporary name
   in the same folder and renamed into place when complete; an existing file is refused unless
   the caller owns it (``replace=True``, e.g. a run's own ``metrics.json``).
+- :func:`staged_folder`: a folder of outputs (a report) is written whole into a hidden sibling
+  and renamed into place when complete; a failure (a full disk) leaves nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -148,3 +151,40 @@ def write_text_atomic(path: Path, text: str, key: str = "output",
     with atomic_path(path, key, replace) as temporary:
         temporary.write_text(text)
     return Path(path)
+
+
+def check_new_folder(folder: str | Path, key: str, what: str) -> Path:
+    """``folder`` can be created and is new or empty: a folder of ``what`` (a report) is one,
+    whole, never mixed with or written over another's files."""
+    folder = writable_folder(folder, key)
+    if folder.is_dir() and any(folder.iterdir()):
+        entries = sorted(p.name for p in folder.iterdir())
+        raise UserError(f"{key}: '{folder}' is not empty ({len(entries)} entries, e.g. "
+                        f"'{entries[0]}'); a {what} goes into a new or empty folder, so that "
+                        f"nothing in it is overwritten or mixed with another: choose another "
+                        f"{key}")
+    return folder
+
+
+@contextlib.contextmanager
+def staged_folder(folder: str | Path, key: str, what: str) -> Iterator[Path]:
+    """Yields a new hidden folder beside ``folder`` (checked by :func:`check_new_folder`) to
+    write ``what`` into; renamed to ``folder`` when the block ends without an exception,
+    otherwise removed. An ``OSError`` while writing (a full disk) becomes one line naming the
+    file and ``key``; nothing is left under ``folder``."""
+    folder = check_new_folder(folder, key, what)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = folder.with_name(f".{folder.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
+    staging.mkdir()
+    try:
+        yield staging
+        if folder.is_dir():
+            folder.rmdir()  # empty (checked); fails if something appeared meanwhile
+        os.rename(staging, folder)
+    except OSError as error:
+        name = str(error.filename or "").replace(str(staging), str(folder))
+        raise UserError(f"{key}: writing the {what} failed ({error.strerror or error}"
+                        f"{': ' + name if name else ''}); nothing was left in '{folder}': free "
+                        f"space or choose another {key}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

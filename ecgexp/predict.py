@@ -29,6 +29,10 @@ SHARED_CONTRACT = ("leads", "sampling_rate_hz", "n_samples", "amplitude_scale", 
 
 def predict(cfg: DictConfig):
     """Writes ``cfg.output``; returns the predictions table."""
+    if cfg.get("dataset") is None:
+        raise UserError("dataset: choose the exams to predict, e.g. dataset=wfdb_folder "
+                        "dataset.path=<folder>, dataset=generic dataset.tracing_files=<file.hdf5> "
+                        "dataset.labels_csv=null, or dataset=code15 (ecgexp-predict --help)")
     output = Path(cfg.output)
     if output.suffix != ".csv":
         raise UserError(f"output: '{output}' is not a .csv file name")
@@ -84,13 +88,13 @@ def load_models(cfg: DictConfig) -> tuple[list[TrainedModel], dict[str, float]]:
                         "not both")
     if cfg.get("run"):
         model = load_model(cfg.run, trusted=cfg.ckpt_trusted, key="run",
-                           trust_key="ckpt_trusted")
+                           trust_key="ckpt_trusted", allow_modules=cfg.allow_modules)
         return [model], model.thresholds
     if runs:
-        models = [load_model(r, trusted=cfg.ckpt_trusted, key="runs", trust_key="ckpt_trusted")
-                  for r in runs]
+        models = [load_model(r, trusted=cfg.ckpt_trusted, key="runs", trust_key="ckpt_trusted",
+                             allow_modules=cfg.allow_modules) for r in runs]
         _check_members(runs, models)
-        return models, ensemble_thresholds(runs, models)
+        return models, ensemble_thresholds(runs, models, cfg.allow_modules)
     if weights:
         return [weights_model(cfg)], {}
     raise UserError("predict: give run=<run folder | checkpoint>, runs=[...] or "
@@ -124,7 +128,8 @@ def _check_members(runs: list, models: list[TrainedModel]) -> None:
                                 f"ensemble must take the same input")
 
 
-def ensemble_thresholds(runs: list, models: list[TrainedModel]) -> dict[str, float]:
+def ensemble_thresholds(runs: list, models: list[TrainedModel], allow_modules=()
+                        ) -> dict[str, float]:
     """The thresholds chosen on the ensemble's own validation predictions (the members'
     ``predictions_val.csv`` averaged), as ``ecgexp-evaluate runs=`` chooses them; none (no
     labels) when the members are not run folders with validation predictions."""
@@ -134,6 +139,6 @@ def ensemble_thresholds(runs: list, models: list[TrainedModel]) -> dict[str, flo
         log.warning("runs: not every member is a run folder with predictions_val.csv; the "
                     "ensemble has no validation thresholds, so no label_* columns")
         return {}
-    members = [{"val": load_run(f, "runs")[1]["val"]} for f in folders]
+    members = [{"val": load_run(f, "runs", allow_modules)[1]["val"]} for f in folders]
     report = objective.evaluate(mean_ensemble(members, objective.prediction_columns))
     return objective.thresholds(report)

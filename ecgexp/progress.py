@@ -41,11 +41,14 @@ def clock(seconds: float) -> str:
     return str(timedelta(seconds=round(seconds)))
 
 
-def training_progress(monitor: str, mode: str) -> ProgressBar:
-    """The progress callback of training (``callbacks.progress_bar``): Lightning's rich bar on
-    a terminal, else :class:`EpochLines` following ``monitor`` (``task.monitor``, better when
-    ``mode`` is ``min`` or ``max``)."""
-    return RichProgressBar() if on_terminal() else EpochLines(monitor, mode)
+class TrainingProgress:
+    """The progress callback of training (``callbacks.progress_bar``): constructing it gives
+    Lightning's rich bar on a terminal, else :class:`EpochLines` following ``monitor``
+    (``task.monitor``, better when ``mode`` is ``min`` or ``max``). A class, so that a run
+    folder's config names a registered class (:mod:`ecgexp.registry`), not a function."""
+
+    def __new__(cls, monitor: str, mode: str) -> ProgressBar:
+        return RichProgressBar() if on_terminal() else EpochLines(monitor, mode)
 
 
 class EpochLines(ProgressBar):

@@ -9,10 +9,11 @@ Its dataset is found where the run found it (:func:`located_dataset`) and never 
 claims its folder (:func:`claim_folder`) and continues in it (:func:`resumed`,
 :func:`start_checkpoint`); what its checkpoints carry is :mod:`ecgexp.contract`.
 
-A run folder may come from a colleague or another machine, so its ``config.yaml`` is data:
-:func:`load_run_config` refuses any ``_target_`` (and ``task.entry``) outside ecgexp and the
-library modules the shipped config tree itself uses (Lightning's trainer, callbacks and
-loggers, torch optimisers and LR schedulers), and outside ecgexp only classes.
+A run folder may come from a colleague or another machine, so its ``config.yaml`` is data
+(:func:`config_as_data`): it may instantiate only what :mod:`ecgexp.registry` admits, nothing
+in it grants trust or chooses a file to read (:data:`COMMAND_LINE_ONLY`), and a run that
+continues or adds to it writes only inside it (:func:`check_writes_inside`,
+:func:`check_links_inside`).
 """
 
 from __future__ import annotations
@@ -27,85 +28,111 @@ import os
 import shutil
 import socket
 from collections.abc import Sequence
-from functools import cache
 from pathlib import Path
 
 import yaml
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pytorch_lightning.utilities import rank_zero_only
 
 from ecgexp.checkpoints import read_checkpoint
 from ecgexp.errors import UserError
+from ecgexp.registry import ALLOW_KEY, check_prefixes, check_tree, targets
 
 log = logging.getLogger(__name__)
 CONFIG = "config.yaml"
 CHECKPOINTS = "checkpoints"
 LOCK = ".ecgexp.lock"
-CONF_DIR = Path(__file__).parent / "conf"
-OWN_PACKAGE = "ecgexp"
 
 
 # ----------------------------------------------------------------------------- config as data
-@cache
-def library_modules() -> frozenset[str]:
-    """The modules of the non-ecgexp ``_target_`` classes in the shipped config tree
-    (``torch.optim``, ``pytorch_lightning.callbacks``, ...)."""
-    modules = set()
-    for path in CONF_DIR.rglob("*.yaml"):
-        for target in _targets(yaml.safe_load(path.read_text())):
-            if not _own(target):
-                modules.add(target.rpartition(".")[0])
-    return frozenset(modules)
+# Keys that grant trust or choose a file to read: they come from the user's command line only,
+# never from a run folder's config or a model card (reset to these values when one is read).
+COMMAND_LINE_ONLY = {"ckpt": None, "ckpt_path": None, "ckpt_trusted": False, "resume": None,
+                     ALLOW_KEY: [], "model.weights": None, "model.weights_trusted": False}
+# Settings of an instantiated object that name a folder it writes into (checkpoints, loggers,
+# the trainer's root): on resume each must lie inside the run folder.
+WRITE_KEYS = ("dirpath", "save_dir", "default_root_dir", "root_dir", "log_dir", "dir")
+# The one command a task config may name (``task=heatmap``); a run folder's is never called.
+HEATMAP_ENTRY = "ecgexp.interpret.heatmaps.extract_heatmaps"
 
 
-def _own(target: str) -> bool:
-    return target == OWN_PACKAGE or target.startswith(OWN_PACKAGE + ".")
-
-
-def _targets(tree) -> list[str]:
-    """Every ``_target_`` value in a nested dict/list tree."""
+def _distrust(tree) -> None:
+    """Sets every ``*trusted*`` key of a nested dict/list tree to false, in place."""
     if isinstance(tree, dict):
-        found = [str(tree["_target_"])] if "_target_" in tree else []
-        return found + [t for value in tree.values() for t in _targets(value)]
-    if isinstance(tree, list):
-        return [t for value in tree for t in _targets(value)]
-    return []
+        for name, value in tree.items():
+            if "trusted" in str(name):
+                tree[name] = False
+            else:
+                _distrust(value)
+    elif isinstance(tree, list):
+        for value in tree:
+            _distrust(value)
 
 
-def check_targets(config: DictConfig, source: Path, key: str = "run") -> None:
-    """Refuses a config (read from ``source``) that would instantiate or call anything but
-    ecgexp's own code and the classes of :func:`library_modules`."""
+def config_as_data(config: DictConfig, source: Path, key: str = "run",
+                   allow_modules: Sequence[str] = ()) -> DictConfig:
+    """A config read from ``source`` (a run folder's ``config.yaml``, a model card), resolved
+    and checked: every ``_target_`` is in :mod:`ecgexp.registry` or a class of the packages
+    in ``allow_modules`` (the command's own ``allow_modules``, never the file's), and the keys
+    of :data:`COMMAND_LINE_ONLY` and every ``*trusted*`` key are reset, so that nothing in the
+    file grants trust or chooses a file to read."""
     try:
         tree = OmegaConf.to_container(config, resolve=True)
     except OmegaConfBaseException as error:
         raise UserError(f"{key}: '{source}' cannot be resolved ({error}); it is not a config "
                         f"ecgexp wrote") from None
     entry = (tree.get("task") or {}).get("entry")
-    for target in [*_targets(tree), *([str(entry)] if entry else [])]:
-        if _own(target):
-            continue
-        module = target.rpartition(".")[0]
-        allowed = module in library_modules() and isinstance(_resolved(target), type)
-        if not allowed:
-            raise UserError(
-                f"{key}: '{source}' names '{target}', which ecgexp refuses to instantiate: a run "
-                f"folder's config may only use ecgexp and the classes of "
-                f"{', '.join(sorted(library_modules()))}; the file was not written by ecgexp or "
-                f"was edited")
+    if entry is not None and entry != HEATMAP_ENTRY:
+        raise UserError(f"{key}: '{source}' names '{entry}' at task.entry, which ecgexp refuses "
+                        f"to call; the file was not written by ecgexp or was edited")
+    check_tree(tree, f"'{source}'", key, allow_modules)
+    _distrust(tree)
+    data = OmegaConf.create(tree)
+    for name, value in COMMAND_LINE_ONLY.items():
+        if OmegaConf.select(data, name) is not None:
+            OmegaConf.update(data, name, value, force_add=False)
+    return data
 
 
-def _resolved(target: str):
-    try:
-        return get_object(target)
-    except Exception:  # noqa: BLE001  (any import failure means: not an allowed class)
-        return None
+def check_writes_inside(config: DictConfig, folder: Path, key: str) -> None:
+    """Refuses a run config that would make its run write outside ``folder``: a
+    :data:`WRITE_KEYS` setting of any instantiated object, or ``paths.output_dir``, that does
+    not resolve to a path inside it."""
+    folder = folder.resolve()
+
+    def outside(value) -> bool:
+        return isinstance(value, str) and not Path(value).resolve().is_relative_to(folder)
+
+    tree = OmegaConf.to_container(config, resolve=True)
+    found = [("paths.output_dir", (tree.get("paths") or {}).get("output_dir"))]
+    for where, _, _ in targets(tree):
+        node = OmegaConf.select(config, where) if where != "<root>" else config
+        found += [(f"{where}.{name}", node.get(name)) for name in WRITE_KEYS if name in node]
+    for where, value in found:
+        if outside(value):
+            raise UserError(f"{key}: {folder / CONFIG} sets {where} to '{value}', outside the run "
+                            f"folder; a run writes only inside its folder (the file was edited: "
+                            f"restore {where} under {folder})")
 
 
-def load_run_config(folder: str | Path, key: str = "run") -> DictConfig:
-    """The resolved config a run folder stores, checked by :func:`check_targets`."""
+def check_links_inside(folder: Path, key: str) -> None:
+    """Refuses a run folder holding a symbolic link that leads out of it (a run writing into
+    the folder would follow it)."""
+    root = folder.resolve()
+    for parent, names, files in os.walk(folder, followlinks=False):
+        for name in [*names, *files]:
+            path = Path(parent) / name
+            if path.is_symlink() and not path.resolve().is_relative_to(root):
+                raise UserError(f"{key}: '{path}' is a link to '{path.resolve()}', outside the "
+                                f"run folder; ecgexp writes only inside a run folder and does "
+                                f"not follow links out of it: remove the link")
+
+
+def load_run_config(folder: str | Path, key: str = "run",
+                    allow_modules: Sequence[str] = ()) -> DictConfig:
+    """The resolved config a run folder stores, read as data (:func:`config_as_data`)."""
     folder = Path(folder)
     path = folder / CONFIG
     if not path.is_file():
@@ -117,8 +144,7 @@ def load_run_config(folder: str | Path, key: str = "run") -> DictConfig:
                         f"({str(error).splitlines()[0]})") from None
     if not isinstance(config, DictConfig) or isinstance(config, ListConfig):
         raise UserError(f"{key}: '{path}' holds no config mapping")
-    check_targets(config, path, key)
-    return config
+    return config_as_data(config, path, key, allow_modules)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -308,7 +334,7 @@ class RunLock:
 # Overrides that may change on resume: they do not change what is learnt.
 RESUME_OVERRIDES = ("trainer.max_epochs", "loader.*", "logger", "callbacks.progress_bar",
                     "trainer.enable_progress_bar", "trainer.log_every_n_steps")
-RESUME_KEYS = ("resume", "ckpt_trusted")
+RESUME_KEYS = ("resume", "ckpt_trusted", ALLOW_KEY)
 
 
 def training_checkpoint(path: Path, key: str, trusted: bool) -> dict:
@@ -363,15 +389,19 @@ def resumed(cfg: DictConfig) -> tuple[DictConfig, dict | None]:
     if not cfg.get("resume"):
         return cfg, None
     folder = Path(cfg.resume).resolve()
-    run_config = load_run_config(folder, key="resume")
+    allow_modules = check_prefixes(cfg.get(ALLOW_KEY))
+    run_config = load_run_config(folder, "resume", allow_modules)
+    check_links_inside(folder, "resume")
     last = folder / CHECKPOINTS / "last.ckpt"
     if not last.is_file():
         raise UserError(f"resume: '{folder}' has no {CHECKPOINTS}/last.ckpt to continue from")
     trusted = bool(cfg.get("ckpt_trusted"))
     epoch = training_checkpoint(last, "resume", trusted)["epoch"]
     run_config = relocated(run_config, folder)
+    check_writes_inside(run_config, folder, "resume")
     overrides = apply_resume_overrides(cfg, run_config)
     run_config.resume, run_config.ckpt_path, run_config.ckpt_trusted = None, str(last), trusted
+    run_config[ALLOW_KEY] = list(allow_modules)
     log.info("resuming %s from %s (epoch %d)%s", folder, last, epoch,
              f" with {', '.join(overrides)}" if overrides else "")
     return run_config, {"checkpoint": str(last), "checkpoint_epoch": epoch,
@@ -394,15 +424,43 @@ def start_checkpoint(cfg: DictConfig) -> tuple[Path, int] | None:
     return path, training_checkpoint(path, "ckpt_path", bool(cfg.get("ckpt_trusted")))["epoch"]
 
 
+# What a new run's folder may hold when the run claims it: what Hydra wrote for this command
+# (its config record and log) and the lock.
+HYDRA_ENTRIES = (".hydra", "*.log", LOCK)
+
+
+def check_new_run_folder(folder: str | Path, continuing: bool, key: str = "hydra.run.dir",
+                         ignore: Sequence[str] = ()) -> None:
+    """A run writes only into a new or empty folder, or into its own when it continues it:
+    a folder that holds a run (``config.yaml``) is refused unless ``continuing``, and one that
+    holds anything else (but the entries matching ``ignore``) is refused."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    entries = sorted(p.name for p in folder.iterdir()
+                     if not any(fnmatch.fnmatchcase(p.name, pattern) for pattern in ignore))
+    if CONFIG in entries:
+        if continuing:
+            return
+        raise UserError(f"{key}: '{folder}' already holds a run ({CONFIG}); choose another "
+                        f"folder, or continue that run with resume={folder}")
+    if entries:
+        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+        raise UserError(f"{key}: '{folder}' is not empty ({shown}) and holds no ecgexp run; a "
+                        f"run writes only into a new or empty folder, so that nothing in it is "
+                        f"replaced: choose another {key}")
+
+
 def claim_folder(output_dir: Path, continuing: bool) -> RunLock | None:
     """Locks the run folder (rank 0) and refuses one that holds another run, unless this run
-    continues it."""
+    continues it, or anything but what Hydra wrote for this command
+    (:func:`check_new_run_folder`)."""
     if rank_zero_only.rank != 0:
         return None
     lock = RunLock(output_dir, key="hydra.run.dir").acquire()
-    if not continuing and (output_dir / CONFIG).exists():
+    try:
+        check_new_run_folder(output_dir, continuing, ignore=HYDRA_ENTRIES)
+    except UserError:
         lock.release()
-        raise UserError(f"hydra.run.dir: '{output_dir}' already holds a run ({CONFIG}); "
-                        f"choose another folder, or continue that run with "
-                        f"resume={output_dir}")
+        raise
     return lock

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -22,18 +23,21 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
 from ecgexp.checkpoints import CheckpointFiles, add_to_checkpoint
-from ecgexp.contract import CARD_KEY, model_card
+from ecgexp.contract import CARD_KEY, input_contract, model_card
 from ecgexp.data.build import build_datamodule
 from ecgexp.data.datamodule import ExamDataModule
+from ecgexp.data.labels import check_label_values
 from ecgexp.errors import UserError
 from ecgexp.evaluate import write_run_report
 from ecgexp.evaluation.report import flatten_report, print_report, report_json
 from ecgexp.files import write_text_atomic
 from ecgexp.models.weights import read_state_dict
 from ecgexp.predict import dataset_for
+from ecgexp.prediction.inputs import prediction_exams
 from ecgexp.prediction.screening import training_amplitude
 from ecgexp.prediction.table import dataset_predictions, evaluable
 from ecgexp.provenance import provenance, summary
+from ecgexp.registry import ALLOW_KEY, check_prefixes, check_tree
 from ecgexp.run_folder import CONFIG, claim_folder, resumed, start_checkpoint
 from ecgexp.tasks.build import build_module, build_objective
 from ecgexp.tasks.module import ECGModule
@@ -75,10 +79,12 @@ def _fit_training_statistics(objective, datamodule: ExamDataModule, output_dir: 
 
 
 def _record_provenance(output_dir: Path, datamodule: ExamDataModule,
-                      restart: dict | None) -> None:
-    """``provenance.json`` of a new run; a restart is added to its ``resumes`` list instead,
-    keeping the record of the run's first start."""
-    record = provenance(datamodule.reader.files, datamodule.source.label_files)
+                      restart: dict | None, allow_modules: Sequence[str]) -> None:
+    """``provenance.json`` of a new run, with the packages the command allowed
+    (``allow_modules``); a restart is added to its ``resumes`` list instead, keeping the
+    record of the run's first start."""
+    record = {**provenance(datamodule.reader.files, datamodule.source.label_files),
+              ALLOW_KEY: list(allow_modules)}
     log.info(summary(record))
     path = output_dir / "provenance.json"
     if restart is not None and path.is_file():
@@ -139,6 +145,9 @@ def train(cfg: DictConfig) -> dict[str, float] | None:
     """Runs one training job; returns the flattened metrics (``split/label/metric``), or None
     in the processes other than rank 0 of a distributed run."""
     cfg, restart = resumed(cfg)
+    allow_modules = check_prefixes(cfg.get(ALLOW_KEY))
+    check_tree(OmegaConf.to_container(cfg, resolve=True), "the config", "train", allow_modules,
+               from_file=False)  # what the run folder will name must read back
     start = start_checkpoint(cfg)
     if cfg.model.get("weights"):  # read and checked before anything is written
         read_state_dict(cfg.model.weights, trusted=bool(cfg.model.get("weights_trusted")))
@@ -147,6 +156,7 @@ def train(cfg: DictConfig) -> dict[str, float] | None:
     _check_monitor(cfg.task.monitor, objective)
     datamodule = build_datamodule(cfg, objective)
     datamodule.setup()  # bad data fails here, before the run folder is written
+    check_external_sets(cfg, input_contract(cfg, datamodule.source), objective)
     output_dir = Path(cfg.paths.output_dir)
     lock = claim_folder(output_dir, continuing=start is not None)
     try:
@@ -154,6 +164,37 @@ def train(cfg: DictConfig) -> dict[str, float] | None:
     finally:
         if lock is not None:
             lock.release()
+
+
+def check_external_sets(cfg: DictConfig, contract: dict, objective) -> None:
+    """Each external test set of ``cfg.test_datasets`` read as it will be after training (its
+    files, exam table, leads and length for ``contract``), with the task's target columns and
+    their values checked, so that a bad set stops the run before it trains; errors name
+    ``test_datasets.<name>``."""
+    for name, dataset in (cfg.get("test_datasets") or {}).items():
+        if dataset is None:
+            continue
+        key = f"test_datasets.{name}"
+        if name in ("train", "val", "test"):
+            raise UserError(f"{key}: '{name}' is a split of the training data; name the "
+                            f"external test set otherwise")
+        try:
+            source = instantiate(dataset_for(dataset, contract, cfg))
+            table, _ = prediction_exams(source, contract)
+            labels_csv = getattr(source, "labels_csv", None) or key
+            check_label_values(table, objective.target_columns, (), objective.binary_columns,
+                               labels_csv, key=f"{key}.labels_csv", csv_rows=False)
+        except (ValueError, FileNotFoundError) as error:  # ecgexp's own messages
+            message = str(error)
+            raise UserError(f"{key}." + message.removeprefix("dataset.") if
+                            message.startswith("dataset.") else f"{key}: {message}") from None
+        missing = [c for c in objective.target_columns if c not in table.columns]
+        if missing:
+            raise UserError(f"{key}: '{source.name}' has no {', '.join(missing)} column, so its "
+                            f"predictions cannot be evaluated; give it the task's labels "
+                            f"({key}.labels_csv)")
+        if table.empty:
+            raise UserError(f"{key}: '{source.name}' holds no exam")
 
 
 def external_predictions(cfg: DictConfig, model: TrainedModel, output_dir: Path
@@ -166,9 +207,6 @@ def external_predictions(cfg: DictConfig, model: TrainedModel, output_dir: Path
     for name, dataset in cfg.test_datasets.items():
         if dataset is None:
             continue
-        if name in ("train", "val", "test"):
-            raise UserError(f"test_datasets.{name}: '{name}' is a split of the training data; "
-                            f"name the external test set otherwise")
         source = instantiate(dataset_for(dataset, model.contract, cfg))
         table = dataset_predictions([model], model.thresholds, source, model.contract,
                                     cfg.loader.eval_batch_size or cfg.loader.batch_size,
@@ -184,7 +222,7 @@ def _train(cfg: DictConfig, output_dir: Path, start: tuple[Path, int] | None,
            restart: dict | None, objective, datamodule: ExamDataModule
            ) -> dict[str, float] | None:
     _write_once(output_dir / CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
-    _record_provenance(output_dir, datamodule, restart)
+    _record_provenance(output_dir, datamodule, restart, check_prefixes(cfg.get(ALLOW_KEY)))
     quality = getattr(datamodule.source, "quality_report", None)
     if quality is not None:  # record folders: the set-up quality findings
         _write_once(output_dir / "quality.csv", quality.to_csv(index=False))
@@ -224,7 +262,7 @@ def _train(cfg: DictConfig, output_dir: Path, start: tuple[Path, int] | None,
     if best and "val" in predictions:  # the model card carries the validation thresholds
         add_to_checkpoint(best, CARD_KEY, {"thresholds": thresholds})
     if cfg.get("test_datasets"):
-        model = (load_model(best) if best else
+        model = (load_model(best, allow_modules=cfg.allow_modules) if best else
                  TrainedModel(module.net, objective, {**card, "thresholds": thresholds}, Path()))
         predictions.update(external_predictions(cfg, model, output_dir))
         report = objective.evaluate(predictions)

@@ -4,6 +4,7 @@ re-exports both."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,9 @@ from ecgexp.contract import CARD_KEY
 from ecgexp.errors import UserError
 from ecgexp.evaluation.binary import undefined_threshold
 from ecgexp.models.weights import build_model
-from ecgexp.run_folder import check_targets, find_checkpoint, load_run_config
+from ecgexp.prediction.screening import screen
+from ecgexp.registry import check_prefixes
+from ecgexp.run_folder import config_as_data, find_checkpoint, load_run_config
 
 
 class TrainedModel:
@@ -84,6 +87,8 @@ class TrainedModel:
     def outputs(self, tracings, metadata=None, batch_size: int = 64) -> torch.Tensor:
         """Raw network outputs ``(batch, len(objective.output_names))`` of ``(batch, leads,
         samples)`` tracings in mV (and raw metadata values when the model takes some)."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise UserError(f"batch_size: {batch_size!r} is not a whole number >= 1")
         tracings = self._tracings(tracings)
         metadata = self.metadata_inputs(metadata, len(tracings))
         parts = []
@@ -94,25 +99,35 @@ class TrainedModel:
         return torch.cat(parts) if parts else torch.empty(0, len(self.objective.output_names))
 
     def predict(self, tracings, metadata=None, batch_size: int = 64) -> pd.DataFrame:
-        """The task's prediction columns in its units, one row per tracing, and for each
+        """The task's prediction columns in its units, one row per tracing; for each
         validation threshold a ``label_<name>`` column (score >= threshold; missing for a
-        label without one: no positive validation exams)."""
+        label without one: no positive validation exams); and, as ``ecgexp-predict`` writes
+        them, ``amplitude_mv``, ``flags`` (what looks wrong: flat leads, an amplitude far from
+        the training data's, such as uV fed as mV) and ``problem``: an exam that carries no
+        ECG gets no prediction and no label, and its ``problem`` says why
+        (:mod:`ecgexp.prediction.screening`)."""
         predictions = self.objective.predict(self.outputs(tracings, metadata, batch_size))
         table = pd.DataFrame(predictions.numpy(), columns=self.objective.prediction_columns)
+        amplitude, flags, problems = screen(np.asarray(tracings, dtype=np.float32),
+                                            self.contract)
+        table.loc[[bool(p) for p in problems], self.objective.prediction_columns] = np.nan
         for label, threshold in self.thresholds.items():
             if f"score_{label}" in table:
-                labels = (table[f"score_{label}"] >= threshold).astype("Int64")
-                table[f"label_{label}"] = (pd.Series(pd.NA, index=table.index, dtype="Int64")
-                                           if undefined_threshold(threshold) else labels)
+                scores = table[f"score_{label}"]
+                defined = scores.notna() & bool(not undefined_threshold(threshold))
+                table[f"label_{label}"] = (scores >= threshold).astype("Int64").where(defined)
+        table["amplitude_mv"], table["flags"], table["problem"] = amplitude, flags, problems
         return table
 
 
 def load_model(path: str | Path, trusted: bool = False, key: str = "model",
-               trust_key: str = "trusted") -> TrainedModel:
+               trust_key: str = "trusted", allow_modules: Sequence[str] = ()) -> TrainedModel:
     """The model in ``path``: a run folder (its best, else last checkpoint) or a checkpoint
     file anywhere. A checkpoint without a model card (an older run) takes the config of the
     run folder it lies in. ``key`` and ``trust_key`` name the argument and the opt-in in
-    errors (``ckpt`` and ``ckpt_trusted`` for ``task=heatmap``)."""
+    errors (``ckpt`` and ``ckpt_trusted`` for ``task=heatmap``). The stored config is data
+    (:func:`ecgexp.run_folder.config_as_data`): classes of your own package need
+    ``allow_modules=["mylab"]``."""
     path = Path(path)
     checkpoint = find_checkpoint(path, key=key)[1] if path.is_dir() else path
     if not checkpoint.is_file():
@@ -121,9 +136,10 @@ def load_model(path: str | Path, trusted: bool = False, key: str = "model",
     card = stored.get(CARD_KEY) if isinstance(stored, dict) else None
     if not isinstance(card, dict) or not isinstance(card.get("config"), dict):
         folder, _ = find_checkpoint(checkpoint, key=key)
-        card = {"config": OmegaConf.to_container(load_run_config(folder, key))}
-    config = OmegaConf.create(card["config"])
-    check_targets(config, checkpoint, key)  # the stored config is data
+        card = {"config": OmegaConf.to_container(load_run_config(folder, key, allow_modules))}
+    config = config_as_data(OmegaConf.create(card["config"]), checkpoint, key,
+                            check_prefixes(allow_modules))
+    card = {**card, "config": OmegaConf.to_container(config)}
     objective = instantiate(config.task.objective)
     objective.load_state(stored.get("objective_state", {}))
     net = build_model(config.model, objective, with_weights=False)

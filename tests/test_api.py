@@ -118,6 +118,36 @@ def test_tracings_that_break_the_contract_are_named(api_run):
         model.predict(np.zeros((1, 12, 4096)), metadata=np.zeros((1, 2)))
 
 
+def test_inputs_without_an_ecg_get_no_label_and_wrong_units_a_flag(api_run):
+    """Real records from the repository, as a user feeds them: exam 0 as it is, exam 1 all
+    zero, exam 2 in uV (x1000), exam 3 with every lead flat. The all-zero and flat exams get
+    no score and no label, and a problem that says why; the uV exam a flag (its amplitude
+    ratio, computed here from the model card's training amplitude)."""
+    import wfdb
+    from conftest import FIXTURES
+
+    model = load_model(api_run[0])
+    signal = wfdb.rdrecord(str(FIXTURES / "code15_wfdb" / "1111")).p_signal  # 2934 x 12, mV
+    pad = 4096 - len(signal)
+    tracing = np.pad(signal, ((pad // 2, pad - pad // 2), (0, 0))).T.astype(np.float32)
+    batch = np.stack([tracing, np.zeros_like(tracing), tracing * 1000, tracing * 1e-3])
+    table = model.predict(batch)
+    assert table.problem.tolist() == ["", "no ECG: all-zero tracing",
+                                      "", "no ECG: every lead flat (peak-to-peak < 0.05 mV)"]
+    scores = [c for c in table if c.startswith("score_")]
+    labels = [c for c in table if c.startswith("label_")]
+    assert table.loc[[1, 3], scores].isna().all().all()
+    assert table.loc[[1, 3], labels].isna().all().all()
+    assert table.loc[[0, 2], scores].notna().all().all()
+    amplitude = np.median(np.ptp(tracing * 1000, axis=1))
+    ratio = amplitude / model.contract["amplitude_mv"]
+    assert f"amplitude {amplitude:.3g} mV is {ratio:.3g}x the training data's" in table["flags"][2]
+    np.testing.assert_allclose(table.amplitude_mv[2], amplitude, rtol=1e-5)
+    for bad in (-1, 0, 2.5, True):
+        with pytest.raises(UserError, match=rf"^batch_size: {bad!r} is not a whole number"):
+            model.predict(batch, batch_size=bad)
+
+
 def test_loading_names_a_missing_model(tmp_path):
     with pytest.raises(UserError, match=f"^model: no run folder or checkpoint at '{tmp_path}/x'"):
         load_model(tmp_path / "x")

@@ -114,6 +114,20 @@ def test_run_model_as_the_official_script(challenge, capsys):
         assert results[int(name)] == pytest.approx(float(expected), abs=1e-5)
 
 
+def test_a_record_without_an_ecg_is_never_answered_positive(challenge, tmp_path, capsys):
+    """A real record of the set, its samples replaced by zeros (its header kept): (False, 0.0)
+    and, with verbose, the reason."""
+    data_folder, model_folder = challenge
+    name = sorted(p.stem for p in data_folder.glob("*.hea"))[0]
+    record = wfdb.rdrecord(str(data_folder / name))
+    wfdb.wrsamp("zero", fs=record.fs, units=record.units, sig_name=record.sig_name,
+                p_signal=np.zeros_like(record.p_signal), fmt=record.fmt,
+                adc_gain=record.adc_gain, baseline=record.baseline, write_dir=str(tmp_path))
+    model = load_model(str(model_folder), False)
+    assert run_model(str(tmp_path / "zero"), model, True) == (False, 0.0)
+    assert "no ECG: all-zero tracing; answered (False, 0.0)" in capsys.readouterr().out
+
+
 def test_model_folder_must_be_new_or_empty(challenge, tmp_path, monkeypatch):
     """Nothing is written into a folder holding other files or another run."""
     data_folder, model_folder = challenge

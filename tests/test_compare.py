@@ -30,6 +30,57 @@ def _compare(root, *runs, extra=()):
     return pd.read_csv(root / "cmp" / "comparison.csv")
 
 
+@pytest.mark.parametrize("task, column", [("chagas", "target_chagas"),
+                                          ("survival", "target_death")])
+def test_runs_scored_against_other_labels_are_refused(task_run, tmp_path, task, column):
+    """Flipped labels (an event changed) on the shared exams: not compared, the exam named."""
+    a = task_run(task, into=tmp_path / "a")
+    b = tmp_path / "b"
+    shutil.copytree(a, b)
+    test = pd.read_csv(b / "predictions_test.csv")
+    test.loc[[2, 7], column] = 1 - test.loc[[2, 7], column]
+    test.to_csv(b / "predictions_test.csv", index=False)
+    first = sorted(test.exam_id, key=str).index(test.exam_id[2])
+    order = sorted(test.exam_id.tolist(), key=str)
+    shown = min(order.index(test.exam_id[2]), order.index(test.exam_id[7]))
+    with pytest.raises(UserError, match=rf"^runs: '{b}' and '{a}' disagree on {column} for 2 "
+                                        rf"of their {len(test)} shared exams \(exam_id "
+                                        rf"{order[shown]}: "):
+        _compare(tmp_path, a, b)
+    assert first >= 0 and not (tmp_path / "cmp").exists()
+
+
+def test_scores_missing_in_a_file_are_named_not_called_other_splits(task_run, tmp_path):
+    a = task_run("chagas", into=tmp_path / "a")
+    table = pd.read_csv(a / "predictions_test.csv")
+    table.loc[[1, 4], "score_chagas"] = np.nan
+    table.to_csv(tmp_path / "b.csv", index=False)
+    with pytest.raises(UserError, match=rf"^runs: '{tmp_path / 'b.csv'}' has 2 exams without a "
+                                        rf"score or a target \(NaN\) of its {len(table)}"):
+        _compare(tmp_path, a, tmp_path / "b.csv")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("thresholds=[2,0.5]", "error: thresholds: [2, 0.5] is not a list, each a number in [0, 1]"),
+    ("split=val", None),  # the split group: compared_split names the split compared
+])
+def test_compare_settings_by_their_keys(task_run, tmp_path, override, message):
+    from conftest import run_in_process
+
+    a = task_run("chagas", into=tmp_path / "a")
+    if message:
+        result = run_in_process("ecgexp-compare", tmp_path, f"runs=[{a},{a}]", override)
+        assert result.returncode == 2 and result.stderr.startswith(message), result.stderr
+        return
+    result = run_in_process("ecgexp-compare", tmp_path, f"runs=[{a},{a}]", "compared_split=val",
+                            "bootstrap.n_resamples=20", f"output_dir={tmp_path / 'cmp'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    compared = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
+    auroc = compared[compared.metric == "auroc"].iloc[0]
+    val = json.loads((a / "metrics.json").read_text())["val"]["chagas"]["auroc"]
+    assert auroc.value_a == pytest.approx(val)
+
+
 def test_two_runs_of_one_split(task_run, tmp_path):
     a = task_run("abnormality", into=tmp_path / "a")
     b = task_run("abnormality", "seed=1", into=tmp_path / "b")  # another seed, same split

@@ -21,6 +21,7 @@ COMMANDS = {
     "ecgexp-synth": (cli.synth, "synth", "ecgexp-synth: write a synthetic dataset"),
     "ecgexp-bench": (cli.bench, "bench", "ecgexp-bench: the benchmark suite"),
     "ecgexp-compare": (cli.compare, "compare", "ecgexp-compare: runs of one task compared"),
+    "ecgexp-predict": (cli.predict, "predict", "ecgexp-predict: a trained model's predictions"),
     "ecgexp-convert-keras": (cli.convert_keras, "convert_keras",
                              "ecgexp-convert-keras: convert the Keras"),
 }
@@ -71,6 +72,15 @@ def test_help_starts_with_what_the_command_does_and_examples(command, monkeypatc
     # the groups of this command's own config, and no other (train: also its SLURM launcher)
     expected = primary_groups(config_name) | ({"hydra/launcher"} if command == "ecgexp" else set())
     assert set(listed_groups(text)) == expected
+
+
+def test_predict_without_a_dataset_says_how_to_choose_one(tmp_path):
+    from conftest import run_in_process
+
+    result = run_in_process("ecgexp-predict", tmp_path, "run=x", "output=y.csv")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: dataset: choose the exams to predict, e.g. "
+                                    "dataset=wfdb_folder dataset.path=<folder>")
 
 
 def test_train_help_lists_the_training_groups_with_their_options(monkeypatch, capsys):

@@ -222,6 +222,17 @@ def test_challenge_folder_trains_chagas_directly(compose_train, tmp_path):
     assert os.path.exists(tmp_path / "run" / "provenance.json")
 
 
+def test_one_header_file_is_one_record(fixture_records, tmp_path):
+    """``input=<record>.hea``: that record alone (not its header lines read as a RECORDS
+    list), the same tracing as from its folder."""
+    convert(fixture_records / "s0010_re.hea", tmp_path / "one.h5", SignalPipeline(), workers=1)
+    convert(fixture_records, tmp_path / "all.h5", SignalPipeline(), workers=1)
+    one, all_ = read_h5(tmp_path / "one.h5"), read_h5(tmp_path / "all.h5")
+    assert len(one[0]) == 1
+    position = pd.read_csv(tmp_path / "all.csv").record.tolist().index("s0010_re")
+    np.testing.assert_array_equal(one[0][0], all_[0][position])
+
+
 def test_records_file_selects_and_orders_the_records(fixture_records, tmp_path):
     (fixture_records / "RECORDS").write_text("s0010_re\n\n100\n")
     pipeline = SignalPipeline(missing_leads="zero")

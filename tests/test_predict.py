@@ -208,3 +208,56 @@ def test_published_weights_on_a_code_test_layout(run, tmp_path):
         true_positives = (predicted & positive).sum()
         f1 = 2 * true_positives / (predicted.sum() + positive.sum())
         assert metrics[f"test/{label}/f1"] == pytest.approx(f1)
+
+
+def _external_files(folder, n_leads: int = 12, bad_label: bool = False,
+                    columns=("1dAVb", "RBBB", "LBBB", "SB", "AF", "ST")):
+    """The first 8 real CODE-15% exams as an HDF5 file and a label table."""
+    headers, _, tracings = code15_exams(8)
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = [int(h["Exam ID"]) if "Exam ID" in h else i + 1 for i, h in enumerate(headers)]
+    with h5py.File(folder / "ext.hdf5", "w") as handle:
+        handle["tracings"], handle["exam_id"] = tracings[:, :, :n_leads], ids
+    labels = pd.DataFrame({"exam_id": ids, **{c: 0 for c in columns}})
+    if bad_label:
+        labels.loc[3, "AF"] = 2
+    labels.to_csv(folder / "ext.csv", index=False)
+    return [f"test_datasets.ext.tracing_files={folder / 'ext.hdf5'}",
+            f"test_datasets.ext.labels_csv={folder / 'ext.csv'}"]
+
+
+@pytest.mark.parametrize("case", ["missing_file", "missing_labels", "eight_leads", "named_test",
+                                  "label_two"])
+def test_external_sets_are_checked_before_training(tmp_path, case):
+    """Each fault stops the run at start-up, naming test_datasets.<name>: no run folder."""
+    from conftest import SHORT_RUN
+
+    from ecgexp.errors import UserError
+    from ecgexp.train import train
+
+    data = tmp_path / "ext"
+    generic = ["+dataset@test_datasets.ext=generic"]
+    cases = {
+        "missing_file": lambda: (
+            [*generic, f"test_datasets.ext.tracing_files={tmp_path / 'no.hdf5'}",
+             f"test_datasets.ext.labels_csv={tmp_path / 'no.csv'}"],
+            "^test_datasets.ext.tracing_files: no HDF5 file at "),
+        "missing_labels": lambda: (
+            [*generic, *_external_files(data, columns=("AF",))],
+            r"^test_datasets.ext: 'generic' has no 1dAVb, RBBB, LBBB, SB, ST column"),
+        "eight_leads": lambda: ([*generic, *_external_files(data, n_leads=8)],
+                                r"^test_datasets.ext.n_samples / dataset.leads: tracings "
+                                r"'tracings' in '.*ext.hdf5' have shape \(8, 4096, 8\), "
+                                r"expected \(N, 4096, 12\)"),
+        "named_test": lambda: (["+dataset@test_datasets.test=synthetic"],
+                               "^test_datasets.test: 'test' is a split of the training data"),
+        "label_two": lambda: (
+            [*generic, *_external_files(data, bad_label=True)],
+            r"^test_datasets.ext: .*binary label 'AF' of '.*ext.csv' holds 2 at exam_id "
+            r"111102 .*\(test_datasets.ext.labels_csv\)"),
+    }
+    overrides, message = cases[case]()
+    cfg = compose_in(tmp_path, *SHORT_RUN, "logger=none", *overrides)
+    with pytest.raises(UserError, match=message):
+        train(cfg)
+    assert not (tmp_path / "run").exists()

@@ -8,7 +8,7 @@ import pytest
 from pytorch_lightning.callbacks import RichProgressBar
 
 from ecgexp import progress
-from ecgexp.progress import CountLines, EpochLines, counting, training_progress
+from ecgexp.progress import CountLines, EpochLines, TrainingProgress, counting
 from ecgexp.train import train
 
 CLOCK = r"\d+:\d\d:\d\d"
@@ -55,11 +55,11 @@ def test_training_off_a_terminal_prints_a_line_per_epoch(compose_train, capsys,
 
 def test_the_rich_bar_on_a_terminal_lines_elsewhere(monkeypatch, plain_environment):
     monkeypatch.setattr(sys, "stdout", Terminal())
-    assert isinstance(training_progress("val_loss", "min"), RichProgressBar)
+    assert isinstance(TrainingProgress("val_loss", "min"), RichProgressBar)
     monkeypatch.setattr(sys, "stdout", io.StringIO())
-    assert type(training_progress("val_loss", "min")) is EpochLines
+    assert type(TrainingProgress("val_loss", "min")) is EpochLines
     monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich's own override
-    assert isinstance(training_progress("val_loss", "min"), RichProgressBar)
+    assert isinstance(TrainingProgress("val_loss", "min"), RichProgressBar)
 
 
 def test_counted_work_prints_a_line_a_minute_and_the_last(monkeypatch, capsys,

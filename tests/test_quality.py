@@ -16,7 +16,8 @@ import shutil
 
 import numpy as np
 import pandas as pd
-from conftest import FIXTURES, compose_in
+import pytest
+from conftest import FIXTURES, compose_in, run_in_process
 from hydra.utils import instantiate
 
 from ecgexp.data.build import build_datamodule
@@ -163,3 +164,22 @@ def test_duplicates_and_patients_stay_on_one_side_of_the_split(tmp_path):
     for exams in by_patient.values():
         assert split[list(exams)].nunique() == 1
     assert set(split) == {"train", "val", "test"}
+
+
+@pytest.mark.parametrize("override, message", [
+    ("quality.flat_lead_mv=-1", "quality.flat_lead_mv: -1 is not a number > 0"),
+    ("quality.saturation_samples=0", "quality.saturation_samples: 0 is not a whole number >= 1"),
+    ("quality.max_gap_samples=1.5", "quality.max_gap_samples: 1.5 is not a whole number >= 0"),
+    ("quality.actions.flat_lead=explode",
+     "quality.actions.flat_lead: 'explode' is not one of keep, reject, zero_lead"),
+])
+def test_quality_settings_are_checked_at_start_up(tmp_path, override, message):
+    """Every command with the quality group refuses a bad value before it does anything."""
+    for command, args in {"ecgexp-preprocess": [f"input={tmp_path}", "output=x.h5"],
+                          "ecgexp-predict": ["run=x", "dataset=synthetic", "output=y.csv"],
+                          "ecgexp": []}.items():
+        result = run_in_process(command, tmp_path, override, *args)
+        assert result.returncode == 2, (command, result.stderr[-2000:])
+        assert result.stderr.strip() == f"error: {message}" or result.stderr.startswith(
+            f"error: {message}"), (command, result.stderr)
+        assert not (tmp_path / "outputs").exists() and not (tmp_path / "x.h5").exists()

@@ -220,14 +220,7 @@ class RecordFolderSource:
         """The root folder and the record names under ``path``: a folder, a ``RECORDS`` file
         or a single record (a ``.hea``, ``.xml`` or ``.json`` file, or a WFDB record path
         without its ``.hea``)."""
-        path = self.path
-        if path.suffix == ".hea" and path.is_file():
-            return path.parent, [path.stem]
-        if path.suffix in (".xml", ".json") and path.is_file():
-            return path.parent, [path.name]
-        if not path.exists() and path.with_name(path.name + ".hea").is_file():
-            return path.parent, [path.name]
-        return list_records(path, key="dataset.path")
+        return list_records(self.path, key="dataset.path")
 
     def exam_table(self, root: Path, names: Sequence[str]) -> pd.DataFrame:
         """The records ``names`` under ``root`` that have an exam id: ``exam_id``,

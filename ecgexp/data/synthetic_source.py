@@ -13,15 +13,23 @@ from ecgexp.data.synthetic import write_code15
 log = logging.getLogger(__name__)
 
 
-def synthetic_code15(directory: str, n_exams: int, n_parts: int, synthesis_seed: int,
-                     **source_options) -> HDF5Source:
-    """Generates the CODE-15%-layout dataset into ``directory`` unless it is already there,
-    then returns it as an ``HDF5Source`` (``source_options`` as for ``HDF5Source``).
+class SyntheticSource(HDF5Source):
+    """The bundled synthetic dataset: an ``HDF5Source`` (``source_options`` as for it) over
+    the CODE-15%-layout dataset in ``directory``, which is generated first unless it is
+    already there.
 
     Generation goes to a temporary sibling folder that is renamed at the end, so an interrupted
     run never leaves a half-written dataset behind and an existing folder is never touched.
     """
-    directory = Path(directory)
+
+    def __init__(self, directory: str, n_exams: int, n_parts: int, synthesis_seed: int,
+                 **source_options):
+        generate(Path(directory), n_exams, n_parts, synthesis_seed)
+        super().__init__(**source_options)
+
+
+def generate(directory: Path, n_exams: int, n_parts: int, synthesis_seed: int) -> None:
+    """Writes the dataset into the new folder ``directory`` (nothing when it is there)."""
     if not directory.exists():
         log.info("generating %d synthetic exams into %s", n_exams, directory)
         staging = directory.with_name(f"{directory.name}.partial-{os.getpid()}")
@@ -34,4 +42,3 @@ def synthetic_code15(directory: str, n_exams: int, n_parts: int, synthesis_seed:
     elif not (directory / "exams.csv").is_file():
         raise FileNotFoundError(f"dataset.directory: '{directory}' exists but has no exams.csv; "
                                 f"remove it or point dataset.directory elsewhere")
-    return HDF5Source(**source_options)

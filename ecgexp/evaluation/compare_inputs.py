@@ -22,6 +22,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 from hydra.utils import instantiate
@@ -60,7 +61,8 @@ def compared_entries(cfg: DictConfig, entries: list[Path], key: str) -> Compared
     """Every entry of ``runs=`` (or ``multirun=``) read (:func:`entry_kind`), checked for
     one task and one label set, and aligned (:func:`aligned`)."""
     kinds = [entry_kind(entry, key) for entry in entries]
-    loaded = {i: load_run(entry, key) for i, entry in enumerate(entries) if kinds[i] == "run"}
+    loaded = {i: load_run(entry, key, cfg.allow_modules) for i, entry in enumerate(entries)
+              if kinds[i] == "run"}
     tasks = {config.task.name for config, _ in loaded.values()}
     if len(tasks) > 1:
         raise UserError(f"{key}: the runs are of different tasks ({', '.join(sorted(tasks))}); "
@@ -69,7 +71,7 @@ def compared_entries(cfg: DictConfig, entries: list[Path], key: str) -> Compared
     tables = []
     for i, entry in enumerate(entries):
         if kinds[i] == "run":
-            tables.append(_split_table(entry, loaded[i][1], cfg.split))
+            tables.append(_split_table(entry, loaded[i][1], cfg.compared_split))
         else:
             tables.append(_file_table(entry, cfg, objective, loaded, key))
             objective = objective or MultiLabel(_score_labels(tables[-1]))
@@ -78,6 +80,7 @@ def compared_entries(cfg: DictConfig, entries: list[Path], key: str) -> Compared
                   for i in range(len(entries))]
     validation = [loaded[i][1].get("val") if i in loaded else None for i in range(len(entries))]
     tables = aligned(tables, entries, bool(cfg.allow_partial), key)
+    check_same_targets(tables, entries, key)
     return Compared([str(entry) for entry in entries], tables, thresholds, validation,
                     objective)
 
@@ -93,7 +96,7 @@ def entry_kind(entry: Path, key: str) -> str:
 
 def _split_table(folder: Path, predictions: dict[str, pd.DataFrame], split: str):
     if split not in predictions:
-        raise UserError(f"split: '{folder}' has no predictions_{split}.csv (splits: "
+        raise UserError(f"compared_split: '{folder}' has no predictions_{split}.csv (splits: "
                         f"{', '.join(predictions)})")
     return predictions[split]
 
@@ -170,6 +173,13 @@ def aligned(tables: list[pd.DataFrame], entries: list[Path], allow_partial: bool
     for table in tables[1:]:
         shared &= set(table.exam_id)
     for entry, table in zip(entries, tables):
+        unusable = table.attrs.get("unusable", 0)
+        if unusable and not allow_partial:
+            raise UserError(f"{key}: '{entry}' has {unusable} exams without a score or a target "
+                            f"(NaN) of its {len(table) + unusable}; compare entries that "
+                            f"predicted every exam, or set allow_partial=true to compare the "
+                            f"exams all of them predicted")
+    for entry, table in zip(entries, tables):
         if len(shared) < len(table) and not allow_partial:
             raise UserError(f"{key}: the runs share {len(shared)} exams, but '{entry}' "
                             f"predicted {len(table)} (different splits or datasets); compare "
@@ -179,6 +189,23 @@ def aligned(tables: list[pd.DataFrame], entries: list[Path], allow_partial: bool
         raise UserError(f"{key}: the runs share no exam; they predicted different datasets")
     order = sorted(shared, key=str)
     return [t.set_index("exam_id").loc[order].reset_index() for t in tables]
+
+
+def check_same_targets(tables: list[pd.DataFrame], entries: list[Path], key: str) -> None:
+    """The aligned entries agree on the target of every shared exam: runs scored against
+    different labels (flipped labels, another label table, changed events) are not compared."""
+    first = tables[0]
+    for entry, table in zip(entries[1:], tables[1:]):
+        for column in [c for c in first.columns if c.startswith("target_") and c in table]:
+            a, b = first[column].to_numpy(), table[column].to_numpy()
+            differ = ~((a == b) | (pd.isna(a) & pd.isna(b)))
+            if differ.any():
+                i = int(np.flatnonzero(differ)[0])
+                raise UserError(
+                    f"{key}: '{entry}' and '{entries[0]}' disagree on {column} for "
+                    f"{int(differ.sum())} of their {len(first)} shared exams (exam_id "
+                    f"{first.exam_id.iloc[i]}: {b[i]} vs {a[i]}); they were scored against "
+                    f"different labels: compare runs evaluated on the same labels")
 
 
 def check_probabilities(compared: Compared, labels: list[str], split: str, key: str) -> None:

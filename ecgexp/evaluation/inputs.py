@@ -67,14 +67,18 @@ def read_external(path: Path, objective, task: str, key: str) -> pd.DataFrame:
     if not usable.all():
         log.warning("%s: %d of %d exams of %s without a prediction or a target are not "
                     "evaluated", key, int((~usable).sum()), len(table), path)
-    return check_predictions(table[usable].reset_index(drop=True), path, objective, key)
+    table = check_predictions(table[usable].reset_index(drop=True), path, objective, key)
+    table.attrs["unusable"] = int((~usable).sum())  # for those who compare exam counts
+    return table
 
 
-def load_run(folder: str | Path, key: str = "run",
+def load_run(folder: str | Path, key: str = "run", allow_modules: Sequence[str] = (),
              ) -> tuple[DictConfig, dict[str, pd.DataFrame]]:
-    """A run folder's resolved config and its checked predictions tables per split."""
+    """A run folder's resolved config (read as data, with the command's ``allow_modules``:
+    :func:`ecgexp.run_folder.config_as_data`) and its checked predictions tables per
+    split."""
     folder = Path(folder)
-    run_config = load_run_config(folder, key)
+    run_config = load_run_config(folder, key, allow_modules)
     if "task" not in run_config:
         raise UserError(f"{key}: '{folder / 'config.yaml'}' has no task; it is not the "
                         f"config.yaml of an ecgexp run")

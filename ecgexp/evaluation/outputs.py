@@ -14,12 +14,10 @@ from ecgexp.files import (
     confined_path,
     distinct_file_names,
     make_folder,
-    writable_folder,
     write_text_atomic,
 )
 
 # Marks a folder written by ecgexp-evaluate, whose files a new evaluation may replace.
-REPORT_MARKER = ".ecgexp_report"
 
 
 def write_table(table: pd.DataFrame, path: Path) -> None:
@@ -39,16 +37,6 @@ def markdown_table(table: pd.DataFrame) -> str:
     lines += ["| " + " | ".join(cell(v) for v in row) + " |"
               for row in table.itertuples(index=False)]
     return "\n".join(lines) + "\n"
-
-
-def check_report_folder(out: Path) -> None:
-    """The report folder can be written and holds nothing but an earlier ecgexp report (its
-    files are replaced): a folder of other files is refused, not written into."""
-    writable_folder(out, "output_dir")
-    if out.is_dir() and any(out.iterdir()) and not (out / REPORT_MARKER).is_file():
-        raise UserError(f"output_dir: '{out}' holds files that are not an ecgexp report; give a "
-                        f"new or empty folder (or an earlier report folder) so that nothing "
-                        f"in it is overwritten")
 
 
 def check_export_folder(folder: Path) -> None:

@@ -30,7 +30,12 @@ from ecgexp.errors import UserError
 from ecgexp.files import atomic_path, confined_path, make_folder, write_text_atomic
 from ecgexp.interpret.attribution import attribute, gradient_intensity, visible_intensity
 from ecgexp.interpret.ecg_plot import make_ecg_figure, save
-from ecgexp.run_folder import find_checkpoint, load_run_config, located_dataset
+from ecgexp.run_folder import (
+    check_links_inside,
+    find_checkpoint,
+    load_run_config,
+    located_dataset,
+)
 
 log = logging.getLogger(__name__)
 # Options of each attribution method that are config keys (task.<method>.<option>).
@@ -128,9 +133,11 @@ def extract_heatmaps(cfg: DictConfig) -> dict:
     """The ``task=heatmap`` entry point; returns where it wrote and how many exams."""
     task = cfg.task
     run_folder, checkpoint = find_checkpoint(cfg.get("ckpt"))
-    run_config = load_run_config(run_folder, key="ckpt")  # the run's record: where its data is
+    allow_modules = cfg.get("allow_modules") or ()
+    check_links_inside(run_folder, "ckpt")  # the heatmaps are written into it
+    run_config = load_run_config(run_folder, "ckpt", allow_modules)  # where its data is
     model = load_model(checkpoint, trusted=bool(cfg.get("ckpt_trusted")), key="ckpt",
-                       trust_key="ckpt_trusted")
+                       trust_key="ckpt_trusted", allow_modules=allow_modules)
     if task.dataset == "current":
         run_config.dataset = cfg.dataset
     else:  # the run's own data, where the run found it: never regenerated here

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ecgexp.data.hdf5 import consecutive_runs
 from ecgexp.prediction.inputs import HDF5Inputs, RecordInputs
-from ecgexp.prediction.screening import exam_flags
+from ecgexp.prediction.screening import exam_flags, no_ecg
 from ecgexp.processes import die_with_parent
 from ecgexp.progress import counting
 from ecgexp.signal.pipeline import RecordRejected
@@ -52,6 +52,9 @@ class PredictionDataset(Dataset):
             else:
                 tracings[position] = tracing.T
         amplitude, flags = exam_flags(tracings, self.leads, self.reference_mv)
+        for position, reason in enumerate(no_ecg(tracings)):
+            if problems[position] or reason:  # not fed: the problem alone says why
+                problems[position], flags[position] = problems[position] or reason, ""
         return {"index": torch.from_numpy(items), "tracing": torch.from_numpy(tracings),
                 "amplitude": amplitude, "flags": flags, "problem": problems}
 

@@ -1,5 +1,10 @@
 """Inputs that look wrong for a model, measured on the tracings it is fed (mV, after the
-contract's steps), for the ``flags`` column of a predictions table and the log.
+contract's steps), for the ``flags`` and ``problem`` columns of a predictions table and the log.
+
+An exam that carries no ECG (:func:`no_ecg`: an all-zero tracing, or every lead flat) gets no
+prediction and no label in any prediction path (``ecgexp-predict``, external test sets, the
+Python API; the Challenge interface answers ``(False, 0.0)``): its ``problem`` says why.
+Every other finding is a flag beside the prediction.
 
 Per exam: an all-zero tracing, flat leads (peak-to-peak below :data:`FLAT_LEAD_MV`), values
 that are all whole numbers (ADC counts stored without their gain) and an amplitude (the median
@@ -36,9 +41,7 @@ def exam_flags(tracings: np.ndarray, leads: list[str], reference_mv: float | Non
     flags = []
     for exam, tracing in enumerate(tracings):
         found = []
-        if not tracing.any():
-            found.append("all-zero tracing")
-        else:
+        if tracing.any():
             flat = [leads[i] for i in np.flatnonzero(peak_to_peak[exam] < FLAT_LEAD_MV)]
             if flat:
                 found.append(f"flat leads {','.join(flat)} (peak-to-peak < {FLAT_LEAD_MV} mV)")
@@ -51,6 +54,29 @@ def exam_flags(tracings: np.ndarray, leads: list[str], reference_mv: float | Non
                              f"data's {reference_mv:.3g} mV")
         flags.append("; ".join(found))
     return amplitude, flags
+
+
+def no_ecg(tracings: np.ndarray) -> list[str]:
+    """Per exam of ``(exams, leads, samples)`` tracings, why it carries no ECG (``no ECG:
+    all-zero tracing``, ``no ECG: every lead flat``), else an empty string."""
+    peak_to_peak = np.ptp(tracings, axis=2)
+    return ["no ECG: all-zero tracing" if not tracing.any() else
+            f"no ECG: every lead flat (peak-to-peak < {FLAT_LEAD_MV} mV)"
+            if (peak_to_peak[exam] < FLAT_LEAD_MV).all() else ""
+            for exam, tracing in enumerate(tracings)]
+
+
+def screen(tracings: np.ndarray, contract: dict) -> tuple[np.ndarray, list[str], list[str]]:
+    """``(amplitude_mv, flags, problems)`` of a batch of tracings fed to a model of
+    ``contract`` (its leads and training amplitude): :func:`exam_flags`, the batch's
+    :func:`dataset_flag` on every exam, and :func:`no_ecg` as the problem of an exam."""
+    amplitude, flags = exam_flags(tracings, list(contract["leads"]),
+                                  contract.get("amplitude_mv"))
+    problems = no_ecg(tracings)
+    whole = dataset_flag(pd.Series(amplitude), contract.get("amplitude_mv"))
+    flags = ["" if problem else "; ".join(f for f in (whole, flag) if f)
+             for flag, problem in zip(flags, problems)]
+    return amplitude, flags, problems
 
 
 def dataset_flag(amplitudes: pd.Series, reference_mv: float | None) -> str:

@@ -65,6 +65,18 @@ class QualityRules:
     actions: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
+        for name, minimum, whole in (("flat_lead_mv", 0, False), ("saturation_mv", 0, False),
+                                     ("implausible_mv", 0, False),
+                                     ("saturation_samples", 1, True),
+                                     ("max_gap_samples", 0, True)):
+            value = getattr(self, name)
+            number = isinstance(value, int if whole else (int, float)) and not isinstance(
+                value, bool)
+            if not number or not (value >= minimum if whole else value > minimum) or (
+                    not whole and not np.isfinite(value)):
+                wanted = f"a whole number >= {minimum}" if whole else "a number > 0"
+                raise UserError(f"quality.{name}: {value!r} is not {wanted}; set "
+                                f"quality.{name}=<value>")
         unknown = sorted(set(self.actions) - set(KINDS))
         if unknown:
             raise UserError(f"quality.actions: unknown finding {unknown[0]!r}; the findings "

@@ -13,9 +13,16 @@ ID_RULES = ("index", "name")
 
 def list_records(input_path: str | Path, key: str = "input") -> tuple[Path, list[str]]:
     """The root folder and the record names (paths relative to it, WFDB names without
-    ``.hea``) of a folder (searched recursively, sorted) or of a ``RECORDS`` file; ``key`` is
-    the config key named in errors."""
+    ``.hea``) of a folder (searched recursively, sorted), of a ``RECORDS`` file, or of a single
+    record (a ``.hea``, ``.xml`` or ``.json`` file, or a WFDB record path without its
+    ``.hea``); ``key`` is the config key named in errors."""
     path = Path(input_path)
+    if path.suffix == ".hea" and path.is_file():
+        return path.parent, [path.stem]
+    if path.suffix in (".xml", ".json") and path.is_file():
+        return path.parent, [path.name]
+    if not path.exists() and path.with_name(path.name + ".hea").is_file():
+        return path.parent, [path.name]
     if path.is_dir():
         names = sorted(str(p.relative_to(path).with_suffix("") if p.suffix == ".hea"
                            else p.relative_to(path))
