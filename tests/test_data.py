@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from ecgexp.data.datamodule import ExamDataModule
 from ecgexp.data.dataset import ExamDataset, collate_exams
 from ecgexp.data.source import HDF5Source
+from ecgexp.errors import UserError
 from ecgexp.data.splits import (
     column_split,
     first_n_split,
@@ -541,3 +542,32 @@ def test_item_target_is_writable(tmp_path):
     table, reader = generic_source(tmp_path).load(["y"])
     dataset = ExamDataset(table, reader, ["y"], lead_index=range(12))
     assert dataset.targets.flags.writeable
+
+
+def test_targets_outside_their_plausible_range_are_left_out_and_named(tmp_path, caplog):
+    """Ages -5 and 250 (as CinC headers hold them) are left out with a warning that names them
+    and the key; survival times below 0 likewise."""
+    from ecgexp.tasks.regression import Regression
+    from ecgexp.tasks.survival import CoxSurvival
+
+    ids = np.arange(1, 21)
+    ages = [40.0] * 20
+    ages[3], ages[11] = -5.0, 250.0
+    write_generic(tmp_path, ids, extra_columns={"age": ages, "timey": [1.0] * 19 + [-0.5],
+                                                "death": [0] * 20})
+    objective = Regression("age", valid_range=[0, 120])
+    module = ExamDataModule(generic_source(tmp_path), objective.target_columns,
+                            ["DI"], valid_ranges=objective.valid_ranges)
+    with caplog.at_level("WARNING"):
+        module.setup()
+    assert sorted(module.table.exam_id) == [i for i in ids if i not in (4, 12)]
+    assert ("generic: 2 exams with age outside [0, 120] left out (exam_id 4: -5, exam_id 12: "
+            "250); set task.objective.valid_range to change the range") in caplog.text
+    survival = CoxSurvival("timey", "death")
+    module = ExamDataModule(generic_source(tmp_path), survival.target_columns, ["DI"],
+                            binary_columns=survival.binary_columns,
+                            valid_ranges=survival.valid_ranges)
+    module.setup()
+    assert 20 not in set(module.table.exam_id) and len(module.table) == 19
+    with pytest.raises(UserError, match=r"^task.objective.valid_range: \[low, high\] with low "):
+        Regression("age", valid_range=[10, 5])

@@ -34,6 +34,7 @@ def build_datamodule(cfg: DictConfig, objective=None,
     return ExamDataModule(
         instantiate(dataset_config(cfg)), objective.target_columns, cfg.preprocessing.leads,
         seed=cfg.seed, binary_columns=objective.binary_columns,
+        valid_ranges=objective.valid_ranges,
         metadata_statistics=metadata_statistics,
         metadata_columns=task.get("metadata_columns") or (),
         standardise_metadata=task.get("standardise_metadata") or (),

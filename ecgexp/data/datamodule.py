@@ -61,6 +61,26 @@ def start_worker(worker_id: int, rank: int) -> None:
     pl_worker_init_function(worker_id, rank)
 
 
+def within_ranges(table: pd.DataFrame, ranges: dict[str, tuple[float, float, str]],
+                  name: str) -> pd.DataFrame:
+    """The exams whose target values lie in their plausible ``[low, high]`` (``ranges``:
+    column -> (low, high, the config key that sets them)); the others are left out with a
+    warning naming how many and the first exam ids."""
+    for column, (low, high, key) in ranges.items():
+        if column not in table:
+            continue
+        values = table[column]
+        outside = values.notna() & ~values.between(low, high)
+        if outside.any():
+            shown = ", ".join(f"exam_id {e}: {v:g}" for e, v in
+                              zip(table.exam_id[outside][:5], values[outside][:5]))
+            log.warning("%s: %d exams with %s outside [%g, %g] left out (%s%s); set %s to "
+                        "change the range", name, int(outside.sum()), column, low, high, shown,
+                        ", ..." if outside.sum() > 5 else "", key)
+            table = table[~outside].reset_index(drop=True)
+    return table
+
+
 class ExamDataModule(pl.LightningDataModule):
     """Train/val/test loaders over an ``HDF5Source``.
 
@@ -108,7 +128,8 @@ class ExamDataModule(pl.LightningDataModule):
                  target_builder: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
                  sampler: Callable[..., Sampler] | None = None,
                  binary_columns: Sequence[str] = (),
-                 metadata_statistics: dict[str, dict[str, float]] | None = None):
+                 metadata_statistics: dict[str, dict[str, float]] | None = None,
+                 valid_ranges: dict[str, tuple[float, float, str]] | None = None):
         super().__init__()
         unknown = [c for c in standardise_metadata if c not in metadata_columns]
         if unknown:
@@ -119,6 +140,7 @@ class ExamDataModule(pl.LightningDataModule):
             raise UserError(f"task.objective: the binary labels {not_targets} are not among "
                             f"the target columns ({list(target_columns)})")
         self.binary_columns = list(binary_columns)
+        self.valid_ranges = dict(valid_ranges or {})
         self.source = source
         self.target_columns = list(target_columns)
         self.lead_index = lead_indices(source.leads, leads)
@@ -143,6 +165,7 @@ class ExamDataModule(pl.LightningDataModule):
             return
         table, self.reader = self.source.load(self.target_columns, self.metadata_columns,
                                               self.target_builder, self.binary_columns)
+        table = within_ranges(table, self.valid_ranges, self.source.name)
         if isinstance(self.reader, TracingReader):  # raw records are checked as they are read
             table = screen_tracings(
                 table, self.reader, self.source.scale, self.source.nan_policy,

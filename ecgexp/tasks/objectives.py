@@ -95,6 +95,12 @@ class Objective(ABC):
         """The target columns whose values must be 0 or 1 (checked when the data is read)."""
         return []
 
+    @property
+    def valid_ranges(self) -> dict[str, tuple[float, float, str]]:
+        """Target column -> ``(low, high, config key)``: the plausible values; exams outside
+        are left out when the data is read, with a warning naming them."""
+        return {}
+
     # ------------------------------------------------------------------ training statistics
     def fit(self, targets: np.ndarray) -> dict:
         """Fits the training statistics on the training split's ``(exams, targets)`` array."""

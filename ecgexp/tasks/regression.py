@@ -22,6 +22,7 @@ from torchmetrics.regression import (
     R2Score,
 )
 
+from ecgexp.errors import UserError
 from ecgexp.evaluation.regression import regression_report
 from ecgexp.tasks.loss_weights import (
     check_weight_option,
@@ -70,11 +71,23 @@ class ContinuousTarget(Objective):
     analyses = ("regression", "strata")
 
     def __init__(self, target_column: str,
-                 events: Mapping[str, Mapping[str, float]] | None = None, units: str = ""):
+                 events: Mapping[str, Mapping[str, float]] | None = None, units: str = "",
+                 valid_range: Sequence[float] | None = None):
         super().__init__([target_column])
+        if valid_range is not None and (len(valid_range) != 2
+                                        or not float(valid_range[0]) < float(valid_range[1])):
+            raise UserError(f"task.objective.valid_range: [low, high] with low < high is "
+                            f"needed, got {list(valid_range)}")
+        self.valid_range = None if valid_range is None else tuple(map(float, valid_range))
         self.target_column = target_column
         self.units = units
         self.events = {name: dict(rule) for name, rule in (events or {}).items()}
+
+    @property
+    def valid_ranges(self) -> dict[str, tuple[float, float, str]]:
+        if self.valid_range is None:
+            return {}
+        return {self.target_column: (*self.valid_range, "task.objective.valid_range")}
 
     @property
     def predicted_column(self) -> str:
@@ -108,8 +121,9 @@ class Regression(ContinuousTarget):
                  standardise: bool = False, weighting: str | None = None,
                  buckets: Sequence[float] | None = None, max_weight: float | None = None,
                  gap_column: str | None = None,
-                 events: Mapping[str, Mapping[str, float]] | None = None, units: str = ""):
-        super().__init__(target_column, events, units)
+                 events: Mapping[str, Mapping[str, float]] | None = None, units: str = "",
+                 valid_range: Sequence[float] | None = None):
+        super().__init__(target_column, events, units, valid_range)
         if weighting not in WEIGHTINGS:
             raise ValueError(f"task.objective.weighting: '{weighting}' is not one of "
                              f"{WEIGHTINGS}")
@@ -217,8 +231,10 @@ class GaussianRegression(Regression):
 
     def __init__(self, target_column: str, log_transform: bool = False,
                  standardise: bool = True, interval_level: float = 0.9,
-                 events: Mapping[str, Mapping[str, float]] | None = None, units: str = ""):
-        super().__init__(target_column, log_transform, standardise, events=events, units=units)
+                 events: Mapping[str, Mapping[str, float]] | None = None, units: str = "",
+                 valid_range: Sequence[float] | None = None):
+        super().__init__(target_column, log_transform, standardise, events=events, units=units,
+                         valid_range=valid_range)
         self.interval_level = interval_level
 
     @property
@@ -263,8 +279,9 @@ class BucketClassification(ContinuousTarget):
 
     def __init__(self, target_column: str, buckets: Sequence[float],
                  class_weights: str | Sequence[float] | None = None,
-                 events: Mapping[str, Mapping[str, float]] | None = None, units: str = ""):
-        super().__init__(target_column, events, units)
+                 events: Mapping[str, Mapping[str, float]] | None = None, units: str = "",
+                 valid_range: Sequence[float] | None = None):
+        super().__init__(target_column, events, units, valid_range)
         self.buckets = Buckets(buckets)
         check_weight_option(class_weights, "class_weights")
         self.class_weights = class_weights
@@ -333,8 +350,9 @@ class Ordinal(ContinuousTarget):
     head = "coral"
 
     def __init__(self, target_column: str, buckets: Sequence[float],
-                 events: Mapping[str, Mapping[str, float]] | None = None, units: str = ""):
-        super().__init__(target_column, events, units)
+                 events: Mapping[str, Mapping[str, float]] | None = None, units: str = "",
+                 valid_range: Sequence[float] | None = None):
+        super().__init__(target_column, events, units, valid_range)
         self.buckets = Buckets(buckets)
 
     @property

@@ -92,6 +92,11 @@ class Survival(Objective):
         return [self.event_column]
 
     @property
+    def valid_ranges(self) -> dict[str, tuple[float, float, str]]:
+        """Follow-up times are not negative."""
+        return {self.time_column: (0.0, float("inf"), "task.objective.time_column")}
+
+    @property
     def survival_columns(self) -> list[str]:
         """The ``survival_at_<h>`` prediction columns (none without survival curves)."""
         return []
