@@ -26,7 +26,6 @@ from torch.utils.data import DataLoader
 from ecgexp.data.datamodule import ExamDataModule
 from ecgexp.data.dataset import ExamDataset, collate_exams
 from ecgexp.data.source import HDF5Source
-from ecgexp.errors import UserError
 from ecgexp.data.splits import (
     column_split,
     first_n_split,
@@ -34,6 +33,7 @@ from ecgexp.data.splits import (
     random_split,
     single_split,
 )
+from ecgexp.errors import UserError
 
 N_SAMPLES = 4096
 # The encoded tracings are constant in time (no ECG amplitudes), so the set-up check of their
