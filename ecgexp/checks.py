@@ -11,6 +11,7 @@ a multirun (whose values the sweeper sets). A bad value stops the command with o
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from numbers import Real
 
@@ -176,11 +177,13 @@ class CheckConfig(Callback):
                 check_output_folder(config, folder_key)
             if config.get("quality") is not None and self.rules in QUALITY_COMMANDS:
                 check_quality(config.quality)
-            if self.rules == "train" and folder_key == "hydra.run.dir":
+            if (self.rules == "train" and folder_key == "hydra.run.dir"
+                    and os.environ.get("LOCAL_RANK", "0") == "0"):  # not a DDP child
                 from ecgexp.run_folder import check_new_run_folder  # Lightning: only here
 
                 check_new_run_folder(OmegaConf.select(config, folder_key),
-                                     continuing=bool(config.get("ckpt_path")))
+                                     continuing=bool(config.get("ckpt_path")
+                                                     or config.get("resume")))
         except UserError as error:
             report(error)
 

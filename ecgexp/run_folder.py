@@ -117,11 +117,17 @@ def check_writes_inside(config: DictConfig, folder: Path, key: str) -> None:
                             f"restore {where} under {folder})")
 
 
+# Subfolders of a run that other programs manage (W&B's offline run links to its own logs).
+FOREIGN_FOLDERS = ("wandb",)
+
+
 def check_links_inside(folder: Path, key: str) -> None:
     """Refuses a run folder holding a symbolic link that leads out of it (a run writing into
-    the folder would follow it)."""
+    the folder would follow it), outside :data:`FOREIGN_FOLDERS`."""
     root = folder.resolve()
     for parent, names, files in os.walk(folder, followlinks=False):
+        if Path(parent) == Path(folder):
+            names[:] = [n for n in names if n not in FOREIGN_FOLDERS]
         for name in [*names, *files]:
             path = Path(parent) / name
             if path.is_symlink() and not path.resolve().is_relative_to(root):

@@ -137,11 +137,11 @@ def test_figure_ratio_and_target_directions():
 
 def test_unknown_benchmark_lists_valid_names(tmp_path):
     assert check_names(["scaling", "training"]) == ["training", "scaling"]
-    with pytest.raises(ValueError, match="'trainig'.*valid names: training, data, inference"):
+    with pytest.raises(ValueError, match="'trainig'.*valid names: training, dropout, data, inference"):
         check_names(["trainig"])
     finished = run_in_process("ecgexp-bench", tmp_path, "trainig")
     assert finished.returncode != 0
-    assert "valid names: training, data, inference" in finished.stderr
+    assert "valid names: training, dropout, data, inference" in finished.stderr
 
 
 @pytest.mark.parametrize("argv, key, many, expected", [
