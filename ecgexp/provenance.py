@@ -27,6 +27,11 @@ PACKAGES = ("ecgexp", "torch", "pytorch-lightning", "torchmetrics", "hydra-core"
             "hydra-optuna-sweeper", "h5py", "numpy", "scipy", "pandas", "wfdb", "captum", "wandb")
 SAMPLE_BLOCK_BYTES = 1 << 20
 SAMPLE_BLOCKS = 8
+# What a sampled tracing fingerprint tells: the hash sees the sampled blocks only, so an edit
+# elsewhere in the file shows in its change time (ctime: every write changes it, no user can
+# set it) and, when it changes the size, in the size.
+COVERS = (f"the SHA-256 of {SAMPLE_BLOCKS} evenly spaced blocks of {SAMPLE_BLOCK_BYTES} bytes; "
+          f"an edit outside them shows only in 'changed' (ctime) and 'bytes'")
 
 
 def _version(package: str) -> str | None:
@@ -91,12 +96,15 @@ def sampled_sha256(path: Path, block_bytes: int = SAMPLE_BLOCK_BYTES,
 
 
 def tracing_fingerprint(path: Path) -> dict:
-    """Size, modification time and sampled SHA-256, with the sampling rule."""
+    """Size, modification and change times and sampled SHA-256, with the sampling rule and
+    what the fingerprint covers."""
     stat = path.stat()
+    hashed = min(stat.st_size, SAMPLE_BLOCK_BYTES * SAMPLE_BLOCKS)
     return {"path": str(path.resolve()), "bytes": stat.st_size, "modified": stat.st_mtime,
-            "sampled_sha256": sampled_sha256(path),
+            "changed": stat.st_ctime, "sampled_sha256": sampled_sha256(path),
             "sampling": {"block_bytes": SAMPLE_BLOCK_BYTES, "blocks": SAMPLE_BLOCKS,
-                         "hashed_bytes": min(stat.st_size, SAMPLE_BLOCK_BYTES * SAMPLE_BLOCKS)}}
+                         "hashed_bytes": hashed},
+            "covers": COVERS if hashed < stat.st_size else "every byte (SHA-256 of the file)"}
 
 
 def label_fingerprint(path: Path) -> dict:

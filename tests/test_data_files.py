@@ -284,6 +284,22 @@ def test_scan_is_cached_by_file_fingerprint_and_rows(tmp_path, real, cache_dir, 
     assert len(list((cache_dir / "tracing_scans").glob("*.json"))) == 3
 
 
+def test_an_edit_that_keeps_the_mtime_is_scanned_again(tmp_path, real, cache_dir):
+    """A NaN written into a scanned file in place, its mtime put back: the scan runs again
+    (the file's ctime changed) and finds it, before training."""
+    ids, labels, millivolts, _ = real
+    folder = tmp_path / "data"
+    path = write_exams(folder, millivolts[:40], ids[:40], labels.iloc[:40])
+    module(folder).setup()  # clean: scanned and cached
+    stat = path.stat()
+    with h5py.File(path, "r+") as handle:
+        handle["tracings"][5, 100, 2] = np.nan
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_mtime_ns == stat.st_mtime_ns and path.stat().st_size == stat.st_size
+    with pytest.raises(ValueError, match=rf"exam_id {ids[5]}"):
+        module(folder).setup()
+
+
 # --------------------------------------------------------------------------------------------
 # 3. amplitudes that are not mV
 

@@ -154,6 +154,8 @@ def test_cli_run_writes_and_logs_the_dataset_fingerprint(tmp_path):
         assert fingerprint["bytes"] == part.stat().st_size
         assert fingerprint["sampled_sha256"] == hash_ranges(part, default_sample(part))
         assert fingerprint["sampling"] == {"block_bytes": MIB, "blocks": 8, "hashed_bytes": 8 * MIB}
+        assert fingerprint["changed"] == part.stat().st_ctime  # what an in-place edit changes
+        assert "an edit outside them shows only in 'changed' (ctime)" in fingerprint["covers"]
     assert record["host"]["hostname"] == socket.gethostname()
     assert record["command"][1:] == QUICK_RUN
 

@@ -286,8 +286,11 @@ def cache_dir() -> Path:
 
 def _fingerprint(path: Path, tracings_dataset: str, rows: np.ndarray) -> dict:
     status = path.stat()
+    # ctime: every write changes it and no user can set it (an edit that keeps the mtime, or
+    # a file put back with its old mtime, is scanned again); inode: a replaced file.
     return {"version": SCAN_VERSION, "path": str(path.resolve()), "dataset": tracings_dataset,
             "size": status.st_size, "mtime_ns": status.st_mtime_ns,
+            "ctime_ns": status.st_ctime_ns, "inode": status.st_ino,
             "rows": hashlib.sha256(np.asarray(rows, "<i8").tobytes()).hexdigest()}
 
 
@@ -350,7 +353,8 @@ def scan_file(path: Path, tracings_dataset: str, rows: np.ndarray,
               block_bytes: int = SCAN_BLOCK_BYTES) -> FileScan:
     """Reads ``rows`` of ``path`` once, in blocks of about ``block_bytes``, and returns the
     rows that cannot be read, those with NaN/Inf samples, the all-zero ones and the typical
-    amplitude; the result is cached by the file's path, size, mtime and the rows scanned."""
+    amplitude; the result is cached by the file's path, size, modification and change times
+    (ctime: an edit that keeps the mtime still changes it), inode and the rows scanned."""
     path = Path(path)
     rows = np.unique(np.asarray(rows, dtype=np.int64))
     fingerprint = _fingerprint(path, tracings_dataset, rows)
