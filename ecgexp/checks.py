@@ -143,6 +143,29 @@ def check_output_folder(config: DictConfig, key: str) -> None:
 QUALITY_COMMANDS = ("train", "predict", "preprocess")
 
 
+# Trainer settings that Lightning checks when the Trainer is built, by the config key named.
+TRAINER_KEYS = ("accelerator", "devices", "precision", "num_nodes")
+
+
+def check_trainer(trainer: DictConfig) -> None:
+    """``trainer.accelerator``, ``devices``, ``precision`` and ``num_nodes`` as Lightning
+    checks them (a Trainer built with them alone), before any folder is written: an unknown
+    precision, or a GPU accelerator on a machine without one, is one line naming the key."""
+    import pytorch_lightning as pl
+
+    settings = {key: OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+                for key in TRAINER_KEYS if (value := trainer.get(key)) is not None}
+    try:
+        pl.Trainer(**settings, logger=False, enable_checkpointing=False,
+                   enable_progress_bar=False, enable_model_summary=False)
+    except Exception as error:  # noqa: BLE001  (Lightning's errors of every kind)
+        message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        key = next((k for k in ("precision", "devices", "num_nodes") if k in message.lower()),
+                   "accelerator")
+        raise UserError(f"trainer.{key}: {message} (trainer: {settings}); set "
+                        f"trainer.{key}=<value>") from None
+
+
 def check_quality(quality: DictConfig) -> None:
     """The ``quality`` group's values, as ``QualityRules`` checks them when it is built."""
     from hydra.errors import InstantiationException
@@ -175,6 +198,8 @@ class CheckConfig(Callback):
             check(config, self.rules)
             if self.output_folder:
                 check_output_folder(config, folder_key)
+            if self.rules == "train" and config.get("trainer") is not None:
+                check_trainer(config.trainer)
             if config.get("quality") is not None and self.rules in QUALITY_COMMANDS:
                 check_quality(config.quality)
             if (self.rules == "train" and folder_key == "hydra.run.dir"

@@ -17,6 +17,7 @@ from ecgexp.evaluation.inputs import load_run, mean_ensemble
 from ecgexp.files import atomic_path, writable_folder
 from ecgexp.models.weights import build_model
 from ecgexp.prediction.inputs import contract_pipeline
+from ecgexp.prediction.predictor import device_of
 from ecgexp.prediction.table import dataset_predictions
 from ecgexp.tasks.build import build_objective
 from ecgexp.trained import TrainedModel, load_model
@@ -40,6 +41,7 @@ def predict(cfg: DictConfig):
         raise UserError(f"output: '{output}' exists; nothing is overwritten (choose another "
                         f"output or move the file)")
     writable_folder(output.parent, "output", output)
+    device_of(cfg.device)  # a CUDA device that is not there: before any model is read
     models, thresholds = load_models(cfg)
     contract = models[0].contract
     source = instantiate(dataset_for(cfg.dataset, contract, cfg))

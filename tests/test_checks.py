@@ -69,6 +69,24 @@ def test_a_bad_value_is_one_line_and_creates_nothing(tmp_path, command, argument
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("command,arguments,start", [
+    ("ecgexp", ["trainer.precision=64x"], "error: trainer.precision: Precision '64x' is invalid."),
+    ("ecgexp", ["trainer.accelerator=gpu"],
+     "error: trainer.accelerator: No supported gpu backend found!"),
+    ("ecgexp-predict", ["run=x", "dataset=synthetic", "output=p.csv", "device=cuda"],
+     "error: device: 'cuda', but this machine has no CUDA device (torch.cuda.is_available() "
+     "is false); set device=cpu or device=auto"),
+])
+def test_trainer_and_device_settings_fail_before_any_folder(tmp_path, command, arguments,
+                                                            start):
+    result = run_in_process(command, tmp_path, *arguments)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(start), line
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_bad_value_in_a_sweep_stops_it_before_training(tmp_path):
     """The sweeper sets each job's values; the job with the bad one stops the sweep."""
     result = run_in_process("ecgexp", tmp_path, "-m", "optimizer.lr=-1,0.001")

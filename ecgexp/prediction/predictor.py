@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ecgexp.data.hdf5 import consecutive_runs
+from ecgexp.errors import UserError
 from ecgexp.prediction.inputs import HDF5Inputs, RecordInputs
 from ecgexp.prediction.screening import exam_flags, no_ecg
 from ecgexp.processes import die_with_parent
@@ -87,7 +88,14 @@ def device_of(name: str) -> torch.device:
     """``auto`` (a CUDA device when there is one), or a torch device name."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"device: '{name}' is not a device (auto, cpu, cuda, cuda:1)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device: '{name}', but this machine has no CUDA device "
+                        f"(torch.cuda.is_available() is false); set device=cpu or device=auto")
+    return device
 
 
 @torch.inference_mode()
