@@ -4,6 +4,7 @@ re-exports both."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -120,6 +121,20 @@ class TrainedModel:
         return table
 
 
+def check_thresholds(thresholds: dict, checkpoint: Path, key: str) -> None:
+    """A model card's thresholds are numbers in [0, 1] (NaN or null: none chosen)."""
+    if not isinstance(thresholds, dict):
+        raise UserError(f"{key}: '{checkpoint}' holds thresholds {thresholds!r} in its model "
+                        f"card, not a label -> threshold mapping; the file was not written by "
+                        f"ecgexp or was edited")
+    for label, value in thresholds.items():
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if value is not None and not (number and (math.isnan(value) or 0 <= value <= 1)):
+            raise UserError(f"{key}: '{checkpoint}' holds the threshold {value!r} for "
+                            f"'{label}' in its model card; a threshold is a number in [0, 1]: "
+                            f"the file was not written by ecgexp or was edited")
+
+
 def load_model(path: str | Path, trusted: bool = False, key: str = "model",
                trust_key: str = "trusted", allow_modules: Sequence[str] = ()) -> TrainedModel:
     """The model in ``path``: a run folder (its best, else last checkpoint) or a checkpoint
@@ -140,6 +155,7 @@ def load_model(path: str | Path, trusted: bool = False, key: str = "model",
     config = config_as_data(OmegaConf.create(card["config"]), checkpoint, key,
                             check_prefixes(allow_modules))
     card = {**card, "config": OmegaConf.to_container(config)}
+    check_thresholds(card.get("thresholds") or {}, checkpoint, key)
     objective = instantiate(config.task.objective)
     objective.load_state(stored.get("objective_state", {}))
     net = build_model(config.model, objective, with_weights=False)

@@ -151,3 +151,20 @@ def test_inputs_without_an_ecg_get_no_label_and_wrong_units_a_flag(api_run):
 def test_loading_names_a_missing_model(tmp_path):
     with pytest.raises(UserError, match=f"^model: no run folder or checkpoint at '{tmp_path}/x'"):
         load_model(tmp_path / "x")
+
+
+@pytest.mark.parametrize("threshold", ["abc", 1.5, True])
+def test_a_card_threshold_that_is_not_a_probability_is_named(api_run, tmp_path, threshold):
+    import torch
+
+    from ecgexp.contract import CARD_KEY
+
+    checkpoint = next((api_run[0] / "checkpoints").glob("*.ckpt"))
+    stored = torch.load(checkpoint, weights_only=True)
+    label = next(iter(stored[CARD_KEY]["thresholds"]))
+    stored[CARD_KEY]["thresholds"][label] = threshold
+    edited = tmp_path / "edited.ckpt"
+    torch.save(stored, edited)
+    with pytest.raises(UserError, match=rf"^model: '{edited}' holds the threshold "
+                                        rf"{threshold!r} for '{label}' in its model card"):
+        load_model(edited)
