@@ -291,3 +291,27 @@ def test_challenge2025_takes_the_exam_id_from_the_header(tmp_path):
                                               if not line.startswith("# Exam ID:")))
     table = _exam_table(instantiate(cfg.dataset))
     assert table.exam_id.tolist() == ["rec_a", "rec_b"]
+
+
+def test_ptbxl_database_faults_are_named(ptbxl, tmp_path):
+    """A repeated ecg_id, and a patient whose ECGs fall in two splits (folds 9 and 10), are
+    refused with the line and the patient; code6 labels need no scp_statements.csv."""
+    database = pd.read_csv(ptbxl / "ptbxl_database.csv")
+    (ptbxl / "scp_statements.csv").unlink()
+    source, _ = _ptbxl_table(ptbxl, tmp_path / "a")  # code6: no scp_statements.csv needed
+    assert source.label_files == [ptbxl / "ptbxl_database.csv"]
+    leaking = database.copy()
+    leaking.loc[leaking.ecg_id == 3, "patient_id"] = int(
+        leaking.loc[leaking.ecg_id == 2, "patient_id"].iloc[0])  # fold 9 and fold 10
+    leaking.to_csv(ptbxl / "ptbxl_database.csv", index=False)
+    source, table = _ptbxl_table(ptbxl, tmp_path / "b")
+    patient = int(leaking.loc[leaking.ecg_id == 2, "patient_id"].iloc[0])
+    with pytest.raises(UserError, match=rf"^dataset.folds: patient {patient} of '.*' has ECGs "
+                                        rf"in strat_fold 9, 10, which fall in the splits test, "
+                                        rf"val \(1 patients so\)"):
+        source._split(table.reset_index())
+    twice = pd.concat([database, database.iloc[[1]]])
+    twice.to_csv(ptbxl / "ptbxl_database.csv", index=False)
+    with pytest.raises(UserError, match=r"^dataset.path: '.*ptbxl_database.csv' lists ecg_id 2 "
+                                        r"on lines 3, 6 \(1 ecg_ids repeated\)"):
+        _ptbxl_table(ptbxl, tmp_path / "c")

@@ -59,7 +59,11 @@ class PTBXLSource(RecordFolderSource):
 
     @property
     def label_files(self) -> list[Path]:
-        return [self.path / "ptbxl_database.csv", self.path / "scp_statements.csv"]
+        """The tables the labels come from (``scp_statements.csv`` beyond ``code6``)."""
+        files = [self.path / "ptbxl_database.csv"]
+        if self.label_level != "code6":
+            files.append(self.path / "scp_statements.csv")
+        return files
 
     def _database(self) -> pd.DataFrame:
         path = self.path / "ptbxl_database.csv"
@@ -69,6 +73,12 @@ class PTBXLSource(RecordFolderSource):
         if missing:
             raise UserError(f"dataset.path: '{path}' has no column {', '.join(missing)}; it is "
                             f"not PTB-XL's ptbxl_database.csv")
+        twice = table.ecg_id[table.ecg_id.duplicated()]
+        if len(twice):
+            rows = table.index[table.ecg_id == twice.iloc[0]] + 2  # CSV lines (header: 1)
+            raise UserError(f"dataset.path: '{path}' lists ecg_id {twice.iloc[0]} on lines "
+                            f"{', '.join(map(str, rows))} ({len(twice)} ecg_ids repeated); each "
+                            f"ECG is one row of ptbxl_database.csv: fix the file")
         return table
 
     def records(self) -> tuple[Path, list[str]]:
@@ -110,6 +120,18 @@ class PTBXLSource(RecordFolderSource):
         split = pd.Series("unused", index=table.index)
         for name, folds in self.folds.items():
             split[table.strat_fold.isin(folds)] = name
+        used = split != "unused"
+        splits_of = split[used].groupby(table.patient_id[used]).unique()
+        leaking = splits_of[splits_of.map(len) > 1]
+        if len(leaking):
+            patient = leaking.index[0]
+            folds = sorted(table.strat_fold[table.patient_id == patient].unique())
+            raise UserError(f"dataset.folds: patient {patient} of "
+                            f"'{self.path / 'ptbxl_database.csv'}' has ECGs in strat_fold "
+                            f"{', '.join(map(str, folds))}, which fall in the splits "
+                            f"{', '.join(sorted(leaking.iloc[0]))} ({len(leaking)} patients "
+                            f"so); PTB-XL keeps each patient in one fold: the file was edited, "
+                            f"or dataset.folds splits a patient's folds")
         return split
 
 
