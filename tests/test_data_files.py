@@ -234,6 +234,22 @@ def test_bad_exams_stop_the_run_at_setup(tmp_path, real):
         "set dataset.nan_policy=skip to leave such exams out")
 
 
+def test_an_exam_far_above_its_files_amplitude_stops_the_run(tmp_path, real):
+    """One real exam multiplied by 10^6 (the file's others as recorded): named at set-up, with
+    the ratio measured here over 100."""
+    ids, labels, millivolts, _ = real
+    tracings = millivolts[:40].copy()
+    tracings[12] *= 1e6
+    folder = tmp_path / "data"
+    write_exams(folder, tracings, ids[:40], labels.iloc[:40])
+    amplitudes = np.median(np.ptp(tracings, axis=1), axis=1)
+    assert amplitudes[12] > 100 * np.median(amplitudes) > 0  # what the scan must see
+    message = setup_error(module(folder))
+    assert message.startswith("dataset.tracing_files: 1 of 40 exams of 'real' cannot be used "
+                              "(amplitude over 100x the file's typical: 1): "
+                              f"exam_id {ids[12]} (row 12, ")
+
+
 def test_skip_leaves_bad_exams_out_with_one_line(tmp_path, real, caplog):
     ids, labels, millivolts, _ = real
     folder = tmp_path / "data"

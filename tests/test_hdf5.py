@@ -283,12 +283,13 @@ def test_a_corrupt_chunk_is_named_by_file_and_rows(tmp_path):
 
 def test_file_scan_round_trips_through_json(tmp_path):
     scan = FileScan(tmp_path / "t.hdf5", 40, nonfinite=[3, 17], unreadable={20: "bad chunk"},
-                    zero=[8], amplitude=2.25)
+                    zero=[8], amplitude=2.25, outlier=[30])
     data = json.loads(json.dumps(scan.to_json()))
     assert data == {"n_rows": 40, "nonfinite": [3, 17], "unreadable": {"20": "bad chunk"},
-                    "zero": [8], "amplitude": 2.25}
+                    "zero": [8], "amplitude": 2.25, "outlier": [30]}
     again = FileScan.from_json(scan.path, data)
-    assert again == FileScan(scan.path, 40, [3, 17], {20: "bad chunk"}, [8], 2.25, cached=True)
+    assert again == FileScan(scan.path, 40, [3, 17], {20: "bad chunk"}, [8], 2.25, [30],
+                             cached=True)
     empty = FileScan.from_json(scan.path, FileScan(scan.path, 0).to_json())
     assert empty.amplitude is None and empty.unreadable == {}
 

@@ -32,7 +32,10 @@ from ecgexp.errors import UserError
 
 log = logging.getLogger(__name__)
 
-SCAN_VERSION = 1
+SCAN_VERSION = 2
+# An exam whose amplitude is this many times the file's typical one is not a recording in the
+# file's units (a corrupt or mis-scaled exam): the scan calls it unusable.
+OUTLIER_FACTOR = 100.0
 SCAN_BLOCK_BYTES = 32 * 2**20  # rows read per block of the scan: about 32 MiB at a time
 CACHE_ENV = "ECGEXP_CACHE_DIR"
 
@@ -253,7 +256,8 @@ class FileScan:
 
     ``amplitude`` is the median, over the usable exams, of each exam's median per-lead
     peak-to-peak amplitude (max - min over time), in the stored units (before
-    ``dataset.scale``); ``None`` when no exam is usable.
+    ``dataset.scale``); ``None`` when no exam is usable. ``outlier``: the rows whose amplitude
+    is more than :data:`OUTLIER_FACTOR` times that.
     """
 
     path: Path
@@ -262,19 +266,21 @@ class FileScan:
     unreadable: dict[int, str] = field(default_factory=dict)
     zero: list[int] = field(default_factory=list)
     amplitude: float | None = None
+    outlier: list[int] = field(default_factory=list)
     cached: bool = False
 
     def to_json(self) -> dict:
         return {"n_rows": self.n_rows, "nonfinite": self.nonfinite,
                 "unreadable": {str(row): reason for row, reason in self.unreadable.items()},
-                "zero": self.zero, "amplitude": self.amplitude}
+                "zero": self.zero, "amplitude": self.amplitude, "outlier": self.outlier}
 
     @classmethod
     def from_json(cls, path: Path, data: dict) -> FileScan:
         return cls(path, int(data["n_rows"]), [int(r) for r in data["nonfinite"]],
                    {int(row): str(reason) for row, reason in data["unreadable"].items()},
                    [int(r) for r in data["zero"]],
-                   None if data["amplitude"] is None else float(data["amplitude"]), cached=True)
+                   None if data["amplitude"] is None else float(data["amplitude"]),
+                   [int(r) for r in data["outlier"]], cached=True)
 
 
 def cache_dir() -> Path:
@@ -362,7 +368,7 @@ def scan_file(path: Path, tracings_dataset: str, rows: np.ndarray,
     if cached is not None:
         return cached
     scan = FileScan(path, len(rows))
-    amplitudes = []
+    amplitudes, measured_rows = [], []
     with open_hdf5(path) as handle:
         tracings = handle[tracings_dataset]
         row_bytes = max(1, int(np.prod(tracings.shape[1:])) * tracings.dtype.itemsize)
@@ -379,8 +385,12 @@ def scan_file(path: Path, tracings_dataset: str, rows: np.ndarray,
             scan.zero.extend(block_rows[zero].tolist())
             usable = finite & ~zero
             amplitudes.append(np.median(highest[usable] - lowest[usable], axis=1))
+            measured_rows.append(block_rows[usable])
     measured = np.concatenate(amplitudes) if amplitudes else np.empty(0)
     scan.amplitude = float(np.median(measured)) if len(measured) else None
+    if scan.amplitude:
+        outlier = measured > OUTLIER_FACTOR * scan.amplitude
+        scan.outlier = np.concatenate(measured_rows)[outlier].tolist()
     _store_scan(scan, fingerprint)
     return scan
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ecgexp.data.hdf5 import (
+    OUTLIER_FACTOR,
     FileScan,
     TracingReader,
     index_tracings,
@@ -263,7 +264,8 @@ def _amplitude_range(amplitude_range) -> tuple[float, float] | None:
     return low, high
 
 
-UNUSABLE = {"unreadable": "unreadable", "nonfinite": "NaN/Inf samples", "zero": "all zero"}
+UNUSABLE = {"unreadable": "unreadable", "nonfinite": "NaN/Inf samples", "zero": "all zero",
+            "outlier": f"amplitude over {OUTLIER_FACTOR:g}x the file's typical"}
 
 
 def screen_tracings(table: pd.DataFrame, reader: TracingReader, scale: float = 1.0,
@@ -273,7 +275,8 @@ def screen_tracings(table: pd.DataFrame, reader: TracingReader, scale: float = 1
     """Reads every exam of ``table`` once (:func:`~ecgexp.data.hdf5.scan_tracings`, cached)
     and returns the table of the usable ones (index reset).
 
-    Exams that cannot be read (a corrupt chunk), hold NaN/Inf samples or are all zero stop
+    Exams that cannot be read (a corrupt chunk), hold NaN/Inf samples, are all zero or have an
+    amplitude over ``OUTLIER_FACTOR`` times their file's typical one stop
     the run with one line naming the first of them (``nan_policy="error"``) or are left out
     with one log line (``"skip"``). A file whose typical amplitude times ``scale`` lies
     outside ``amplitude_range`` (mV) is refused: its units look wrong.
@@ -285,7 +288,8 @@ def screen_tracings(table: pd.DataFrame, reader: TracingReader, scale: float = 1
     for index, scan in scans.items():
         in_file = file_index == index
         for kind, bad_rows in (("zero", scan.zero), ("nonfinite", scan.nonfinite),
-                               ("unreadable", list(scan.unreadable))):
+                               ("unreadable", list(scan.unreadable)),
+                               ("outlier", scan.outlier)):
             problems[in_file & np.isin(rows, bad_rows)] = kind
     bad = pd.notna(problems)
     if not bad.any():
