@@ -70,6 +70,7 @@ from ecgexp.signal.quality import (
     apply_actions,
     content_hash,
     record_findings,
+    shortest_samples,
 )
 from ecgexp.signal.readers import RecordError, read_record, with_is_male
 from ecgexp.signal.record_lists import ID_RULES, exam_ids, list_records
@@ -134,7 +135,8 @@ def _checked(record, quality: QualityRules | None, pipeline: SignalPipeline, fin
     it); its findings are appended to ``findings`` as report rows."""
     if quality is None:
         return record.signal, ""
-    shortest = int(np.ceil(pipeline.n_samples * record.sampling_rate / pipeline.sampling_rate))
+    shortest = shortest_samples(pipeline.n_samples, record.sampling_rate,
+                                pipeline.sampling_rate)
     found = record_findings(record.signal, record.leads, quality, shortest)
     findings += [{"exam_id": int(exam_id), "record": record.name, "finding": f.kind,
                   "lead": f.lead, "count": f.count, "detail": f.detail,

@@ -33,6 +33,7 @@ from ecgexp.signal.quality import (
     apply_actions,
     content_hash,
     record_findings,
+    shortest_samples,
 )
 from ecgexp.signal.readers import RecordError, read_record, read_wfdb_header, with_is_male
 from ecgexp.signal.record_lists import exam_ids, list_records
@@ -196,7 +197,7 @@ class RecordFolderSource:
                 record = read_record(root / name)
             except RecordError:
                 continue  # unreadable: reported when it is read (dataset.nan_policy)
-            shortest = int(np.ceil(target_samples * record.sampling_rate / target_rate))
+            shortest = shortest_samples(target_samples, record.sampling_rate, target_rate)
             findings = record_findings(record.signal, record.leads, rules, shortest)
             digest = content_hash(record.signal)
             if digest in first_of:

@@ -12,7 +12,9 @@ Findings (one per record and kind, or per lead for the lead kinds), on the recor
   ``saturation_mv`` from 0, for ``saturation_samples`` consecutive samples or more (the
   amplifier's clipping plateau).
 - ``implausible_amplitude``: a lead with a sample beyond ``implausible_mv`` in magnitude.
-- ``short_record``: fewer samples than the model's length at the record's rate (it is padded).
+- ``short_record``: less than :data:`SHORT_RECORD_FRACTION` of the model's window at the
+  record's rate (it is padded; a standard 10 s record, 97.7 % of the 10.24 s window, is not
+  short).
 - ``duplicate``: the same samples as an earlier record (by a hash of the raw signal).
 
 Actions per kind: ``keep`` (report only), ``reject`` (the record is left out), ``zero_lead``
@@ -101,6 +103,16 @@ def content_hash(signal: np.ndarray) -> str:
     """A hash of the raw samples (shape and values): equal for byte-identical records."""
     values = np.ascontiguousarray(signal, dtype=np.float64)
     return hashlib.sha256(repr(values.shape).encode() + values.tobytes()).hexdigest()
+
+
+# The share of the model's window a record must cover not to be a ``short_record``.
+SHORT_RECORD_FRACTION = 0.9
+
+
+def shortest_samples(n_samples: int, sampling_rate: float, target_rate: float) -> int:
+    """The fewest samples at ``sampling_rate`` that cover :data:`SHORT_RECORD_FRACTION` of a
+    window of ``n_samples`` at ``target_rate``."""
+    return int(np.ceil(SHORT_RECORD_FRACTION * n_samples * sampling_rate / target_rate))
 
 
 def record_findings(signal: np.ndarray, leads: Sequence[str], rules: QualityRules,
