@@ -571,3 +571,16 @@ def test_targets_outside_their_plausible_range_are_left_out_and_named(tmp_path, 
     assert 20 not in set(module.table.exam_id) and len(module.table) == 19
     with pytest.raises(UserError, match=r"^task.objective.valid_range: \[low, high\] with low "):
         Regression("age", valid_range=[10, 5])
+
+
+def test_a_split_without_positives_is_named_at_start_up(tmp_path, caplog):
+    """A label whose positives are all in training (first_n_split: rows 1-4 validate): the
+    validation split is named."""
+    ids = np.arange(1, 21)
+    y2 = [0] * 4 + [1] * 3 + [0] * 13
+    write_generic(tmp_path, ids, extra_columns={"y2": y2})
+    module = ExamDataModule(generic_source(tmp_path), ["y2"], ["DI"], binary_columns=["y2"])
+    with caplog.at_level("WARNING"):
+        module.setup()
+    assert ("generic: no positive 'y2' exam in the val (0 of 4) split; its metrics there are "
+            "undefined") in caplog.text

@@ -175,6 +175,7 @@ class ExamDataModule(pl.LightningDataModule):
             if not (self.table.split == split).any():
                 raise ValueError(f"dataset.split: the '{split}' split of '{self.source.name}' "
                                  f"is empty")
+        self._name_splits_without_positives()
         metadata = self._scaled_metadata()
         for split, rows in self.table.groupby("split"):
             self.datasets[split] = ExamDataset(
@@ -182,6 +183,19 @@ class ExamDataModule(pl.LightningDataModule):
                 self.source.nan_policy, None if metadata is None else metadata[rows.index])
         log.info("%s: %s exams", self.source.name,
                  ", ".join(f"{s} {len(d)}" for s, d in self.datasets.items()))
+
+    def _name_splits_without_positives(self) -> None:
+        """One warning per binary label that a split has no positive exam of (its AUROC,
+        threshold or recall there are undefined), at start-up."""
+        for label in self.binary_columns:
+            counts = self.table.groupby("split")[label].agg(["sum", "size"])
+            empty = [f"{split} (0 of {int(row['size'])})" for split, row in counts.iterrows()
+                     if row["sum"] == 0]
+            if empty:
+                log.warning("%s: no positive '%s' exam in the %s split; its metrics there are "
+                            "undefined: choose other fractions (dataset.split.val_fraction, "
+                            "test_fraction) or another split_seed", self.source.name, label,
+                            ", ".join(empty))
 
     def _scaled_metadata(self) -> np.ndarray | None:
         """Metadata columns as ``(exams, n_metadata)``, standardised with training statistics."""
