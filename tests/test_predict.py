@@ -261,3 +261,35 @@ def test_external_sets_are_checked_before_training(tmp_path, case):
     with pytest.raises(UserError, match=message):
         train(cfg)
     assert not (tmp_path / "run").exists()
+
+
+def test_every_record_has_a_row_and_unusable_ones_say_what_they_are(run, tmp_path, capsys):
+    """Real CODE-15% records: one copied into two subfolders (a duplicate exam id under
+    ids=name), one with its samples zeroed (no ECG), one with a NaN sample. Each has a row; the
+    duplicate and the unusable ones have no prediction and no label, and a problem that names
+    what they are; the count printed is of the records predicted."""
+    import shutil as sh
+
+    source = FIXTURES / "code15_wfdb"
+    folder = tmp_path / "records"
+    for sub, name in (("a", "1111"), ("b", "1111"), ("a", "1111004"), ("a", "1111009")):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+        for suffix in (".hea", ".dat"):
+            sh.copy(source / f"{name}{suffix}", folder / sub / f"{name}{suffix}")
+    record = wfdb.rdrecord(str(folder / "a" / "1111004"), physical=False)
+    np.zeros_like(record.d_signal).astype("<i2").tofile(folder / "a" / "1111004.dat")
+    samples = np.fromfile(folder / "a" / "1111009.dat", "<i2").reshape(-1, 12)
+    samples[10, 3] = -32768  # WFDB's invalid sample: NaN once read
+    samples.tofile(folder / "a" / "1111009.dat")
+    table = _predict(tmp_path, f"run={run}", "dataset=wfdb_folder", f"dataset.path={folder}",
+                     "dataset.ids=name").set_index("record")
+    assert sorted(table.index) == ["a/1111", "a/1111004", "a/1111009", "b/1111"]
+    assert table.loc["b/1111", "problem"] == "duplicate exam_id 1111 (also a/1111)"
+    assert table.loc["a/1111004", "problem"] == "no ECG: all-zero tracing"
+    assert table.loc["a/1111009", "problem"] == "unreadable: 1 NaN/Inf sample(s) of 49152"
+    unusable = ["b/1111", "a/1111004", "a/1111009"]
+    scores = [c for c in table if c.startswith(("score_", "label_"))]
+    assert table.loc[unusable, scores].isna().all().all()
+    assert table.loc[unusable, "flags"].isna().all()  # the problem alone says what it is
+    assert table.loc["a/1111", scores].notna().all()
+    assert "Predicted 1 of 4 exams" in capsys.readouterr().out

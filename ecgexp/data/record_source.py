@@ -239,7 +239,9 @@ class RecordFolderSource:
             labels = read_label_table(self.labels_csv, self.id_column, (), self.rename_columns)
             labels["exam_id"] = self._csv_ids(labels.exam_id, table.exam_id)
             table = table.merge(labels, on="exam_id", how="left", suffixes=("", "_csv"))
-        return table.reset_index(drop=True)
+        table = table.reset_index(drop=True)
+        table.attrs["left_out"] = {int(p): (ids[p], reason) for p, reason in rejected.items()}
+        return table
 
     def _exam_ids(self, names: Sequence[str], headers: pd.DataFrame
                   ) -> tuple[np.ndarray, dict[int, str]]:

@@ -140,6 +140,16 @@ def _hdf5_exams(source: HDF5Source, contract: dict) -> tuple[pd.DataFrame, HDF5I
 
 
 def _record_exams(source: RecordFolderSource, contract: dict) -> tuple[pd.DataFrame, RecordInputs]:
+    """The records' exam table, with a row for each record left out before reading (a
+    duplicate exam id): its ``problem`` says why, so that every record has a row."""
     root, names = source.records()
-    return source.exam_table(root, names), RecordInputs(root, names, contract_pipeline(contract))
+    table = source.exam_table(root, names)
+    left_out = pd.DataFrame([{"exam_id": exam_id, "record": names[position],
+                              "file_index": position, "row": 0, "problem": reason}
+                             for position, (exam_id, reason) in
+                             table.attrs.get("left_out", {}).items()])
+    if len(left_out):
+        table = pd.concat([table, left_out], ignore_index=True).sort_values(
+            "file_index", kind="stable").reset_index(drop=True)
+    return table, RecordInputs(root, names, contract_pipeline(contract))
 

@@ -34,6 +34,9 @@ class PredictionDataset(Dataset):
     def __init__(self, table: pd.DataFrame, inputs: HDF5Inputs | RecordInputs,
                  leads: Sequence[str], reference_mv: float | None):
         self.locations = table[["file_index", "row"]].to_numpy(np.int64)
+        # problems known before reading (a record left out for a duplicate exam id)
+        self.known = (table["problem"].fillna("").astype(str).to_numpy() if "problem" in table
+                      else np.full(len(table), "", dtype=object))
         self.inputs, self.leads, self.reference_mv = inputs, list(leads), reference_mv
         self.n_samples = int(inputs.n_samples if isinstance(inputs, HDF5Inputs)
                              else inputs.pipeline.n_samples)
@@ -63,6 +66,9 @@ class PredictionDataset(Dataset):
         """``(position, (samples, leads) tracing, problem)`` of each item."""
         if isinstance(self.inputs, RecordInputs):
             for position, item in enumerate(items):
+                if self.known[item]:
+                    yield position, None, self.known[item]
+                    continue
                 try:
                     yield position, self.inputs.read(int(self.locations[item, 0])), ""
                 except (RecordError, RecordRejected) as error:
