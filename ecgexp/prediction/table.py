@@ -63,9 +63,10 @@ def dataset_predictions(models: Sequence, thresholds: dict[str, float], source, 
     flags = pd.Series(result["flags"], dtype=object)
     whole = dataset_flag(out.amplitude_mv.where(~pd.Series(result["problem"]).astype(bool)),
                          contract.get("amplitude_mv"))
-    if whole:
+    if whole:  # on every exam fed to the model (a problem alone says what an unfed one is)
         log.warning("%s: %s", source.name, whole)
-        flags = flags.map(lambda f: f"{whole}; {f}" if f else whole)
+        fed = ~pd.Series(result["problem"]).astype(bool).to_numpy()
+        flags[fed] = flags[fed].map(lambda f: f"{whole}; {f}" if f else whole)
     out["flags"] = flags.to_numpy()
     out["problem"] = result["problem"]
     _log_findings(source.name, out)
