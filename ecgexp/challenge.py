@@ -22,8 +22,9 @@ environment variable ``ECGEXP_CHALLENGE_OVERRIDES`` appends command-line overrid
     ECGEXP_CHALLENGE_OVERRIDES="model=resnet1d_small trainer.max_epochs=20 logger=none" \\
         python train_model.py -d training_data -m model
 
-With ``dataset.ids=name`` only records named by an integer (CODE-15%, SaMi-Trop exam ids) are
-used, others are left out with a warning; ``dataset.ids=index`` takes every record.
+With ``dataset.ids=name`` the record names are the exam ids: integers when every name is one
+(CODE-15%, SaMi-Trop exam ids), else the names as text; a record whose name repeats another's
+is left out with a warning. ``dataset.ids=index`` numbers the records instead.
 The model folder becomes the ecgexp run folder (``config.yaml``, ``checkpoints/best.ckpt``,
 ``metrics.json``, ...): it must be new or empty; nothing is written into a folder that holds
 anything else.

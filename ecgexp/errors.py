@@ -51,6 +51,24 @@ def is_user_error(error: BaseException) -> bool:
     return Path(innermost.tb_frame.f_code.co_filename).resolve().is_relative_to(PACKAGE_DIR)
 
 
+# What lowers the memory a command asks for, named in its out-of-memory line.
+MEMORY_SETTINGS = ("loader.batch_size, loader.eval_batch_size and loader.num_workers (training), "
+                   "batch_size and num_workers (ecgexp-predict), bootstrap.n_resamples "
+                   "(ecgexp-evaluate, ecgexp-compare)")
+
+
+def out_of_memory(error: BaseException) -> str | None:
+    """The one line of an out-of-memory error (Python's ``MemoryError``, torch's CPU
+    allocator, CUDA): how much was asked, as the library said, and what lowers it; None for
+    any other error."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    if not (isinstance(error, MemoryError) or (isinstance(error, RuntimeError) and any(
+            s in text for s in ("can't allocate memory", "out of memory")))):
+        return None
+    asked = f" ({text})" if text else ""
+    return f"out of memory{asked}; lower {MEMORY_SETTINGS}"
+
+
 def report(error: BaseException) -> None:
     """Prints ``error: <message>`` to standard error and exits with status 2."""
     logging.getLogger("ecgexp").debug("bad input", exc_info=error)
@@ -68,6 +86,11 @@ def reported(function: Callable[..., T]) -> Callable[..., T]:
         except Exception as error:  # noqa: BLE001  (only bad inputs are turned into a line)
             if is_user_error(error):
                 report(error)
+            memory = out_of_memory(error)
+            if memory:
+                logging.getLogger("ecgexp").debug("out of memory", exc_info=error)
+                print(f"error: {memory}", file=sys.stderr, flush=True)
+                raise SystemExit(EXIT_STATUS) from None
             raise
 
     return wrapper

@@ -140,3 +140,31 @@ def test_an_output_that_cannot_be_written_is_one_line(tmp_path, tmpfs, trained_r
     assert line.startswith(f"error: {key}: ") and f"'{target}' cannot be written" in line
     assert ("read-only file system" if where == "read-only" else "is a file, not a folder") in line
     assert list(work.iterdir()) == []
+
+
+@pytest.mark.parametrize("error, asked", [
+    (MemoryError("Unable to allocate 3.20 GiB for an array with shape (7000, 4096, 12) and "
+                 "data type float64"), "Unable to allocate 3.20 GiB"),
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't "
+                  "allocate memory: you tried to allocate 12884901888 bytes."),
+     "you tried to allocate 12884901888 bytes"),
+])
+def test_running_out_of_memory_is_one_line_with_what_lowers_it(tmp_path, monkeypatch, error,
+                                                               asked):
+    """The memory a run asks for runs out (raised where the data is set up): one line with
+    what was asked, as the library said it, and the settings that lower it."""
+    from ecgexp.data import datamodule
+
+    def fail(self, stage=None):
+        raise error
+
+    monkeypatch.setattr(datamodule.ExamDataModule, "setup", fail)
+    result = run_in_process("ecgexp", tmp_path, *SHORT_RUN)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()[-1:]
+    assert line.startswith("error: out of memory (") and asked in line
+    assert line.endswith("; lower loader.batch_size, loader.eval_batch_size and "
+                         "loader.num_workers (training), batch_size and num_workers "
+                         "(ecgexp-predict), bootstrap.n_resamples (ecgexp-evaluate, "
+                         "ecgexp-compare)")
+    assert "Traceback" not in result.stderr
