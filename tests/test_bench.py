@@ -137,7 +137,8 @@ def test_figure_ratio_and_target_directions():
 
 def test_unknown_benchmark_lists_valid_names(tmp_path):
     assert check_names(["scaling", "training"]) == ["training", "scaling"]
-    with pytest.raises(ValueError, match="'trainig'.*valid names: training, dropout, data, inference"):
+    with pytest.raises(ValueError,
+                       match="'trainig'.*valid names: training, dropout, data, inference"):
         check_names(["trainig"])
     finished = run_in_process("ecgexp-bench", tmp_path, "trainig")
     assert finished.returncode != 0

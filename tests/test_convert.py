@@ -298,7 +298,7 @@ def convert_killed_at(step, monkeypatch, *args, **kwargs) -> int:
         step = (lambda at: lambda number, name, arguments: number == at)(step)
     with monkeypatch.context() as patch:
         for name in MUTATIONS:
-            def wrapper(*a, _name=name, _original=getattr(os, name), **k):
+            def wrapper(*a, _name=name, _original=getattr(os, name), **k):  # noqa: B008
                 if step(len(calls) + 1, _name, a):
                     raise Killed
                 calls.append(a[0])

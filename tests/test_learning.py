@@ -22,6 +22,14 @@ SMALL = ["model=resnet1d_small", "loader.num_workers=0", "callbacks.progress_bar
 
 LEARNING_EXAMS = 1500
 
+# resnet1d_small at half its lengths (a stride-8 stem; every block at half the length): half
+# the FLOPs per exam, so half the time of a check. The age, Gaussian-interval and survival
+# checks learn as well on it (their smallest margins over seeds 0-2 and the default and AVX2
+# CPU kernels, issue 28: age 17 %, coverage 8 %, Cox 8 %, discrete-time 8 %, against 8 %, 7 %,
+# 7 % and 8 % with resnet1d_small); Chagas (5 % to -5 %), potassium MAE (1 %) and current AF
+# (AUROC 0.76 to 0.79 against the bar of 0.9) do not, and keep resnet1d_small.
+HALF_LENGTHS = ["model.blocks=[[16,512],[32,128],[48,32],[64,8]]"]
+
 
 def learning_data(tmp_path_factory) -> Path:
     """One synthetic dataset of the learning tests, generated once for every worker (this
@@ -85,7 +93,7 @@ def test_chagas_learns_with_two_source_batches(compose_train, synthetic_dir, coh
 @pytest.mark.slow
 def test_age_beats_the_training_mean(compose_train, synthetic_dir, tmp_path):
     cfg, metrics, run = train_task(compose_train, synthetic_dir, tmp_path, "age",
-                                   "trainer.max_epochs=3")
+                                   "trainer.max_epochs=3", *HALF_LENGTHS)
     test = pd.read_csv(run / "predictions_test.csv")
     assert metrics["test/age/mae"] <= 0.8 * baseline_mae(cfg, test, "age")
     np.testing.assert_allclose(test.age_gap, test.predicted_age - test.target_age, atol=1e-4)
@@ -114,7 +122,8 @@ def test_electrolyte_gaussian_intervals_are_calibrated(compose_train, synthetic_
     epochs, and 0.88 to 0.96 on the test split after 3 (issue 28), so its old upper bar,
     0.97, sat on what the seed gave."""
     cfg, metrics, run = train_task(compose_train, synthetic_dir, tmp_path,
-                                   "electrolyte_gaussian", "trainer.max_epochs=5", *cohort)
+                                   "electrolyte_gaussian", "trainer.max_epochs=5",
+                                   *HALF_LENGTHS, *cohort)
     assert metrics["cohort/potassium/coverage_90"] >= 0.8
     external = pd.read_csv(run / "predictions_cohort.csv").dropna(
         subset=["target_potassium", "mean_potassium", "std_potassium"])

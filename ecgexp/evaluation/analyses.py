@@ -29,7 +29,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from ecgexp.evaluation import plots
-from ecgexp.evaluation.binary import ranking_scores, undefined_threshold
+from ecgexp.evaluation.binary import auroc, undefined_threshold
 from ecgexp.evaluation.bootstrap import bootstrap_statistic, bootstrap_threshold_metrics
 from ecgexp.evaluation.calibration import expected_calibration_error, reliability_table
 from ecgexp.evaluation.multiclass import class_indices, probabilities_of
@@ -84,10 +84,6 @@ def figure_path(out: Path, kind: str, label: str) -> Path:
                          f"predictions table)", ".png")
 
 
-def _auroc(scores: np.ndarray, targets: np.ndarray) -> float:
-    return ranking_scores(scores, targets)["auroc"]
-
-
 def binary_analyses(inputs: ReportInputs) -> dict[str, pd.DataFrame]:
     """Bootstrap intervals at fixed thresholds, AUROC intervals, calibration and figures."""
     settings, labels = inputs.settings, list(inputs.thresholds)
@@ -107,7 +103,7 @@ def binary_analyses(inputs: ReportInputs) -> dict[str, pd.DataFrame]:
         for i, label in enumerate(labels):
             if len(np.unique(targets[:, i])) == 2:
                 rows.append({"split": split, "label": label, "metric": "auroc",
-                             **inputs.bootstrap(_auroc, [scores[:, i], targets[:, i]])})
+                             **inputs.bootstrap(auroc, [scores[:, i], targets[:, i]])})
             if split == "test":
                 _binary_figures(scores[:, i], targets[:, i], label,
                                 settings.calibration.n_bins, inputs.out)
@@ -159,7 +155,7 @@ def class_analyses(inputs: ReportInputs) -> dict[str, pd.DataFrame]:
         for row, (scores, positive) in curves.items():
             if positive.any() and not positive.all():
                 rows.append({"split": split, "label": row, "metric": "auroc",
-                             **inputs.bootstrap(_auroc, [scores, positive])})
+                             **inputs.bootstrap(auroc, [scores, positive])})
         for k, name in enumerate(objective.class_names):
             calibration_rows.append({"split": split, "label": name,
                                      "ece": expected_calibration_error(

@@ -241,11 +241,19 @@ def nanmean(values: Sequence[float]) -> float:
     return float(np.mean(finite)) if finite else math.nan
 
 
+def auroc(scores: np.ndarray, targets: np.ndarray) -> float:
+    """AUROC; NaN when the targets hold a single class (the statistic the bootstrap
+    resamples, so without the average precision of ``ranking_scores``)."""
+    if len(np.unique(targets)) < 2:
+        return math.nan
+    return float(binary_auroc(_scores(scores), _labels(targets)))
+
+
 def ranking_scores(scores: np.ndarray, targets: np.ndarray) -> dict:
     """AUROC and average precision; NaN when the targets hold a single class."""
     if len(np.unique(targets)) < 2:
         return {"auroc": math.nan, "ap": math.nan}
-    return {"auroc": float(binary_auroc(_scores(scores), _labels(targets))),
+    return {"auroc": auroc(scores, targets),
             "ap": float(binary_average_precision(_scores(scores), _labels(targets)))}
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 from torchmetrics.functional.classification import (
@@ -24,24 +23,18 @@ from torchmetrics.functional.classification import (
     binary_roc,
 )
 
-from ecgexp.files import atomic_path
+from ecgexp.figures import save_figure
 
 DPI = 100
 HAZARD_RATIO_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500)
 
 
 def save(figure: Figure, path: str | Path) -> Path:
-    """Writes ``figure`` to ``path`` as PNG (``DPI`` dots per inch), creating parent folders.
-    The file is written under a temporary name and renamed when complete (a report's own
-    figure is replaced; never a half-written PNG under the final name). ``path`` is taken as
-    given: a name built from data (a label) is made safe by the caller
+    """Writes ``figure`` to ``path`` as PNG (``DPI`` dots per inch) through
+    ``ecgexp.figures.save_figure``: complete or not at all, a report's own figure replaced.
+    ``path`` is taken as given: a name built from data (a label) is made safe by the caller
     (``ecgexp.files.confined_path``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(figure)  # attaches the Agg canvas to the figure
-    with atomic_path(path, "output_dir", replace=True) as temporary:
-        figure.savefig(temporary, format="png", dpi=DPI)
-    return path
+    return save_figure(figure, path, DPI, "output_dir")
 
 
 def _finite_pairs(first, second) -> tuple[np.ndarray, np.ndarray]:

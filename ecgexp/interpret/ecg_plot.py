@@ -32,12 +32,10 @@ from typing import NamedTuple
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
-from PIL import Image
 
-from ecgexp.files import atomic_path
+from ecgexp.figures import save_figure
 from ecgexp.signal.leads import CANONICAL_LEADS, normalise_lead_name
 
 DISPLAY_NAMES = {"DI": "I", "DII": "II", "DIII": "III", "AVR": "aVR", "AVL": "aVL",
@@ -70,22 +68,9 @@ DPI = 150  # dots per inch of a saved PNG: 1 mm of paper is about 6 pixels
 
 def save(figure: Figure, path: str | Path, dpi: int = DPI) -> Path:
     """Writes ``figure`` to ``path`` as PNG or PDF (by the suffix; PNG at ``dpi`` dots per
-    inch), creating parent folders, and returns the path. An opaque PNG is stored as RGB,
-    which takes about 60 % of the bytes of matplotlib's RGBA for ECG paper."""
-    path = Path(path)
-    file_format = path.suffix.lower().lstrip(".")
-    if file_format not in ("png", "pdf"):
-        raise ValueError(f"ecg_plot.save: {path} must end in .png or .pdf")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(figure)  # attaches the Agg canvas to the figure
-    with atomic_path(path, "paths.output_dir", replace=True) as temporary:
-        figure.savefig(temporary, format=file_format, dpi=dpi)
-        if file_format == "png":
-            with Image.open(temporary) as image:
-                image.load()
-            if image.mode == "RGBA" and image.getchannel("A").getextrema() == (255, 255):
-                image.convert("RGB").save(temporary, format="png", dpi=(dpi, dpi))
-    return path
+    inch, RGB for opaque ECG paper) through ``ecgexp.figures.save_figure``, creating parent
+    folders, and returns the path."""
+    return save_figure(figure, path, dpi, "paths.output_dir")
 
 
 def make_ecg_figure(tracing, leads: Sequence[str], sampling_rate: float = 400,
