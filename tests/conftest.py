@@ -49,8 +49,12 @@ TASKS = task_configs()
 # The real records the tests read, in the repository (tests/data/README.md: origin, licence).
 FIXTURES = Path(__file__).resolve().parent / "data"
 
+# The small network at a quarter of its lengths (a stride-16 stem): a quarter of its FLOPs, for
+# the runs that check what a run writes and reads, not what it learns (test_learning.py).
+QUARTER_LENGTHS = "model.blocks=[[16,256],[32,64],[48,16],[64,4]]"
+
 # A short `ecgexp` run: small network, tiny synthetic dataset, one epoch of a few batches.
-SHORT_RUN = ["experiment=demo", "dataset.n_exams=120", "trainer.max_epochs=1",
+SHORT_RUN = ["experiment=demo", QUARTER_LENGTHS, "dataset.n_exams=120", "trainer.max_epochs=1",
              "+trainer.limit_train_batches=3", "loader.num_workers=0", "loader.batch_size=16",
              "callbacks.progress_bar=null", "dataset.split.val_fraction=0.3",
              "dataset.split.test_fraction=0.3"]
@@ -194,7 +198,7 @@ def trained_run(tmp_path_factory) -> Path:
 
 
 # A tiny run of any task: 600 synthetic exams, the small network, one epoch of 2 batches.
-TINY_RUN = ["model=resnet1d_small", "dataset.n_exams=600", "trainer.max_epochs=1",
+TINY_RUN = ["model=resnet1d_small", QUARTER_LENGTHS, "dataset.n_exams=600", "trainer.max_epochs=1",
             "+trainer.limit_train_batches=2", "loader.num_workers=0",
             "callbacks.progress_bar=null", "logger=none"]
 

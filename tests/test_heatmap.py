@@ -55,7 +55,7 @@ def test_every_task_checkpoint_gives_heatmaps(compose_train, synthetic_dir, task
     cfg = heatmap_config(compose_train, synthetic_dir, run, tmp_path / "hydra",
                          f"task.target={target}", f"task.method={method}",
                          "task.select.top_k=3", "task.select.bottom_k=2",
-                         "task.layer=resblock1d_1.conv1")
+                         "task.layer=resblock1d_1.conv1", "task.integrated_gradients.steps=4")
     main.__wrapped__(cfg)  # the entry point of `ecgexp task=heatmap`
     out = results_of(run)  # the results go into the interpreted run's folder
     summary = json.loads((out / "heatmap_summary.json").read_text())

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 import wfdb
-from conftest import EXTERNAL, FIXTURES, code15_exams, compose_in
+from conftest import EXTERNAL, FIXTURES, QUARTER_LENGTHS, code15_exams, compose_in
 
 from ecgexp.predict import predict
 
@@ -191,7 +191,7 @@ def test_published_weights_on_a_code_test_layout(run, tmp_path):
     truth = rng.integers(0, 2, (30, 6))
     pd.DataFrame(truth, columns=labels).to_csv(folder / "annotations" / "gold_standard.csv",
                                                index=False)
-    table = _predict(tmp_path, "task=abnormality", "model=resnet1d_small",
+    table = _predict(tmp_path, "task=abnormality", "model=resnet1d_small", QUARTER_LENGTHS,
                      f"model.weights={tmp_path / 'model.pth'}", "dataset=code_test")
     with torch.inference_mode():
         expected = torch.sigmoid(model.net(torch.from_numpy(tracings.transpose(0, 2, 1))))
