@@ -315,3 +315,21 @@ def test_ptbxl_database_faults_are_named(ptbxl, tmp_path):
     with pytest.raises(UserError, match=r"^dataset.path: '.*ptbxl_database.csv' lists ecg_id 2 "
                                         r"on lines 3, 6 \(1 ecg_ids repeated\)"):
         _ptbxl_table(ptbxl, tmp_path / "c")
+
+
+def test_ptbxl_missing_record_files_are_named(ptbxl, tmp_path):
+    """A record ptbxl_database.csv lists without its .dat (or .hea) is named with its ecg_id
+    and CSV line before anything is read; a folder with the other sampling rate's records
+    only says which rate it has."""
+    database = pd.read_csv(ptbxl / "ptbxl_database.csv")
+    (ptbxl / f"{database.filename_hr.iloc[1]}.dat").unlink()
+    with pytest.raises(UserError, match=rf"^dataset.path: 1 of the {len(database)} records "
+                                        rf"ptbxl_database.csv lists \(filename_hr\) are missing "
+                                        rf"a file under '.*', first '.*/00002_hr.dat' \(ecg_id "
+                                        rf"2, line 3\); download the whole PTB-XL folder"):
+        _ptbxl_table(ptbxl, tmp_path / "a")
+    with pytest.raises(UserError, match=rf"^dataset.path: {len(database)} of the "
+                                        rf"{len(database)} records .* \(filename_lr\) .*; this "
+                                        rf"folder has the 500 Hz records \(filename_hr\): "
+                                        rf"dataset.sampling_rate=500$"):
+        _ptbxl_table(ptbxl, tmp_path / "b", "dataset.sampling_rate=100")

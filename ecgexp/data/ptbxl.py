@@ -82,8 +82,31 @@ class PTBXLSource(RecordFolderSource):
         return table
 
     def records(self) -> tuple[Path, list[str]]:
+        """The folder and the records ``ptbxl_database.csv`` lists at ``sampling_rate``, each
+        with its ``.hea`` and ``.dat`` file there (a missing one is named, with its line)."""
         column = "filename_hr" if self.sampling_rate == 500 else "filename_lr"
-        return self.path, self._database()[column].astype(str).tolist()
+        database = self._database()
+        names = database[column].astype(str).tolist()
+        self._check_record_files(database, names, column)
+        return self.path, names
+
+    def _check_record_files(self, database: pd.DataFrame, names: Sequence[str],
+                            column: str) -> None:
+        missing = [(row, self.path / f"{name}{suffix}") for row, name in enumerate(names)
+                   for suffix in (".hea", ".dat") if not (self.path / f"{name}{suffix}").is_file()]
+        if not missing:
+            return
+        rows = sorted({row for row, _ in missing})
+        row, first = missing[0]
+        other, rate = ("filename_lr", 100) if column == "filename_hr" else ("filename_hr", 500)
+        hint = "download the whole PTB-XL folder or point dataset.path at it"
+        if len(rows) == len(names) and all(
+                (self.path / f"{name}.hea").is_file() for name in database[other].astype(str)):
+            hint = f"this folder has the {rate} Hz records ({other}): dataset.sampling_rate={rate}"
+        raise UserError(f"dataset.path: {len(rows)} of the {len(names)} records "
+                        f"ptbxl_database.csv lists ({column}) are missing a file under "
+                        f"'{self.path}', first '{first}' (ecg_id "
+                        f"{database.ecg_id.iloc[row]}, line {row + 2}); {hint}")
 
     def exam_table(self, root: Path, names: Sequence[str]) -> pd.DataFrame:
         """One row per ECG of the database: ``exam_id`` (``ecg_id``), ``patient_id``,
