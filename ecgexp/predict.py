@@ -43,7 +43,7 @@ def predict(cfg: DictConfig):
     writable_folder(output.parent, "output", output)
     device_of(cfg.device)  # a CUDA device that is not there: before any model is read
     models, thresholds = load_models(cfg)
-    contract = models[0].contract
+    contract = {**models[0].contract, "missing_leads": cfg.preprocessing.missing_leads}
     source = instantiate(dataset_for(cfg.dataset, contract, cfg))
     table = dataset_predictions(models, thresholds, source, contract, cfg.batch_size,
                                 cfg.num_workers, cfg.device, cfg.progress_bar)

@@ -281,15 +281,29 @@ def test_every_record_has_a_row_and_unusable_ones_say_what_they_are(run, tmp_pat
     samples = np.fromfile(folder / "a" / "1111009.dat", "<i2").reshape(-1, 12)
     samples[10, 3] = -32768  # WFDB's invalid sample: NaN once read
     samples.tofile(folder / "a" / "1111009.dat")
-    table = _predict(tmp_path, f"run={run}", "dataset=wfdb_folder", f"dataset.path={folder}",
-                     "dataset.ids=name").set_index("record")
-    assert sorted(table.index) == ["a/1111", "a/1111004", "a/1111009", "b/1111"]
+    two = wfdb.rdrecord(str(source / "1111"), physical=False, channels=[0, 1])  # I and II
+    wfdb.wrsamp("two_leads", fs=two.fs, units=two.units, sig_name=two.sig_name,
+                d_signal=two.d_signal, fmt=two.fmt, adc_gain=two.adc_gain,
+                baseline=two.baseline, write_dir=str(folder / "a"))
+    settings = [f"run={run}", "dataset=wfdb_folder", f"dataset.path={folder}", "dataset.ids=name"]
+    table = _predict(tmp_path, *settings).set_index("record")
+    assert sorted(table.index) == ["a/1111", "a/1111004", "a/1111009", "a/two_leads", "b/1111"]
     assert table.loc["b/1111", "problem"] == "duplicate exam_id 1111 (also a/1111)"
     assert table.loc["a/1111004", "problem"] == "no ECG: all-zero tracing"
-    assert table.loc["a/1111009", "problem"] == "unreadable: 1 NaN/Inf sample(s) of 49152"
-    unusable = ["b/1111", "a/1111004", "a/1111009"]
+    assert table.loc["a/1111009", "problem"] == "1 NaN/Inf sample(s) of 49152"
+    assert table.loc["a/two_leads", "problem"] == (
+        "missing leads ['V1', 'V2', 'V3', 'V4', 'V5', 'V6']: the record has 2 leads ['DI', "
+        "'DII'] (and ['DIII', 'AVR', 'AVL', 'AVF'] derived from them); set "
+        "preprocessing.missing_leads=zero to zero-fill")
+    unusable = ["b/1111", "a/1111004", "a/1111009", "a/two_leads"]
     scores = [c for c in table if c.startswith(("score_", "label_"))]
     assert table.loc[unusable, scores].isna().all().all()
     assert table.loc[unusable, "flags"].isna().all()  # the problem alone says what it is
     assert table.loc["a/1111", scores].notna().all()
-    assert "Predicted 1 of 4 exams" in capsys.readouterr().out
+    assert "Predicted 1 of 5 exams" in capsys.readouterr().out
+    # The remedy it names works: the precordial leads zero-filled, predicted, and flagged.
+    (tmp_path / "out.csv").unlink()
+    zero_filled = _predict(tmp_path, *settings, "preprocessing.missing_leads=zero")
+    zero_filled = zero_filled.set_index("record").loc["a/two_leads"]
+    assert zero_filled[scores].notna().all() and pd.isna(zero_filled["problem"])
+    assert "flat leads V1,V2,V3,V4,V5,V6 (" in zero_filled["flags"]

@@ -71,8 +71,10 @@ class PredictionDataset(Dataset):
                     continue
                 try:
                     yield position, self.inputs.read(int(self.locations[item, 0])), ""
-                except (RecordError, RecordRejected) as error:
-                    yield position, None, f"unreadable: {getattr(error, 'reason', error)}"
+                except RecordError as error:
+                    yield position, None, f"unreadable: {error.reason}"
+                except RecordRejected as error:  # read, but not the model's input
+                    yield position, None, error.reason
             return
         locations = self.locations[items]
         for start, stop in consecutive_runs(locations):  # one read per block of rows

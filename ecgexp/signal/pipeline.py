@@ -122,11 +122,15 @@ class SignalPipeline:
             data = _filter(remove_powerline, "powerline notch", data, rate, self.powerline_hz,
                            self.notch_quality)
         data = resample(data, rate, self.sampling_rate) * self.scale
+        recorded = list(names)
         data, names = derive_limb_leads(data, names, self.derive_limb_leads)
         missing = [lead for lead in self.leads if lead not in names]
         if missing and self.missing_leads == "error":
-            raise RecordRejected(f"missing leads {missing} (has {list(names)}); "
-                                 f"set preprocessing.missing_leads=zero to zero-fill")
+            derived = [lead for lead in names if lead not in recorded]
+            raise RecordRejected(
+                f"missing leads {missing}: the record has {len(recorded)} leads {recorded}"
+                + (f" (and {derived} derived from them)" if derived else "")
+                + "; set preprocessing.missing_leads=zero to zero-fill")
         out = np.zeros((data.shape[0], len(self.leads)), dtype=np.float32)
         for column, lead in enumerate(self.leads):
             if lead in names:
