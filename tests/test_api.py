@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import QUARTER_LENGTHS
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -18,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from ecgexp.api import compose_config, load_model, train
 from ecgexp.errors import UserError
 
-OVERRIDES = ["experiment=demo", "dataset.n_exams=120", "trainer.max_epochs=1",
+OVERRIDES = ["experiment=demo", QUARTER_LENGTHS, "dataset.n_exams=120", "trainer.max_epochs=1",
              "+trainer.limit_train_batches=3", "loader.num_workers=0", "loader.batch_size=16",
              "callbacks.progress_bar=null", "logger=none", "dataset.split.val_fraction=0.3",
              "dataset.split.test_fraction=0.3"]

@@ -5,6 +5,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import QUARTER_LENGTHS
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
@@ -39,7 +40,8 @@ def chagas_layout(tmp_path):
 
 
 OVERRIDES = ["task=chagas", "dataset=chagas_sources", "task.sampler.source_column=source",
-             "task.sampler.source_a=samitrop", "model=resnet1d_small", "loader.num_workers=0",
+             "task.sampler.source_a=samitrop", "model=resnet1d_small", QUARTER_LENGTHS,
+             "loader.num_workers=0",
              "dataset.sources.samitrop.split.val_fraction=0.2",
              "dataset.sources.code15.split.val_fraction=0.2"]
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import wfdb
-from conftest import FIXTURES, run_in_process
+from conftest import FIXTURES, QUARTER_LENGTHS, run_in_process
 from omegaconf import open_dict
 from scipy.signal import resample_poly
 
@@ -207,7 +207,8 @@ def test_challenge_folder_trains_chagas_directly(compose_train, tmp_path):
     folder = tmp_path / "challenge"
     write_synthetic_records(folder, 60, rate=500, subfolders=True)  # resampled on the fly
     cfg = compose_train("task=chagas", "dataset=wfdb_folder", f"dataset.path={folder}",
-                        "dataset.ids=name", "model=resnet1d_small", "trainer.max_epochs=1",
+                        "dataset.ids=name", "model=resnet1d_small", QUARTER_LENGTHS,
+                        "trainer.max_epochs=1",
                         "+trainer.limit_train_batches=2", "loader.batch_size=8",
                         "loader.num_workers=0", "callbacks.progress_bar=null", "logger=none",
                         "dataset.split.val_fraction=0.3", "dataset.split.test_fraction=0.2")

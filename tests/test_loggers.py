@@ -12,14 +12,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import run_in_process
+from conftest import QUARTER_LENGTHS, run_in_process
 
 EPOCHS = 2
 # Runs of the console script's entry point with real loggers.
 pytestmark = pytest.mark.slow
 
-SHORT_RUN = ["experiment=demo", "dataset.n_exams=120", f"trainer.max_epochs={EPOCHS}",
-             "+trainer.limit_train_batches=2", "loader.num_workers=0", "loader.batch_size=16",
+SHORT_RUN = ["experiment=demo", QUARTER_LENGTHS, "dataset.n_exams=120",
+             f"trainer.max_epochs={EPOCHS}", "+trainer.limit_train_batches=2",
+             "loader.num_workers=0", "loader.batch_size=16",
              "callbacks.progress_bar=null", "dataset.split.val_fraction=0.3",
              "dataset.split.test_fraction=0.3"]
 

@@ -19,7 +19,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FIXTURES, compose_in
+from conftest import FIXTURES, QUARTER_LENGTHS, compose_in
 
 from ecgexp.data.build import build_datamodule
 from ecgexp.data.convert import convert
@@ -35,7 +35,8 @@ MISSING_WORDS = ["NaN", "nan", "NAN", "", "Unknown", "unknown", "UNKNOWN", "N/A"
 # The sexes as written in headers and what is_male is for them (None: missing).
 SEXES = {"Male": 1, "M": 1, "male": 1, "1": 1, "Female": 0, "F": 0, "female": 0, "0": 0,
          "Unknown": None, "NaN": None, "": None}
-TINY = ["model=resnet1d_small", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+TINY = ["model=resnet1d_small", QUARTER_LENGTHS, "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=2",
         "loader.num_workers=0", "loader.batch_size=8", "callbacks.progress_bar=null",
         "logger=none", "dataset.split.val_fraction=0.3", "dataset.split.test_fraction=0.3"]
 

@@ -5,6 +5,7 @@ import re
 import sys
 
 import pytest
+from conftest import QUARTER_LENGTHS
 from pytorch_lightning.callbacks import RichProgressBar
 
 from ecgexp import progress
@@ -33,7 +34,8 @@ def plain_environment(monkeypatch):
 
 def test_training_off_a_terminal_prints_a_line_per_epoch(compose_train, capsys,
                                                          plain_environment):
-    cfg = compose_train("experiment=demo", "dataset.n_exams=120", "trainer.max_epochs=2",
+    cfg = compose_train("experiment=demo", QUARTER_LENGTHS, "dataset.n_exams=120",
+                        "trainer.max_epochs=2",
                         "+trainer.limit_train_batches=2", "loader.num_workers=0",
                         "loader.batch_size=16", "dataset.split.val_fraction=0.3",
                         "dataset.split.test_fraction=0.3", "logger=none",

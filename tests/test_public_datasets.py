@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FIXTURES, compose_in, header_fields
+from conftest import FIXTURES, QUARTER_LENGTHS, compose_in, header_fields
 from hydra.utils import instantiate
 
 from ecgexp.data.convert import convert
@@ -126,7 +126,7 @@ def test_tiny_abnormality_training_on_cinc2021_records(tmp_path):
     """End to end through the six-label map: the run's predictions name the records."""
     from ecgexp.train import train
 
-    cfg, _ = _cinc_source(tmp_path, "model=resnet1d_small", "trainer.max_epochs=1",
+    cfg, _ = _cinc_source(tmp_path, "model=resnet1d_small", QUARTER_LENGTHS, "trainer.max_epochs=1",
                           "+trainer.limit_train_batches=2", "loader.num_workers=0",
                           "loader.batch_size=8", "callbacks.progress_bar=null", "logger=none",
                           "dataset.split.val_fraction=0.3", "dataset.split.test_fraction=0.3")
@@ -227,7 +227,7 @@ def test_tiny_chagas_training_on_challenge2025_keeps_patients_together(tmp_path)
     from ecgexp.train import train
 
     cfg = compose_in(tmp_path, "task=chagas", "dataset=challenge2025", f"dataset.path={CODE15}",
-                     "model=resnet1d_small", "trainer.max_epochs=1",
+                     "model=resnet1d_small", QUARTER_LENGTHS, "trainer.max_epochs=1",
                      "+trainer.limit_train_batches=2", "loader.num_workers=0",
                      "loader.batch_size=8", "callbacks.progress_bar=null", "logger=none",
                      "dataset.split.val_fraction=0.2", "dataset.split.test_fraction=0.2")

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import TASKS, compose_evaluate, compose_in, run_in_process
+from conftest import QUARTER_LENGTHS, TASKS, compose_evaluate, compose_in, run_in_process
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
@@ -16,8 +16,8 @@ from ecgexp.evaluate import evaluate
 from ecgexp.models.weights import build_model
 from ecgexp.train import train
 
-SMALL = ["model=resnet1d_small", "loader.num_workers=0", "callbacks.progress_bar=null",
-         "logger=none"]
+SMALL = ["model=resnet1d_small", QUARTER_LENGTHS, "loader.num_workers=0",
+         "callbacks.progress_bar=null", "logger=none"]
 
 
 def test_the_task_list_is_the_config_tree():

@@ -5,11 +5,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import QUARTER_LENGTHS
 from omegaconf import open_dict
 
 from ecgexp.train import train
 
-TINY = ["experiment=demo", "dataset.n_exams=120", "trainer.max_epochs=1",
+TINY = ["experiment=demo", QUARTER_LENGTHS, "dataset.n_exams=120", "trainer.max_epochs=1",
         "+trainer.limit_train_batches=3", "loader.num_workers=0", "loader.batch_size=16",
         "callbacks.progress_bar=null", "dataset.split.val_fraction=0.3",
         "dataset.split.test_fraction=0.3"]
