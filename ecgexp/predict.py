@@ -43,7 +43,7 @@ def predict(cfg: DictConfig):
     writable_folder(output.parent, "output", output)
     device_of(cfg.device)  # a CUDA device that is not there: before any model is read
     models, thresholds = load_models(cfg)
-    contract = {**models[0].contract, "missing_leads": cfg.preprocessing.missing_leads}
+    contract = models[0].contract
     source = instantiate(dataset_for(cfg.dataset, contract, cfg))
     table = dataset_predictions(models, thresholds, source, contract, cfg.batch_size,
                                 cfg.num_workers, cfg.device, cfg.progress_bar)
@@ -61,12 +61,18 @@ def dataset_for(dataset: DictConfig, contract: dict, root: DictConfig | None = N
                 ) -> DictConfig:
     """A ``dataset`` config ready to instantiate for prediction: raw-record datasets take the
     contract's signal steps (their ``pipeline``), a missing label table is none. ``root``: the
-    config the dataset's interpolations (``${paths.data_dir}``) resolve in."""
+    config the dataset's interpolations (``${paths.data_dir}``) resolve in; its
+    ``preprocessing.missing_leads`` says what a record without one of the model's leads gets
+    (``error``: no prediction, the leads named; ``zero``: zero-filled)."""
     if root is not None:
         wrapped = copy.deepcopy(root)
+        steps = contract_pipeline(contract).as_dict()
+        missing_leads = OmegaConf.select(root, "preprocessing.missing_leads")
+        if missing_leads is not None:
+            steps["missing_leads"] = missing_leads
         with open_dict(wrapped):
             wrapped.preprocessing = {"_target_": "ecgexp.signal.pipeline.SignalPipeline",
-                                     **contract_pipeline(contract).as_dict()}
+                                     **steps}
             wrapped.dataset = dataset
         dataset = wrapped.dataset
     dataset = copy.deepcopy(dataset)

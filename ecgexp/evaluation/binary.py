@@ -251,9 +251,10 @@ def auroc(scores: np.ndarray, targets: np.ndarray) -> float:
 
 def ranking_scores(scores: np.ndarray, targets: np.ndarray) -> dict:
     """AUROC and average precision; NaN when the targets hold a single class."""
-    if len(np.unique(targets)) < 2:
+    value = auroc(scores, targets)
+    if math.isnan(value):
         return {"auroc": math.nan, "ap": math.nan}
-    return {"auroc": auroc(scores, targets),
+    return {"auroc": value,
             "ap": float(binary_average_precision(_scores(scores), _labels(targets)))}
 
 

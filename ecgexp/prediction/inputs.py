@@ -36,22 +36,15 @@ log = logging.getLogger(__name__)
 
 
 def contract_pipeline(contract: dict) -> SignalPipeline:
-    """The signal steps that turn a raw record into the model's input (see the module). A
-    ``missing_leads`` key beside the contract's own (the predicting command's
-    ``preprocessing.missing_leads``) says what a record without one of the model's leads
-    gets: ``error`` (no prediction, the leads named) or ``zero`` (zero-filled)."""
+    """The signal steps that turn a raw record into the model's input (see the module)."""
     steps = contract.get("signal_steps") or {}
     shape = {"leads": contract["leads"], "sampling_rate": contract["sampling_rate_hz"],
              "n_samples": contract["n_samples"]}
     if "baseline_removal" in steps:  # trained on raw records: their own steps
-        settings = {k: steps[k] for k in SIGNAL_STEPS if k in steps}
-    else:
-        settings = {"baseline_removal": False, "powerline_hz": None,
-                    "scale": float(contract.get("amplitude_scale", 1.0)),
-                    "derive_limb_leads": "missing"}
-    if "missing_leads" in contract:
-        settings["missing_leads"] = contract["missing_leads"]
-    return SignalPipeline(**shape, **settings)
+        return SignalPipeline(**shape, **{k: steps[k] for k in SIGNAL_STEPS if k in steps})
+    return SignalPipeline(**shape, baseline_removal=False, powerline_hz=None,
+                          scale=float(contract.get("amplitude_scale", 1.0)),
+                          derive_limb_leads="missing")
 
 
 class HDF5Inputs:
@@ -158,5 +151,5 @@ def _record_exams(source: RecordFolderSource, contract: dict) -> tuple[pd.DataFr
     if len(left_out):
         table = pd.concat([table, left_out], ignore_index=True).sort_values(
             "file_index", kind="stable").reset_index(drop=True)
-    return table, RecordInputs(root, names, contract_pipeline(contract))
+    return table, RecordInputs(root, names, source.pipeline)  # dataset_for's contract steps
 
