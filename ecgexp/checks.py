@@ -78,9 +78,18 @@ def choice(*options: str) -> Rule:
     return lambda value: None if value in options else f"one of {', '.join(options)}"
 
 
-SPLIT_FRACTIONS = {f"{group}.{name}": fraction
-                   for group in ("dataset.split", "split", "task.split")
+def strata(value) -> str | None:
+    """``split.stratify``: true (the task's 0/1 labels), false, or label column names."""
+    if isinstance(value, bool) or (isinstance(value, list | tuple)
+                                   and all(isinstance(v, str) for v in value)):
+        return None
+    return "true, false or a list of label columns"
+
+
+SPLIT_GROUPS = ("dataset.split", "split", "task.split")
+SPLIT_FRACTIONS = {f"{group}.{name}": fraction for group in SPLIT_GROUPS
                    for name in ("val_fraction", "test_fraction")}
+SPLIT_STRATA = {f"{group}.stratify": strata for group in SPLIT_GROUPS}
 
 RULES: dict[str, dict[str, Rule]] = {
     "train": {
@@ -96,7 +105,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "callbacks.early_stopping.patience": whole(0), "dataset.n_exams": whole(1),
         "dataset.nan_policy": choice("error", "skip"),
         "task.batch_size": whole(1), "task.figures.max_exams": whole(0),
-        "allow_modules": prefixes_problem, **SPLIT_FRACTIONS,
+        "allow_modules": prefixes_problem, **SPLIT_FRACTIONS, **SPLIT_STRATA,
     },
     "evaluate": {
         "thresholds": each(probability), "bootstrap.n_resamples": whole(1),

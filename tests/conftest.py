@@ -36,6 +36,52 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 CONF_DIR = Path(ecgexp.__file__).parent / "conf"
 
 
+def _cached_package_configs() -> None:
+    """Hydra parses every YAML file of a config tree again at each compose (about 28 files
+    of ecgexp's tree and 5 of Hydra's own for ``train.yaml``: a third of its 0.2 s), and the
+    suite composes about 600 times. The files of ecgexp's tree (``CONF_DIR``) and of installed
+    packages (``pkg://``), which no test edits, are parsed once per process here and each
+    compose gets a copy (keyed by path, size and mtime); any other file is read by Hydra as
+    usual."""
+    import copy
+
+    from hydra._internal.sources_registry import SourcesRegistry
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.config_source import ConfigResult
+
+    def package_file(source, config_path: str):
+        path = Path(os.path.realpath(os.path.join(source.path,
+                                                  source._normalize_file_name(config_path))))
+        if path.is_relative_to(CONF_DIR) and path.is_file():
+            return path, path.stat().st_size, path.stat().st_mtime_ns
+        return None
+
+    def cache(scheme: str, key_of) -> None:
+        source = SourcesRegistry.instance().resolve(scheme)
+        read, parsed = source.load_config, {}
+
+        def load_config(self, config_path: str) -> ConfigResult:
+            key = key_of(self, config_path)
+            if key is None:
+                return read(self, config_path)
+            if key not in parsed:
+                parsed[key] = read(self, config_path)
+            result = parsed[key]  # never handed out: Hydra edits what it gets
+            return ConfigResult(provider=result.provider, path=result.path,
+                                config=copy.deepcopy(result.config),
+                                header=dict(result.header),
+                                is_schema_source=result.is_schema_source)
+
+        source.load_config = load_config
+
+    Plugins.instance()  # its first call loads Hydra's config sources anew: patched after it
+    cache("file", package_file)
+    cache("pkg", lambda source, config_path: (source.path, config_path))
+
+
+_cached_package_configs()
+
+
 def task_configs() -> list[str]:
     """Every prediction task of the config tree, found by globbing ``conf/task`` (a task
     whose config names an ``entry``, such as ``heatmap``, runs another function)."""

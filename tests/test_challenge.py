@@ -162,6 +162,30 @@ def test_split_keeps_each_patient_in_one_split(challenge, tmp_path, caplog):
     assert "split by patient" in caplog.text
 
 
+@pytest.mark.parametrize("split_seed", [0, 1, 2])
+def test_chagas_positives_are_shared_out_between_the_splits(tmp_path, split_seed):
+    """All 153 real CODE-15% records (9 Chagas-positive patients, read here from the headers)
+    split 70/10/20 by patient: each split gets its share of the positives, give or take one
+    patient (the unstratified draw gave the test split none of them)."""
+    cfg = compose_in(tmp_path, "task=chagas", "dataset=wfdb_folder", f"dataset.path={RECORDS}",
+                     "dataset.ids=name", f"split_seed={split_seed}",
+                     "dataset.split.val_fraction=0.1", "dataset.split.test_fraction=0.2")
+    datamodule = build_datamodule(cfg)
+    datamodule.setup()
+    fields = {int(p.stem): header_fields(p) for p in RECORDS.glob("*.hea")}
+    table = datamodule.table.assign(
+        patient=lambda t: t.exam_id.map(lambda e: fields[e]["Patient ID"]),
+        positive=lambda t: t.exam_id.map(lambda e: fields[e]["Chagas label"] == "True"))
+    assert len(table) == len(fields) == 153
+    patients = table.groupby("patient").agg(split=("split", "first"), n=("split", "nunique"),
+                                            positive=("positive", "max"))
+    assert (patients.n == 1).all()
+    positives = patients[patients.positive].split.value_counts()
+    assert positives.sum() == 9
+    for name, fraction in (("train", 0.7), ("val", 0.1), ("test", 0.2)):
+        assert abs(positives.get(name, 0) - fraction * 9) <= 1, positives.to_dict()
+
+
 def test_split_without_patient_ids_warns(tmp_path, caplog):
     folder = _copy_records(_chosen_records(), tmp_path / "anonymous", keep_patient_ids=False)
     caplog.set_level(logging.WARNING, logger="ecgexp.data.record_source")

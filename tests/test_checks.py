@@ -36,6 +36,11 @@ def test_an_unknown_option_fails_with_the_valid_ones(tmp_path, group, typo, vali
     ("dataset.split.val_fraction=1.5",
      "dataset.split.val_fraction: 1.5 is not a fraction in [0, 1)"),
     ("split=random", None),  # valid: the split group's own fractions
+    ("dataset.split.stratify=yes",
+     "dataset.split.stratify: 'yes' is not true, false or a list of label columns"),
+    ("dataset.split.stratify=[AF,1]",
+     "dataset.split.stratify: ['AF', 1] is not true, false or a list of label columns"),
+    ("dataset.split.stratify=[AF,RBBB]", None),
     ("+split.test_fraction=-0.1", "split.test_fraction: -0.1 is not a fraction in [0, 1)"),
     ("scheduler.factor=2", "scheduler.factor: 2 is not a number between 0 and 1"),
     ("dataset.nan_policy=ignore", "dataset.nan_policy: 'ignore' is not one of error, skip"),

@@ -331,6 +331,42 @@ def test_random_split_without_groups_and_bad_arguments():
         random_split(table, 0.6, 0.4, seed=0, group_column=None)
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_stratified_random_split_shares_out_every_label_combination(seed):
+    """300 patients, 1-4 exams each; two labels (a patient positive when one of their exams
+    is): each combination's patients, counted here, go to val and test in the fractions asked
+    (give or take one patient), and no patient is in two splits."""
+    table = patient_table(seed=seed)
+    rng = np.random.default_rng(seed)
+    table["AF"] = (rng.random(len(table)) < 0.05).astype(int)
+    table["RBBB"] = (rng.random(len(table)) < 0.15).astype(float)
+    table.loc[3, "RBBB"] = np.nan  # a missing label counts as negative
+    split = random_split(table, 0.2, 0.1, seed=seed, stratify=["AF", "RBBB"])
+    assert (split.groupby(table.patient_id).nunique() == 1).all()
+    patients = pd.DataFrame({"split": split.groupby(table.patient_id).first(),
+                             "AF": table.groupby("patient_id").AF.max() > 0,
+                             "RBBB": table.groupby("patient_id").RBBB.max() > 0})
+    for _, members in patients.groupby(["AF", "RBBB"]):
+        counts = members.split.value_counts()
+        for name, fraction in (("val", 0.2), ("test", 0.1)):
+            assert abs(counts.get(name, 0) - fraction * len(members)) <= 1, (name, counts)
+    overall = patients.split.value_counts()
+    assert (overall["val"], overall["test"]) == (60, 30)  # round(fraction x 300 patients)
+    pd.testing.assert_series_equal(split, random_split(table, 0.2, 0.1, seed, "patient_id",
+                                                       ["AF", "RBBB"]))
+    assert not split.equals(random_split(table, 0.2, 0.1, seed + 1, stratify=["AF", "RBBB"]))
+
+
+def test_stratify_names_its_key():
+    table = patient_table()
+    with pytest.raises(KeyError, match=r"dataset\.split\.stratify: columns \['AF'\] not in"):
+        random_split(table, 0.1, 0.1, seed=0, stratify=["AF"])
+    with pytest.raises(ValueError, match=r"dataset\.split\.stratify: true stands for the task"):
+        random_split(table, 0.1, 0.1, seed=0, stratify=True)
+    assert random_split(table, 0.1, 0.1, 0, stratify=False).equals(
+        random_split(table, 0.1, 0.1, 0))
+
+
 @pytest.mark.parametrize("n", [1, 2, 49, 50, 51, 99, 100, 101, 1234, 10007])
 def test_last_fraction_split_published_rule(n):
     split = last_fraction_split(pd.DataFrame(index=range(n)), val_fraction=0.02)

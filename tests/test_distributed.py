@@ -79,9 +79,11 @@ def _bce(scores: np.ndarray, targets: np.ndarray) -> float:
 
 
 @pytest.mark.slow
-def test_ddp_on_two_cpu_processes_shards_training_and_validates_on_all_exams(tmp_path):
+def test_ddp_on_two_cpu_processes_shards_training_and_validates_on_all_exams(trained_run,
+                                                                          tmp_path):
     result = run("ecgexp", tmp_path, "trainer=ddp", "trainer.accelerator=cpu",
-                 "trainer.devices=2", *[o for o in SHORT_RUN if "limit_train" not in o])
+                 "trainer.devices=2", *[o for o in SHORT_RUN if "limit_train" not in o],
+                 f"paths.data_dir={trained_run.parent / 'data'}")  # its data, made already
     assert result.returncode == 0, result.stderr[-3000:]
     [folder] = run_folders(tmp_path / "outputs")
     assert "Starting with 2 processes" in (folder / "cli.log").read_text() + result.stderr

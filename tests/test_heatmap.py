@@ -10,7 +10,7 @@ import pytest
 from conftest import TASKS, run_in_process
 from hydra.utils import instantiate
 from matplotlib.image import imread
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 from ecgexp.cli import main
 from ecgexp.interpret.heatmaps import extract_heatmaps
@@ -49,9 +49,9 @@ def test_every_task_checkpoint_gives_heatmaps(compose_train, synthetic_dir, task
     last CORAL level, the last class), each task with another method; the explained value
     in the task's units is what the run itself predicted for those exams."""
     method = METHODS[TASKS.index(task) % len(METHODS)]
-    objective = instantiate(compose_train(f"task={task}").task.objective)
-    target, column = objective.output_names[-1], objective.output_columns[-1]
     run = task_run(task, into=tmp_path / "run")
+    objective = instantiate(OmegaConf.load(run / "config.yaml").task.objective)
+    target, column = objective.output_names[-1], objective.output_columns[-1]
     cfg = heatmap_config(compose_train, synthetic_dir, run, tmp_path / "hydra",
                          f"task.target={target}", f"task.method={method}",
                          "task.select.top_k=3", "task.select.bottom_k=2",

@@ -18,14 +18,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import run_in_process
+from conftest import QUARTER_LENGTHS, run_in_process
 
 from ecgexp.data.datamodule import ExamDataModule
 from ecgexp.data.source import HDF5Source
 from ecgexp.data.splits import first_n_split
 
-RUN = ["experiment=demo", "dataset.n_exams=240", "trainer.max_epochs=3", "loader.batch_size=16",
-       "callbacks.progress_bar=null", "logger=none"]
+RUN = ["experiment=demo", QUARTER_LENGTHS, "dataset.n_exams=240", "trainer.max_epochs=3",
+       "loader.batch_size=16", "callbacks.progress_bar=null", "logger=none"]
 
 
 def ecgexp(tmp_path, *args):
@@ -82,7 +82,7 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path, reference_metrics):
         if last.exists() and last.stat().st_mtime_ns != seen:
             seen, saves = last.stat().st_mtime_ns, saves + 1
         time.sleep(0.02)
-    time.sleep(0.5)  # into the third epoch
+    time.sleep(0.05)  # into the third epoch (of about 0.3 s)
     workers = children(interrupted.pid)
     interrupted.send_signal(signal.SIGKILL)
     interrupted.wait()

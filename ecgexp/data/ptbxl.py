@@ -137,9 +137,10 @@ class PTBXLSource(RecordFolderSource):
         flagged = statements.index[statements[self.label_level].fillna(0) == 1]
         return {code: {code} for code in flagged}
 
-    def _split(self, table: pd.DataFrame) -> pd.Series:
+    def _split(self, table: pd.DataFrame, labels: Sequence[str] = ()) -> pd.Series:
         """The split of each ECG by its ``strat_fold`` (PTB-XL's folds keep each patient in
-        one fold); folds named in no split are left out."""
+        one fold and are stratified by label already: ``labels`` is not needed); folds named
+        in no split are left out."""
         split = pd.Series("unused", index=table.index)
         for name, folds in self.folds.items():
             split[table.strat_fold.isin(folds)] = name

@@ -23,7 +23,7 @@ import pandas as pd
 from ecgexp.data.dataset import integer_ids
 from ecgexp.data.label_maps import LabelMap
 from ecgexp.data.labels import check_columns, check_label_values, read_label_table
-from ecgexp.data.splits import SPLITS, random_split
+from ecgexp.data.splits import SPLITS, random_split, with_task_strata
 from ecgexp.errors import UserError
 from ecgexp.signal.pipeline import RecordRejected, SignalPipeline
 from ecgexp.signal.quality import (
@@ -172,7 +172,7 @@ class RecordFolderSource:
                            self.labels_csv or self.path,
                            key="dataset.labels_csv" if self.labels_csv else "dataset.path",
                            csv_rows=False)
-        table["split"] = self._split(table).to_numpy()
+        table["split"] = self._split(table, binary_columns).to_numpy()
         needed = [*target_columns, *metadata_columns]
         usable = table[needed].notna().all(axis=1) & table.split.isin(SPLITS)
         if not usable.all():
@@ -275,15 +275,17 @@ class RecordFolderSource:
                 f"names, or dataset.id_column to the CSV's column of exam ids")
         return numbers.astype(np.int64)
 
-    def _split(self, table: pd.DataFrame) -> pd.Series:
-        """The split rule on ``table``; a random split without a group column groups the
+    def _split(self, table: pd.DataFrame, labels: Sequence[str]) -> pd.Series:
+        """The split rule on ``table`` (stratified by ``labels``, the task's 0/1 targets, where
+        it says ``stratify: true``); a random split without a group column groups the
         exams by the headers' ``patient_id`` when they carry one, and keeps duplicate
         records (``duplicate_of``) with the exams of their first copy."""
         keywords = getattr(self.split, "keywords", None) or {}
         ungrouped = (getattr(self.split, "func", None) is random_split
                      and "group_column" in keywords and keywords["group_column"] is None)
+        rule = with_task_strata(self.split, labels)
         if not ungrouped:
-            return self.split(table)
+            return rule(table)
         own = pd.Series([f"<record {i}>" for i in table.index], index=table.index)
         patients = table["patient_id"] if "patient_id" in table.columns else None
         if patients is None or patients.isna().all():
@@ -303,7 +305,7 @@ class RecordFolderSource:
             groups = patients.astype(object).where(~missing, own)
         if "duplicate_of" in table.columns and table.duplicate_of.notna().any():
             groups = _with_duplicates(groups, table)
-        return self.split(table.assign(_split_group=groups), group_column="_split_group")
+        return rule(table.assign(_split_group=groups), group_column="_split_group")
 
 
 def _with_duplicates(groups: pd.Series, table: pd.DataFrame) -> pd.Series:

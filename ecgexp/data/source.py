@@ -19,7 +19,7 @@ from ecgexp.data.hdf5 import (
     scan_tracings,
 )
 from ecgexp.data.labels import check_columns, check_label_values, join_labels, read_label_table
-from ecgexp.data.splits import SPLITS
+from ecgexp.data.splits import SPLITS, with_task_strata
 from ecgexp.errors import UserError
 from ecgexp.signal.leads import CANONICAL_LEADS
 
@@ -174,7 +174,7 @@ class HDF5Source:
             check_columns(table, needed, self.labels_csv)
             check_label_values(table, target_columns, metadata_columns, binary_columns,
                                self.labels_csv, csv_rows=False)
-        table["split"] = self.split(table).to_numpy()
+        table["split"] = with_task_strata(self.split, binary_columns)(table).to_numpy()
         unlabelled = table[needed].isna().any(axis=1)
         if unlabelled.any():
             log.warning("%s: %d exams without a value in %s left out", self.name,

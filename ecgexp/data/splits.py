@@ -7,6 +7,8 @@ A dataset config selects one rule with ``_target_`` and ``_partial_: true`` unde
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -33,8 +35,15 @@ def column_split(table: pd.DataFrame, column: str = "split", train: str = "train
 
 
 def random_split(table: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int,
-                 group_column: str | None = "patient_id") -> pd.Series:
-    """Random split; with ``group_column`` all exams of one patient land in the same split."""
+                 group_column: str | None = "patient_id",
+                 stratify: Sequence[str] | bool = ()) -> pd.Series:
+    """Random split; with ``group_column`` all exams of one patient land in the same split.
+
+    ``stratify`` (0/1 label columns; ``true`` in a config: the task's own, see
+    :func:`with_task_strata`) shares out every combination of those labels between the
+    splits in the fractions asked, give or take one patient: a patient counts as positive for
+    a label when any of their exams is. Without it the patients are drawn at random.
+    """
     _check_fractions(val_fraction, test_fraction)
     if group_column is None:
         groups = pd.Series(np.arange(len(table)), index=table.index)
@@ -44,14 +53,52 @@ def random_split(table: pd.DataFrame, val_fraction: float, test_fraction: float,
                        f"set it to null to split exams independently")
     else:
         groups = table[group_column]
+    if stratify is True:
+        raise ValueError("dataset.split.stratify: true stands for the task's labels, which "
+                         "only a dataset source knows; name the label columns here")
+    stratify = [] if stratify is False else list(stratify)
+    missing = [c for c in stratify if c not in table.columns]
+    if missing:
+        raise KeyError(f"dataset.split.stratify: columns {missing} not in the label table "
+                       f"(columns: {', '.join(map(str, table.columns))})")
     unique_groups = groups.unique()
-    order = np.random.default_rng(seed).permutation(len(unique_groups))
-    n_test = int(round(test_fraction * len(unique_groups)))
-    n_val = int(round(val_fraction * len(unique_groups)))
-    assignment = np.full(len(unique_groups), "train", dtype=object)
-    assignment[order[:n_test]] = "test"
-    assignment[order[n_test:n_test + n_val]] = "val"
+    n_groups = len(unique_groups)
+    order = np.random.default_rng(seed).permutation(n_groups)
+    n_test = int(round(test_fraction * n_groups))
+    n_val = int(round(val_fraction * n_groups))
+    assignment = np.full(n_groups, "train", dtype=object)
+    if not stratify:
+        assignment[order[:n_test]] = "test"
+        assignment[order[n_test:n_test + n_val]] = "val"
+    else:
+        # the patients in random order, then grouped by their label combination; the split
+        # names dealt out evenly along that order, so each combination gets its share
+        codes = pd.factorize(groups, use_na_sentinel=False)[0]  # in unique_groups' order
+        strata = np.zeros((n_groups, len(stratify)), dtype=bool)
+        np.logical_or.at(strata, codes, table[stratify].fillna(0).to_numpy() > 0)
+        ranked = order[np.lexsort((np.arange(n_groups), *strata[order].T[::-1]))]
+        assignment[ranked] = _dealt(n_groups, {"test": n_test, "val": n_val})
     return groups.map(dict(zip(unique_groups, assignment)))
+
+
+def _dealt(n: int, counts: dict[str, int]) -> np.ndarray:
+    """``n`` split names, ``counts[name]`` of each named one and ``train`` for the rest,
+    spread evenly along the sequence (each name at the positions ``(k + 1/2) n / count``, as
+    in a proportional apportionment), so that any stretch of the sequence holds every name in
+    about its proportion."""
+    counts = {**counts, "train": n - sum(counts.values())}
+    keys = [((k + 0.5) / count, position, name)
+            for position, (name, count) in enumerate(counts.items()) for k in range(count)]
+    return np.array([name for *_, name in sorted(keys)], dtype=object)
+
+
+def with_task_strata(rule: Callable[[pd.DataFrame], pd.Series],
+                     labels: Sequence[str]) -> Callable[[pd.DataFrame], pd.Series]:
+    """``rule``, a split rule bound from a config, with ``stratify: true`` (the task's labels)
+    bound to ``labels``, the task's 0/1 target columns; any other rule as it is."""
+    if (getattr(rule, "keywords", None) or {}).get("stratify") is True:
+        return partial(rule, stratify=list(labels))
+    return rule
 
 
 def last_fraction_split(table: pd.DataFrame, val_fraction: float,

@@ -26,6 +26,11 @@ from torchmetrics.functional.classification import (
 from ecgexp.figures import save_figure
 
 DPI = 100
+# Fixed margins (fractions of the figure) of the figures drawn for every label and split, whose
+# texts do not depend on the data: matplotlib's constrained layout, which measures every text
+# at each draw, took 40 % of their time (0.21 s a figure on 2 CPU cores).
+ROC_PR_LAYOUT = {"left": 0.07, "right": 0.975, "bottom": 0.12, "top": 0.86, "wspace": 0.22}
+RELIABILITY_LAYOUT = {"left": 0.13, "right": 0.97, "bottom": 0.08, "top": 0.95, "hspace": 0.08}
 HAZARD_RATIO_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500)
 
 
@@ -55,17 +60,18 @@ def make_roc_pr(scores, targets, label: str) -> Figure:
     s, t = torch.from_numpy(scores), torch.from_numpy(targets).long()
     fpr, tpr, _ = binary_roc(s, t)
     precision, recall, _ = binary_precision_recall_curve(s, t)
-    figure = Figure(figsize=(10, 4.5), layout="constrained")
-    roc, pr = figure.subplots(1, 2)
+    figure = Figure(figsize=(10, 4.5))
+    roc, pr = figure.subplots(1, 2, gridspec_kw=ROC_PR_LAYOUT)
     roc.plot(fpr.numpy(), tpr.numpy(), label=f"{label} (AUROC {float(binary_auroc(s, t)):.3f})")
     roc.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
-    roc.set(title=f"ROC: {label}", xlabel="false positive rate (1 − specificity)",
+    figure.suptitle(label)
+    roc.set(title="ROC", xlabel="false positive rate (1 − specificity)",
             ylabel="true positive rate (sensitivity)", xlim=(0, 1), ylim=(0, 1.02))
     average_precision = float(binary_average_precision(s, t))
     pr.plot(recall.numpy(), precision.numpy(), label=f"{label} (AP {average_precision:.3f})")
     pr.axhline(targets.mean(), linestyle="--", color="grey",
                label=f"prevalence {targets.mean():.3f}")
-    pr.set(title=f"Precision–recall: {label}", xlabel="recall (sensitivity)",
+    pr.set(title="Precision–recall", xlabel="recall (sensitivity)",
            ylabel="precision (PPV)", xlim=(0, 1), ylim=(0, 1.02))
     for axes in (roc, pr):
         axes.legend(loc="lower right" if axes is roc else "upper right")
@@ -82,8 +88,9 @@ def make_reliability(table: pd.DataFrame) -> Figure:
     Empty bins (no mean probability) draw no point.
     """
     widths = table["bin_upper"] - table["bin_lower"]
-    figure = Figure(figsize=(6, 6.5), layout="constrained")
-    rates, counts = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    figure = Figure(figsize=(6, 6.5))
+    rates, counts = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1],
+                                    gridspec_kw=RELIABILITY_LAYOUT)
     rates.bar(table["bin_lower"], table["observed_rate"], width=widths, align="edge",
               alpha=0.3, edgecolor="C0", label="observed rate per bin")
     rates.plot(table["mean_probability"], table["observed_rate"], marker="o", color="C0",
