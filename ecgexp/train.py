@@ -19,7 +19,7 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_only
 
 from ecgexp.checkpoints import CheckpointFiles, add_to_checkpoint
@@ -58,6 +58,33 @@ __all__ = ["train"]
 def _instantiate_group(group: DictConfig | None) -> list:
     """Instantiates every entry of a ``callbacks``/``logger`` group (empty when null)."""
     return [instantiate(entry) for entry in (group or {}).values() if entry is not None]
+
+
+def _without_validation(cfg: DictConfig) -> tuple[DictConfig | None, DictConfig]:
+    """The callbacks and trainer of a run without a validation split (``split=all``): no
+    validation loop and no early stopping; the checkpoint kept is the last epoch's."""
+    log.info("split=all: every exam trains, for trainer.max_epochs epochs; the last epoch is "
+             "the run's model (no validation, no early stopping) and the thresholds are chosen "
+             "on the training exams")
+    cfg = cfg.copy()  # the run's config itself (config.yaml) stays as given
+    with open_dict(cfg):
+        if cfg.get("callbacks"):
+            cfg.callbacks.pop("early_stopping", None)
+            if cfg.callbacks.get("model_checkpoint") is not None:
+                cfg.callbacks.model_checkpoint.monitor = None
+        cfg.trainer.limit_val_batches, cfg.trainer.num_sanity_val_steps = 0, 0
+    return cfg.get("callbacks"), cfg.trainer
+
+
+def _report(objective, predictions: dict[str, pd.DataFrame], chosen_on: str) -> dict:
+    """``objective.evaluate(predictions)`` with the thresholds chosen on
+    ``predictions[chosen_on]`` (the objectives choose them on ``val``)."""
+    if chosen_on == "val":
+        return objective.evaluate(predictions)
+    renamed = {"val" if split == chosen_on else split: table
+               for split, table in predictions.items()}
+    return {chosen_on if split == "val" else split: rows
+            for split, rows in objective.evaluate(renamed).items()}
 
 
 @rank_zero_only
@@ -108,8 +135,9 @@ def _check_optimized_metric(module: ECGModule, datamodule: ExamDataModule,
                            name: str | None) -> None:
     """Refuses an ``optimized_metric`` the task does not report, before any training: the
     objective evaluates placeholder outputs (random, of the network's output width) on the
-    validation exams to list its metrics. The run's own random state is left untouched."""
-    if not name:
+    validation exams to list its metrics (a run without them, ``split=all``, reports none).
+    The run's own random state is left untouched."""
+    if not name or not datamodule.validation:
         return
     objective, validation = module.objective, datamodule.datasets["val"]
     first = validation.__getitems__([0])  # a usable exam: the set-up scan left out others
@@ -236,8 +264,10 @@ def _train(cfg: DictConfig, output_dir: Path, start: tuple[Path, int] | None,
         keep_history(loggers, through_epoch=start[1])
     log_config(loggers, cfg, statistics)
     trusted = (start[0],) if start is not None and cfg.get("ckpt_trusted") else ()
-    trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False,
-                                      callbacks=_instantiate_group(cfg.get("callbacks")),
+    callbacks, trainer_cfg = ((cfg.get("callbacks"), cfg.trainer) if datamodule.validation
+                              else _without_validation(cfg))
+    trainer: pl.Trainer = instantiate(trainer_cfg, logger=loggers or False,
+                                      callbacks=_instantiate_group(callbacks),
                                       plugins=[CheckpointFiles(trusted=trusted)])
     trainer.fit(module, datamodule=datamodule,
                 ckpt_path=str(start[0]) if start is not None else None)
@@ -247,7 +277,9 @@ def _train(cfg: DictConfig, output_dir: Path, start: tuple[Path, int] | None,
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     predictor = _single_process_trainer(trainer)
     predictions = {}
-    for split in ("val", "test"):
+    # the thresholds are chosen on validation; with split=all, on the training exams
+    chosen_on = "val" if datamodule.validation else "train"
+    for split in ("val", "test") if datamodule.validation else ("train",):
         if not datamodule.has_split(split):
             log.warning("no '%s' split in %s: not predicted", split, datamodule.source.name)
             continue
@@ -257,15 +289,15 @@ def _train(cfg: DictConfig, output_dir: Path, start: tuple[Path, int] | None,
         _write_once(output_dir / f"predictions_{split}.csv",
                    predictions[split].to_csv(index=False))
 
-    report = objective.evaluate(predictions)
-    thresholds = objective.thresholds(report) if "val" in predictions else {}
-    if best and "val" in predictions:  # the model card carries the validation thresholds
+    report = _report(objective, predictions, chosen_on)
+    thresholds = objective.thresholds(report) if chosen_on in predictions else {}
+    if best and chosen_on in predictions:  # the model card carries the thresholds
         add_to_checkpoint(best, CARD_KEY, {"thresholds": thresholds})
     if cfg.get("test_datasets"):
         model = (load_model(best, allow_modules=cfg.allow_modules) if best else
                  TrainedModel(module.net, objective, {**card, "thresholds": thresholds}, Path()))
         predictions.update(external_predictions(cfg, model, output_dir))
-        report = objective.evaluate(predictions)
+        report = _report(objective, predictions, chosen_on)
     _write_once(output_dir / "metrics.json", report_json(report))
     metrics = flatten_report(report)
     publish_results(loggers, metrics, output_dir,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import wfdb
-from conftest import FIXTURES, compose_in, header_fields
+from conftest import FIXTURES, compose_in, header_fields, run_in_process
 from omegaconf import OmegaConf
 
 from ecgexp.challenge import OVERRIDES_ENV, load_model, run_model, train_model
@@ -112,6 +112,37 @@ def test_run_model_as_the_official_script(challenge, capsys):
         assert tracing.shape == (4096, 12)
         expected = model.predict(tracing.T[None].astype(np.float32)).score_chagas.iloc[0]
         assert results[int(name)] == pytest.approx(float(expected), abs=1e-5)
+
+
+def test_a_final_entry_trains_on_every_record(tmp_path, monkeypatch):
+    """``split=all`` (the README's final entry): all 40 records train, none validates or
+    tests; the model folder holds their in-sample predictions, and ``run_model`` cuts at the
+    card's threshold, one that maximises F1 on those predictions (computed here)."""
+    import pandas as pd
+
+    names = _chosen_records()
+    data_folder = _copy_records(names, tmp_path / "data_folder")
+    model_folder = tmp_path / "model"
+    tiny = " ".join(o for o in TINY.split() if not o.startswith("dataset.split."))
+    monkeypatch.setenv(OVERRIDES_ENV, f"{tiny} split=all")
+    train_model(str(data_folder), str(model_folder), verbose=False)
+    assert not list(model_folder.glob("predictions_va*")) + list(model_folder.glob("*_test*"))
+    fitted = pd.read_csv(model_folder / "predictions_train.csv")
+    assert sorted(fitted.exam_id) == sorted(int(name) for name in names)  # every record
+    model = load_model(str(model_folder), False)
+    threshold = model.thresholds["chagas"]
+
+    def f1(at: float) -> float:
+        flagged, positive = fitted.score_chagas >= at, fitted.target_chagas == 1
+        hits = (flagged & positive).sum()
+        return 2 * hits / (flagged.sum() + positive.sum())
+
+    assert f1(threshold) == pytest.approx(max(f1(s) for s in fitted.score_chagas))
+    for name in names[:5]:
+        binary, probability = run_model(str(data_folder / name), model, False)
+        assert binary == (probability >= threshold)
+    evaluated = run_in_process("ecgexp-evaluate", tmp_path, f"run={model_folder}")
+    assert evaluated.returncode != 0 and "trained on every exam (split=all)" in evaluated.stderr
 
 
 def test_a_record_without_an_ecg_is_never_answered_positive(challenge, tmp_path, capsys):

@@ -152,6 +152,17 @@ def test_af_risk_finds_current_af(compose_train, synthetic_dir, tmp_path):
                                1, rtol=1e-5)
 
 
+def test_an_empty_validation_split_is_refused_unless_every_exam_trains(compose_train,
+                                                                       synthetic_dir):
+    overrides = ["task=age", f"dataset.directory={synthetic_dir}"]
+    with pytest.raises(ValueError, match=r"the 'val' split of 'synthetic' is empty; .*split=all"):
+        build_datamodule(compose_train(*overrides, "dataset.split.val_fraction=0")).setup()
+    datamodule = build_datamodule(compose_train(*overrides, "split=all"))
+    datamodule.setup()
+    assert not datamodule.validation and set(datamodule.table.split) == {"train"}
+    assert len(datamodule.table) == LEARNING_EXAMS
+
+
 def test_split_group_replaces_the_dataset_rule(compose_train, synthetic_dir):
     datamodule = build_datamodule(compose_train("task=age", "split=age_balanced",
                                                 f"dataset.directory={synthetic_dir}"))

@@ -22,6 +22,14 @@ def dataset_config(cfg: DictConfig) -> DictConfig:
     return dataset
 
 
+def trains_on_every_exam(cfg: DictConfig) -> bool:
+    """Whether the split rule puts every exam in training (``split=all``: a final model
+    without a validation split)."""
+    rule = dataset_config(cfg).get("split") or {}
+    return (rule.get("_target_") == "ecgexp.data.splits.single_split"
+            and rule.get("name") == "train")
+
+
 def build_datamodule(cfg: DictConfig, objective=None,
                      metadata_statistics: dict | None = None) -> ExamDataModule:
     """The DataModule of a config, reading the target columns of the task's objective
@@ -39,4 +47,5 @@ def build_datamodule(cfg: DictConfig, objective=None,
         metadata_columns=task.get("metadata_columns") or (),
         standardise_metadata=task.get("standardise_metadata") or (),
         target_builder=instantiate(task.targets) if task.get("targets") else None,
-        sampler=instantiate(task.sampler) if task.get("sampler") else None, **cfg.loader)
+        sampler=instantiate(task.sampler) if task.get("sampler") else None,
+        validation=not trains_on_every_exam(cfg), **cfg.loader)

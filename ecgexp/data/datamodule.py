@@ -108,6 +108,8 @@ class ExamDataModule(pl.LightningDataModule):
         metadata_statistics: ``{column: {mean, std}}`` fitted earlier (a trained model's, from
             its model card): the metadata is standardised with them instead of with this
             data's training split.
+        validation: whether the run validates (an empty validation split is an error);
+            ``False`` for ``split=all``, where every exam trains.
 
     ``setup`` checks the data before training: label values (numbers; ``binary_columns``
     0/1), and, for HDF5 files, one scan of every exam the run uses (cached, see
@@ -129,8 +131,10 @@ class ExamDataModule(pl.LightningDataModule):
                  sampler: Callable[..., Sampler] | None = None,
                  binary_columns: Sequence[str] = (),
                  metadata_statistics: dict[str, dict[str, float]] | None = None,
-                 valid_ranges: dict[str, tuple[float, float, str]] | None = None):
+                 valid_ranges: dict[str, tuple[float, float, str]] | None = None,
+                 validation: bool = True):
         super().__init__()
+        self.validation = validation
         unknown = [c for c in standardise_metadata if c not in metadata_columns]
         if unknown:
             raise ValueError(f"task.standardise_metadata: {unknown} are not in "
@@ -171,10 +175,12 @@ class ExamDataModule(pl.LightningDataModule):
                 table, self.reader, self.source.scale, self.source.nan_policy,
                 getattr(self.source, "amplitude_range", AMPLITUDE_RANGE_MV), self.source.name)
         self.table = table
-        for split in ("train", "val"):
+        for split in ("train", "val") if self.validation else ("train",):
             if not (self.table.split == split).any():
                 raise ValueError(f"dataset.split: the '{split}' split of '{self.source.name}' "
-                                 f"is empty")
+                                 f"is empty" + ("; give it exams (dataset.split.val_fraction), "
+                                                "or train on every exam without validation: "
+                                                "split=all" if split == "val" else ""))
         self._name_splits_without_positives()
         metadata = self._scaled_metadata()
         for split, rows in self.table.groupby("split"):

@@ -90,6 +90,10 @@ def load_run(folder: str | Path, key: str = "run", allow_modules: Sequence[str] 
         path = folder / f"predictions_{name}.csv"
         if path.is_file():
             tables[name] = read_external(path, objective, run_config.task.name, key)
+    if not tables and (folder / "predictions_train.csv").is_file():
+        raise UserError(f"{key}: '{folder}' trained on every exam (split=all): it has no "
+                        f"validation or test predictions to evaluate; its in-sample metrics "
+                        f"are in metrics.json")
     if not tables:
         raise FileNotFoundError(f"{key}: no predictions_<split>.csv in '{folder}'")
     return run_config, tables
