@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shlex
 import sys
 from pathlib import Path
@@ -10,11 +11,30 @@ import hydra
 from omegaconf import DictConfig
 
 import ecgexp  # noqa: F401  (registers the OmegaConf resolvers)
-from ecgexp.errors import is_user_error, reported
+from ecgexp.errors import UserError, is_user_error, report, reported
 
 CONFIG_PATH = str(Path(__file__).parent / "conf")
 
 
+def groups_not_null(command):
+    """``command`` (a Hydra entry point) refusing ``<group>=null`` on the command line with
+    one line that says how to leave a config group out (Hydra stops on it with a traceback)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        for argument in [] if args or kwargs else sys.argv[1:]:
+            name, _, value = argument.partition("=")
+            name = name.lstrip("+")
+            if value == "null" and name and (Path(CONFIG_PATH) / name).is_dir():
+                report(UserError(f"{name}=null: '{name}' is a config group, which cannot be "
+                                 f"null; leave it out of the command, or drop the option the "
+                                 f"config chooses with ~{name}"))
+        return command(*args, **kwargs)
+
+    return wrapper
+
+
+@groups_not_null
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 @reported
 def main(cfg: DictConfig) -> float | None:
@@ -64,6 +84,7 @@ def optimized_value(metrics: dict[str, float] | None, name: str | None) -> float
     return metrics[name]
 
 
+@groups_not_null
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="synth")
 @reported
 def synth(cfg: DictConfig) -> None:
@@ -77,6 +98,7 @@ def synth(cfg: DictConfig) -> None:
     print(f"Synthetic CODE-15% dataset: {Path(directory).resolve()}")
 
 
+@groups_not_null
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="preprocess")
 @reported
 def preprocess(cfg: DictConfig) -> None:
@@ -94,6 +116,7 @@ def preprocess(cfg: DictConfig) -> None:
           f"rejections {result['report_csv']}, quality {result['quality_csv']})")
 
 
+@groups_not_null
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
 @reported
 def evaluate(cfg: DictConfig) -> None:
@@ -103,6 +126,7 @@ def evaluate(cfg: DictConfig) -> None:
     run_evaluation(cfg)
 
 
+@groups_not_null
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="compare")
 @reported
 def compare(cfg: DictConfig) -> None:
@@ -112,6 +136,7 @@ def compare(cfg: DictConfig) -> None:
     run_comparison(cfg)
 
 
+@groups_not_null
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
 @reported
 def predict(cfg: DictConfig) -> None:
@@ -121,6 +146,7 @@ def predict(cfg: DictConfig) -> None:
     run_prediction(cfg)
 
 
+@groups_not_null
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="convert_keras")
 @reported
 def _convert_keras(cfg: DictConfig) -> None:
@@ -158,6 +184,7 @@ def bare_arguments_to_override(key: str, many: bool = False) -> None:
         sys.argv[1:1 + len(bare)] = [f"{key}={value}"]
 
 
+@groups_not_null
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="bench")
 @reported
 def _bench(cfg: DictConfig) -> None:

@@ -66,6 +66,12 @@ def test_values_are_checked_with_the_key_named(tmp_path, override, message):
      "thresholds=<value>"),
     ("ecgexp-preprocess", ["input=in", "output=out.h5", "batch_size=0"],
      "error: batch_size: 0 is not a whole number >= 1; set batch_size=<value>"),
+    ("ecgexp", ["quality=null"],  # Hydra itself stops on it with a traceback
+     "error: quality=null: 'quality' is a config group, which cannot be null; leave it out of "
+     "the command, or drop the option the config chooses with ~quality"),
+    ("ecgexp-preprocess", ["input=in", "output=out.h5", "+labels=null"],
+     "error: labels=null: 'labels' is a config group, which cannot be null; leave it out of "
+     "the command, or drop the option the config chooses with ~labels"),
 ])
 def test_a_bad_value_is_one_line_and_creates_nothing(tmp_path, command, arguments, line):
     result = run_in_process(command, tmp_path, *arguments)
