@@ -116,7 +116,11 @@ RULES: dict[str, dict[str, Rule]] = {
     "predict": {"batch_size": whole(1), "num_workers": whole(0),
                 "allow_modules": prefixes_problem},
     "compare": {"bootstrap.n_resamples": whole(1), "thresholds": each(probability),
-                "allow_modules": prefixes_problem},
+                "calibration.n_bins": whole(1),
+                "decision_curve.thresholds.start": open_fraction,
+                "decision_curve.thresholds.stop": open_fraction,
+                "decision_curve.thresholds.step": open_fraction,
+                "report_logger": optional(choice("wandb")), "allow_modules": prefixes_problem},
     "synth": {"n_exams": whole(1), "n_parts": whole(1), "seed": whole(0)},
 }
 

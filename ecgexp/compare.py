@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from ecgexp.checks import choice, open_fraction, optional, whole
+from ecgexp.checks import check
 from ecgexp.errors import UserError
 from ecgexp.evaluation import plots
 from ecgexp.evaluation.analyses import figure_path
@@ -46,11 +46,6 @@ from ecgexp.files import check_new_folder, distinct_file_names, staged_folder
 
 log = logging.getLogger(__name__)
 
-SETTINGS = {"bootstrap.n_resamples": whole(1), "calibration.n_bins": whole(1),
-            "decision_curve.thresholds.start": open_fraction,
-            "decision_curve.thresholds.stop": open_fraction,
-            "decision_curve.thresholds.step": open_fraction,
-            "report_logger": optional(choice("wandb"))}
 # The decision-curve reference written to its table beside the runs (treating none is 0).
 TREAT_ALL = "treat all"
 
@@ -58,7 +53,7 @@ TREAT_ALL = "treat all"
 def compare(cfg: DictConfig) -> pd.DataFrame:
     """Writes the comparison tables and figures into ``cfg.output_dir`` (and, with
     ``report_logger=wandb``, a W&B run of job type ``compare``); returns the comparison."""
-    check_settings(cfg)
+    check(cfg, "compare")  # also when called from Python, without the command's callback
     thresholds_grid = decision_thresholds(cfg)
     entries, key = run_folders(cfg)
     out = Path(cfg.output_dir)
@@ -91,15 +86,6 @@ def compare(cfg: DictConfig) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- inputs
-def check_settings(cfg: DictConfig) -> None:
-    """Every value of :data:`SETTINGS` as its rule wants it, else one line naming the key."""
-    for key, rule in SETTINGS.items():
-        value = OmegaConf.select(cfg, key)
-        problem = rule(value)
-        if problem:
-            raise UserError(f"{key}: {value!r} is not {problem}; set {key}=<value>")
-
-
 def decision_thresholds(cfg: DictConfig) -> np.ndarray:
     """The threshold probabilities of the decision curves: ``decision_curve.thresholds``
     ``start``, ``start + step``, ... up to ``stop`` (included when on the grid)."""
