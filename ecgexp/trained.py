@@ -17,11 +17,11 @@ from omegaconf import OmegaConf
 from ecgexp.checkpoints import network_state, read_checkpoint
 from ecgexp.contract import CARD_KEY
 from ecgexp.errors import UserError
-from ecgexp.evaluation.binary import undefined_threshold
 from ecgexp.models.weights import build_model
 from ecgexp.prediction.screening import screen
 from ecgexp.registry import check_prefixes
 from ecgexp.run_folder import config_as_data, find_checkpoint, load_run_config
+from ecgexp.tasks.predictions import add_threshold_labels
 
 
 class TrainedModel:
@@ -112,11 +112,7 @@ class TrainedModel:
         amplitude, flags, problems = screen(np.asarray(tracings, dtype=np.float32),
                                             self.contract)
         table.loc[[bool(p) for p in problems], self.objective.prediction_columns] = np.nan
-        for label, threshold in self.thresholds.items():
-            if f"score_{label}" in table:
-                scores = table[f"score_{label}"]
-                defined = scores.notna() & bool(not undefined_threshold(threshold))
-                table[f"label_{label}"] = (scores >= threshold).astype("Int64").where(defined)
+        add_threshold_labels(table, self.thresholds)
         table["amplitude_mv"], table["flags"], table["problem"] = amplitude, flags, problems
         return table
 

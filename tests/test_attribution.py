@@ -146,8 +146,10 @@ def test_trained_maps_localise_the_feature_and_randomised_model_maps_differ():
     model = ResNet1d(in_leads=2, n_samples=1024, blocks=[[8, 1024], [16, 256], [16, 64]],
                      dropout=0.0)
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    # 60 steps of 32 exams: over torch seeds 0-2 and the default and AVX2 CPU kernels, held-out
+    # accuracy >= 0.995 (bar 0.9), localisation >= 0.98 (bar 0.8), median rho <= 0.1 (bar 0.5)
     for _ in range(60):
-        batch = torch.randint(0, len(x), (64,))
+        batch = torch.randint(0, len(x), (32,))
         loss = nn.functional.binary_cross_entropy_with_logits(model(x[batch])[:, 0],
                                                               labels[batch])
         optimiser.zero_grad()

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 
 from ecgexp.errors import UserError
-from ecgexp.evaluation.binary import undefined_threshold
 from ecgexp.prediction.inputs import prediction_exams
 from ecgexp.prediction.predictor import PredictionDataset, predict_exams
 from ecgexp.prediction.screening import dataset_flag
+from ecgexp.tasks.predictions import add_threshold_labels
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +49,7 @@ def dataset_predictions(models: Sequence, thresholds: dict[str, float], source, 
     out[columns] = members.mean(axis=0)
     if len(models) > 1:
         out[[f"{c}_sd" for c in columns]] = members.std(axis=0, ddof=1)
-    for label, threshold in thresholds.items():
-        if f"score_{label}" in out:
-            scores = out[f"score_{label}"]
-            defined = scores.notna() & bool(not undefined_threshold(threshold))
-            out[f"label_{label}"] = (scores >= threshold).astype("Int64").where(defined)
+    add_threshold_labels(out, thresholds)
     if all(name in table.columns for name in objective.target_columns):
         for name in objective.target_columns:
             values = pd.to_numeric(table[name], errors="coerce")

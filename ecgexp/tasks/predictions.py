@@ -1,10 +1,13 @@
-"""The one place that turns model outputs into a predictions table."""
+"""The one place that turns model outputs into a predictions table, and thresholds into its
+``label_*`` columns."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import torch
+
+from ecgexp.evaluation.binary import undefined_threshold
 
 
 def predictions_table(batches: list[dict | None], objective,
@@ -31,3 +34,14 @@ def predictions_table(batches: list[dict | None], objective,
     for i, name in enumerate(objective.target_columns):
         table[f"target_{name}"] = targets.reshape(len(exam_ids), -1)[:, i]
     return objective.add_derived_columns(table[columns].copy())
+
+
+def add_threshold_labels(table: pd.DataFrame, thresholds: dict[str, float]) -> None:
+    """Adds to ``table``, for each ``label: threshold`` whose ``score_<label>`` it holds, the
+    column ``label_<label>`` = ``score >= threshold`` (0/1, nullable): empty where the score
+    is missing or the threshold undefined (a validation split without positives)."""
+    for label, threshold in thresholds.items():
+        if f"score_{label}" in table:
+            scores = table[f"score_{label}"]
+            defined = scores.notna() & bool(not undefined_threshold(threshold))
+            table[f"label_{label}"] = (scores >= threshold).astype("Int64").where(defined)
