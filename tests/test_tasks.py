@@ -109,11 +109,10 @@ def test_electrolyte_metadata_fusion_trains(task_run, tmp_path):
 
 
 NEW_REGRESSION_TASK = """\
-# A new regression task: the age the published network predicted (nn_predicted_age).
+# A new regression task: the age the published network predicted (nn_predicted_age); it
+# follows val_loss, the default of every task (train.yaml).
 name: nn_age
 metadata_columns: []
-monitor: val_loss
-monitor_mode: min
 optimized_metric: val/nn_predicted_age/mae
 optimized_direction: minimize
 objective:
