@@ -21,6 +21,7 @@ from filelock import FileLock
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.object_type import ObjectType
 from omegaconf import open_dict
 
 import ecgexp  # noqa: F401  (registers the OmegaConf resolvers)
@@ -80,6 +81,34 @@ def _cached_package_configs() -> None:
 
 
 _cached_package_configs()
+
+
+def _listed_once() -> None:
+    """Hydra's ``--help`` lists each config group's options through a new, deep-copied config
+    repository per group (about 120 of them: 1 s a help). The listing of ecgexp's own tree and of
+    installed packages, which no test edits, is made once per process here (keyed by the search
+    path, config, overrides and group); any other search path is listed by Hydra as usual."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    list_options, listed = ConfigLoaderImpl.get_group_options, {}
+
+    def get_group_options(self, group_name, results_filter=ObjectType.CONFIG, config_name=None,
+                          overrides=None):
+        paths = tuple((entry.provider, entry.path)
+                      for entry in self.config_search_path.get_path())
+        ours = all(path.startswith(("pkg://", "structured://")) or
+                   Path(path.removeprefix("file://")) == CONF_DIR for _, path in paths)
+        if not ours or any("hydra.searchpath" in o for o in overrides or []):
+            return list_options(self, group_name, results_filter, config_name, overrides)
+        key = (paths, group_name, results_filter, config_name, tuple(overrides or []))
+        if key not in listed:
+            listed[key] = list_options(self, group_name, results_filter, config_name, overrides)
+        return list(listed[key])
+
+    ConfigLoaderImpl.get_group_options = get_group_options
+
+
+_listed_once()
 
 
 def task_configs() -> list[str]:
@@ -202,11 +231,14 @@ def tmpfs(tmp_path):
 # --durations=0), run first: `make test` hands whole files to the two xdist workers in
 # collection order (--dist loadfile --no-loadscope-reorder), so that the long ones do not start
 # last and leave one worker idle at the end.
-LONGEST_FIRST = ("test_learning.py", "test_survival_learning.py", "test_resume.py",
-                 "test_loggers.py", "test_heatmap.py", "test_evaluate.py", "test_predict.py",
-                 "test_bench.py", "test_run_folder.py",
-                 "test_distributed.py", "test_convert.py", "test_tasks.py", "test_memory.py",
-                 "test_synthetic.py", "test_sweeps.py", "test_train.py")
+LONGEST_FIRST = ("test_learning.py", "test_survival_learning.py", "test_heatmap.py",
+                 "test_convert.py", "test_distributed.py", "test_evaluate.py", "test_loggers.py",
+                 "test_attribution.py", "test_registry.py", "test_predict.py",
+                 "test_run_folder.py", "test_compare.py", "test_resume.py", "test_bench.py",
+                 "test_memory.py", "test_cli.py", "test_console.py", "test_challenge.py",
+                 "test_synthetic.py", "test_checks.py", "test_public_datasets.py",
+                 "test_tasks.py", "test_experiments.py", "test_sweeps.py", "test_quality.py",
+                 "test_no_overwrite.py", "test_evaluate_safety.py", "test_train.py")
 
 
 def pytest_collection_modifyitems(items):
