@@ -37,6 +37,14 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 CONF_DIR = Path(ecgexp.__file__).parent / "conf"
 
 
+def _no_test_edits(path: str | Path) -> bool:
+    """Whether a config search path (or a file in it) is one no test edits: ecgexp's own tree
+    (``CONF_DIR``) or an installed package's (``pkg://``, ``structured://``)."""
+    path = str(path)
+    return (path.startswith(("pkg://", "structured://"))
+            or Path(path.removeprefix("file://")).is_relative_to(CONF_DIR))
+
+
 def _cached_package_configs() -> None:
     """Hydra parses every YAML file of a config tree again at each compose (about 28 files
     of ecgexp's tree and 5 of Hydra's own for ``train.yaml``: a third of its 0.2 s), and the
@@ -53,7 +61,7 @@ def _cached_package_configs() -> None:
     def package_file(source, config_path: str):
         path = Path(os.path.realpath(os.path.join(source.path,
                                                   source._normalize_file_name(config_path))))
-        if path.is_relative_to(CONF_DIR) and path.is_file():
+        if _no_test_edits(path) and path.is_file():
             return path, path.stat().st_size, path.stat().st_mtime_ns
         return None
 
@@ -96,9 +104,8 @@ def _listed_once() -> None:
                           overrides=None):
         paths = tuple((entry.provider, entry.path)
                       for entry in self.config_search_path.get_path())
-        ours = all(path.startswith(("pkg://", "structured://")) or
-                   Path(path.removeprefix("file://")) == CONF_DIR for _, path in paths)
-        if not ours or any("hydra.searchpath" in o for o in overrides or []):
+        searched_anew = any("hydra.searchpath" in o for o in overrides or [])
+        if searched_anew or not all(_no_test_edits(path) for _, path in paths):
             return list_options(self, group_name, results_filter, config_name, overrides)
         key = (paths, group_name, results_filter, config_name, tuple(overrides or []))
         if key not in listed:

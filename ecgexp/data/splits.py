@@ -84,12 +84,13 @@ def random_split(table: pd.DataFrame, val_fraction: float, test_fraction: float,
 def _dealt(n: int, counts: dict[str, int]) -> np.ndarray:
     """``n`` split names, ``counts[name]`` of each named one and ``train`` for the rest,
     spread evenly along the sequence (each name at the positions ``(k + 1/2) n / count``, as
-    in a proportional apportionment), so that any stretch of the sequence holds every name in
-    about its proportion."""
+    in a proportional apportionment; ties in the order of ``counts``), so that any stretch of
+    the sequence holds every name in about its proportion."""
     counts = {**counts, "train": n - sum(counts.values())}
-    keys = [((k + 0.5) / count, position, name)
-            for position, (name, count) in enumerate(counts.items()) for k in range(count)]
-    return np.array([name for *_, name in sorted(keys)], dtype=object)
+    names = np.array(list(counts), dtype=object)
+    which = np.repeat(np.arange(len(names)), list(counts.values()))
+    place = np.concatenate([(np.arange(c) + 0.5) / c for c in counts.values()])
+    return names[which[np.lexsort((which, place))]]
 
 
 def with_task_strata(rule: Callable[[pd.DataFrame], pd.Series],
