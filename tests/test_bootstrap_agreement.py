@@ -18,18 +18,18 @@ from torchmetrics.functional.classification import (
 
 from ecgexp.evaluation.agreement import cohen_kappa, mcnemar
 from ecgexp.evaluation.binary import detection_metrics
-from ecgexp.evaluation.bootstrap import (
-    bootstrap_statistic,
+from ecgexp.evaluation.calibration import expected_calibration_error, reliability_table
+from ecgexp.metrics.bootstrap import (
+    Resamples,
+    bootstrap,
     bootstrap_threshold_metrics,
-    confusion_counts,
+    per_resample,
     percentile_interval,
     published_indices,
     published_interval,
-    published_resample_counts,
-    rates,
     resample_counts,
 )
-from ecgexp.evaluation.calibration import expected_calibration_error, reliability_table
+from ecgexp.metrics.confusion import confusion_counts, rates
 
 ANNOTATIONS = FIXTURES / "code_test" / "annotations"
 LABELS = ["1dAVb", "RBBB", "LBBB", "SB", "AF", "ST"]
@@ -109,8 +109,9 @@ def test_published_bootstrap_reproduces_the_published_lower_bounds():
                0.6666666666666666, 0.9041095890410958]}
     gold = pd.read_csv(ANNOTATIONS / "gold_standard.csv")[LABELS].to_numpy()
     dnn = pd.read_csv(ANNOTATIONS / "dnn.csv", index_col=0)[LABELS].to_numpy()
-    counts = published_resample_counts(len(gold), n_resamples=1000, seed=123)
-    result = bootstrap_threshold_metrics(dnn, gold, 0.5, counts=counts, interval="published")
+    result = bootstrap_threshold_metrics(dnn, gold, 0.5, interval="published",
+                                         resamples=Resamples(len(gold), 1000, 123,
+                                                             published=True))
     for metric, lower in published.items():
         np.testing.assert_allclose(result[metric]["lower"], lower, rtol=0, atol=1e-12)
 
@@ -161,19 +162,20 @@ def test_bootstrap_statistic_loops_over_the_same_resamples_and_skips_nan():
     def recall(s, t):
         return np.sum((s >= 0.6) & (t == 1)) / np.sum(t == 1)
 
-    looped = bootstrap_statistic(recall, [scores, targets], n_resamples=200, seed=9)
+    looped = bootstrap(per_resample(recall, [scores, targets]), Resamples(150, 200, seed=9))
     for key in ("value", "lower", "upper"):
         assert looped[key] == pytest.approx(vectorised["recall"][key])
 
     # A statistic undefined on every other resample: the interval uses the defined ones only.
+    # (Call 0 is the full data, so resamples 1, 3, 5, ... are defined.)
     calls = iter(range(10_000))
 
     def sometimes_nan(t):
         return np.nan if next(calls) % 2 else float(np.mean(t))
 
-    partial = bootstrap_statistic(sometimes_nan, [targets], n_resamples=200, seed=9)
+    partial = bootstrap(per_resample(sometimes_nan, [targets]), Resamples(150, 200, seed=9))
     counts = resample_counts(150, n_resamples=200, seed=9)
-    means = (counts @ targets / 150)[::2]
+    means = (counts @ targets / 150)[1::2]
     assert (partial["lower"], partial["upper"]) == (
         pytest.approx(np.percentile(means, 2.5)), pytest.approx(np.percentile(means, 97.5)))
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecgexp.evaluation.comparison import delong_test, holm, paired_bootstrap
+from ecgexp.evaluation.comparison import delong_test, holm
+from ecgexp.metrics.bootstrap import Resamples, paired_bootstrap
 
 
 def _delong_by_pairs(a, b, targets):
@@ -121,7 +122,8 @@ def test_identical_scores_have_no_difference():
 
 
 def _mae(errors):
-    return float(np.mean(np.abs(errors)))
+    """The MAE of each resample, counts ``(rows, n)`` -> ``(rows,)``: the drawn exams' mean."""
+    return lambda counts: counts @ np.abs(errors) / counts.sum(axis=1)
 
 
 def test_paired_bootstrap_interval_covers_the_true_difference():
@@ -136,7 +138,10 @@ def test_paired_bootstrap_interval_covers_the_true_difference():
         shared = rng.normal(0, math.sqrt(0.5), 300)
         a = shared + rng.normal(0, math.sqrt(0.5), 300)
         b = shared + rng.normal(0, 1.0, 300)
-        result = paired_bootstrap(_mae, [a], [b], n_resamples=300, seed=seed)
+        result = {key: float(value[0]) for key, value in paired_bootstrap(
+            _mae(a), _mae(b), Resamples(300, n_resamples=300, seed=seed)).items()}
+        assert result["difference"] == pytest.approx(_mae(a)(np.ones((1, 300)))[0]
+                                                     - np.mean(np.abs(b)))
         assert result["lower"] <= result["difference"] <= result["upper"]
         covered += result["lower"] <= truth <= result["upper"]
     assert 0.88 <= covered / 120 <= 0.99

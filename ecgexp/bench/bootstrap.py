@@ -26,7 +26,7 @@ import ecgexp
 from ecgexp.bench.checks import exact
 from ecgexp.bench.common import Context, interleaved
 from ecgexp.bench.report import Figure, Result
-from ecgexp.evaluation.bootstrap import (
+from ecgexp.metrics.bootstrap import (
     bootstrap_threshold_metrics,
     percentile_interval,
     resample_counts,

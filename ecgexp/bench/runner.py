@@ -38,7 +38,7 @@ from ecgexp.bench.report import Result, Skipped, machine_facts, print_table, wri
 
 # Modules of ecgexp.bench with a ``run(cfg, context) -> Result``, in suite order.
 BENCHMARKS = ("training", "dropout", "data", "inference", "predict", "preprocess", "bootstrap",
-              "heatmap", "gpu", "scaling")
+              "reports", "heatmap", "gpu", "scaling")
 
 
 def check_names(names: Sequence[str]) -> list[str]:

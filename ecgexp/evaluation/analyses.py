@@ -29,11 +29,9 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from ecgexp.evaluation import plots
-from ecgexp.evaluation.binary import auroc, undefined_threshold
-from ecgexp.evaluation.bootstrap import bootstrap_statistic, bootstrap_threshold_metrics
+from ecgexp.evaluation.binary import undefined_threshold
 from ecgexp.evaluation.calibration import expected_calibration_error, reliability_table
 from ecgexp.evaluation.multiclass import class_indices, probabilities_of
-from ecgexp.evaluation.regression import regression_metrics
 from ecgexp.evaluation.report import flatten_report
 from ecgexp.evaluation.stratify import age_bands, sex_groups, stratified
 from ecgexp.evaluation.survival import (
@@ -46,6 +44,11 @@ from ecgexp.evaluation.survival import (
 from ecgexp.evaluation.survival_metrics import kaplan_meier_at
 from ecgexp.evaluation.survival_report import survival_arrays, survival_metrics
 from ecgexp.files import confined_path
+from ecgexp.metrics.bootstrap import Resamples, bootstrap, per_resample, threshold_statistic
+from ecgexp.metrics.confusion import METRICS as THRESHOLD_METRICS
+from ecgexp.metrics.errors import METRICS as REGRESSION_METRICS
+from ecgexp.metrics.errors import regression_errors
+from ecgexp.metrics.ranking import Ranking
 
 
 @dataclass
@@ -64,10 +67,15 @@ class ReportInputs:
     settings: DictConfig
     out: Path
 
-    def bootstrap(self, statistic: Callable, arrays: list[np.ndarray]) -> dict:
+    def resamples(self, n: int) -> Resamples:
+        """The report's resamples of ``n`` exams (``bootstrap.n_resamples``, ``.seed``)."""
         settings = self.settings.bootstrap
-        return bootstrap_statistic(statistic, arrays, settings.n_resamples, settings.seed,
-                                   settings.level)
+        return Resamples(n, settings.n_resamples, settings.seed)
+
+    def bootstrap(self, statistic: Callable[[np.ndarray], np.ndarray], n: int) -> dict:
+        """``{"value", "lower", "upper"}`` of a weighted statistic of ``n`` exams (counts
+        ``(rows, n)`` to ``(rows, ...)``, see :mod:`ecgexp.metrics.bootstrap`)."""
+        return bootstrap(statistic, self.resamples(n), self.settings.bootstrap.level)
 
     def test_with_attributes(self) -> pd.DataFrame | None:
         """The test predictions joined with the exam attributes, or None without either."""
@@ -75,6 +83,10 @@ class ReportInputs:
             return None
         return self.predictions["test"].merge(self.attributes, on="exam_id", how="left",
                                               suffixes=("", "_exam"))
+
+
+def _floats(interval: dict) -> dict[str, float]:
+    return {key: float(value) for key, value in interval.items()}
 
 
 def figure_path(out: Path, kind: str, label: str) -> Path:
@@ -91,19 +103,22 @@ def binary_analyses(inputs: ReportInputs) -> dict[str, pd.DataFrame]:
     for split, table in inputs.predictions.items():
         scores = table[[f"score_{n}" for n in labels]].to_numpy(float)
         targets = table[[f"target_{n}" for n in labels]].to_numpy().astype(int)
-        at_threshold = bootstrap_threshold_metrics(
-            scores, targets, np.array([inputs.thresholds[n] for n in labels]),
-            settings.bootstrap.n_resamples, settings.bootstrap.seed, settings.bootstrap.level)
-        for metric, values in at_threshold.items():
+        ranked = [i for i in range(len(labels)) if len(np.unique(targets[:, i])) == 2]
+        cut = np.array([inputs.thresholds[n] for n in labels])
+        intervals = inputs.bootstrap(_binary_statistic(scores, targets, cut, ranked),
+                                     len(table))
+        for m, metric in enumerate([*THRESHOLD_METRICS, "auroc"]):
             for i, label in enumerate(labels):
-                undefined = undefined_threshold(inputs.thresholds[label])  # no val positives
+                if metric == "auroc":
+                    if i not in ranked:
+                        continue
+                    undefined = False
+                else:
+                    undefined = undefined_threshold(inputs.thresholds[label])  # no val positives
                 rows.append({"split": split, "label": label, "metric": metric,
-                             **{k: math.nan if undefined else float(np.asarray(v)[i])
-                                for k, v in values.items()}})
+                             **{k: math.nan if undefined else float(v[m, i])
+                                for k, v in intervals.items()}})
         for i, label in enumerate(labels):
-            if len(np.unique(targets[:, i])) == 2:
-                rows.append({"split": split, "label": label, "metric": "auroc",
-                             **inputs.bootstrap(auroc, [scores[:, i], targets[:, i]])})
             if split == "test":
                 _binary_figures(scores[:, i], targets[:, i], label,
                                 settings.calibration.n_bins, inputs.out)
@@ -112,6 +127,21 @@ def binary_analyses(inputs: ReportInputs) -> dict[str, pd.DataFrame]:
                                          scores[:, i], targets[:, i],
                                          settings.calibration.n_bins)})
     return {"bootstrap": pd.DataFrame(rows), "calibration": pd.DataFrame(calibration_rows)}
+
+
+def _binary_statistic(scores: np.ndarray, targets: np.ndarray, thresholds: np.ndarray,
+                      ranked: list[int]) -> Callable[[np.ndarray], np.ndarray]:
+    """Counts ``(rows, n)`` -> ``(rows, metrics + 1, labels)``: the rates at the thresholds,
+    then the AUROC of the ``ranked`` labels (NaN for the others), in one pass."""
+    rankings = {i: Ranking(scores[:, i], targets[:, i]) for i in ranked}
+    at_thresholds = threshold_statistic(scores, targets, thresholds)
+
+    def statistic(counts: np.ndarray) -> np.ndarray:
+        areas = np.full((len(counts), 1, scores.shape[1]), np.nan)
+        for i, ranking in rankings.items():
+            areas[:, 0, i] = ranking.auroc(counts)
+        return np.concatenate([at_thresholds(counts), areas], axis=1)
+    return statistic
 
 
 def _binary_figures(scores, targets, label: str, n_bins: int, out: Path) -> None:
@@ -128,10 +158,12 @@ def regression_analyses(inputs: ReportInputs) -> dict[str, pd.DataFrame]:
     for split, table in inputs.predictions.items():
         predicted = table[objective.predicted_column].to_numpy(float)
         target = table[f"target_{name}"].to_numpy(float)
-        for metric in ("mae", "rmse", "r2", "pearson"):
-            interval = inputs.bootstrap(lambda p, t, m=metric: regression_metrics(p, t)[m],
-                                        [predicted, target])
-            rows.append({"split": split, "label": name, "metric": metric, **interval})
+        intervals = inputs.bootstrap(lambda counts, p=predicted, t=target: np.stack(
+            [np.atleast_1d(v) for v in regression_errors(p, t, counts).values()], axis=-1),
+            len(table))
+        rows += [{"split": split, "label": name, "metric": metric,
+                  **{k: float(v[j]) for k, v in intervals.items()}}
+                 for j, metric in enumerate(REGRESSION_METRICS)]
         if split == "test":
             plots.save(plots.make_regression_scatter(predicted, target, objective.units, name),
                        figure_path(inputs.out, "scatter", name))
@@ -155,7 +187,8 @@ def class_analyses(inputs: ReportInputs) -> dict[str, pd.DataFrame]:
         for row, (scores, positive) in curves.items():
             if positive.any() and not positive.all():
                 rows.append({"split": split, "label": row, "metric": "auroc",
-                             **inputs.bootstrap(auroc, [scores, positive])})
+                             **_floats(inputs.bootstrap(Ranking(scores, positive).auroc,
+                                                        len(scores)))})
         for k, name in enumerate(objective.class_names):
             calibration_rows.append({"split": split, "label": name,
                                      "ece": expected_calibration_error(
@@ -259,7 +292,7 @@ def survival_analyses(inputs: ReportInputs) -> dict[str, pd.DataFrame]:
             metrics = survival_metrics(*resampled, horizons)
             return np.array([metrics[m] for m in names])
 
-        intervals = inputs.bootstrap(statistic, list(arrays))
+        intervals = inputs.bootstrap(per_resample(statistic, list(arrays)), len(arrays[0]))
         rows += [{"split": split, "label": objective.event_column, "metric": metric,
                   **{k: float(v[i]) for k, v in intervals.items()}}
                  for i, metric in enumerate(names)]
@@ -306,8 +339,9 @@ def survival_calibration(inputs: ReportInputs, time, event, survival, groups) ->
         if not event[rows_in].any():
             continue
         for i, h in enumerate(objective.horizons):
-            observed = inputs.bootstrap(lambda t, e, h=h: kaplan_meier_at(t, e, [h])[0],
-                                        [time[rows_in], event[rows_in]])
+            observed = _floats(inputs.bootstrap(
+                per_resample(lambda t, e, h=h: kaplan_meier_at(t, e, [h])[0],
+                             [time[rows_in], event[rows_in]]), int(rows_in.sum())))
             rows.append({"group": cohort, "horizon": h,
                          "predicted": float(survival[rows_in, i].mean()),
                          "kaplan_meier": observed["value"], "lower": observed["lower"],

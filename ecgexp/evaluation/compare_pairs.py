@@ -27,9 +27,12 @@ from ecgexp.evaluation.binary import (
     scores_at_threshold,
     undefined_threshold,
 )
-from ecgexp.evaluation.comparison import delong_test, holm, paired_resamples
+from ecgexp.evaluation.comparison import delong_test, holm
 from ecgexp.evaluation.report import is_count
 from ecgexp.evaluation.tables import first_line
+from ecgexp.metrics.bootstrap import Resamples, paired_bootstrap, per_resample
+from ecgexp.metrics.confusion import rates, threshold_confusion
+from ecgexp.metrics.ranking import Ranking
 from ecgexp.tasks.objectives import MultiLabel
 
 log = logging.getLogger(__name__)
@@ -60,12 +63,23 @@ def pairwise(a: pd.DataFrame, b: pd.DataFrame, objective, thresholds_a: dict,
         report = report_metrics(objective, table, thresholds, val)
         return np.array([report.get(row, {}).get(metric, np.nan) for row, metric in keys])
 
+    def weighted(table: pd.DataFrame, thresholds: dict, val: pd.DataFrame | None):
+        """The report's metrics of each resample (counts ``(rows, n)`` to ``(rows, keys)``):
+        weighted binary metrics in one pass per chunk, any other task's report per
+        resample."""
+        labels = binary_labels(objective, table)
+        if labels:
+            columns = _binary_columns(table, labels, thresholds)
+            return lambda counts: _binary_resampled(columns, counts, keys)
+        return per_resample(lambda rows: vector(table.iloc[rows], thresholds, val),
+                            [np.arange(len(table))])
+
     value_a = np.array([report_a[row][metric] for row, metric in keys])
     value_b = vector(b, thresholds_b, validation[1])
     with _quiet():
-        resampled = paired_resamples(lambda idx: vector(a.iloc[idx], thresholds_a, validation[0]),
-                                     lambda idx: vector(b.iloc[idx], thresholds_b, validation[1]),
-                                     len(a), n_resamples, seed)
+        resampled = paired_bootstrap(weighted(a, thresholds_a, validation[0]),
+                                     weighted(b, thresholds_b, validation[1]),
+                                     Resamples(len(a), n_resamples, seed))
     rows = [{"target": row, "metric": metric, "value_a": value_a[k], "value_b": value_b[k],
              "difference": resampled["difference"][k], "lower": resampled["lower"][k],
              "upper": resampled["upper"][k], "test": "bootstrap",
@@ -122,6 +136,43 @@ def _binary_metrics(table: pd.DataFrame, label: str, threshold: float | None) ->
     if missing_class(targets) is not None:
         return {"auroc": np.nan, "ap": np.nan, **dict.fromkeys(THRESHOLDED, np.nan)}
     return {**ranking_scores(scores, targets), **scores_at_threshold(scores, targets, threshold)}
+
+
+def _binary_columns(table: pd.DataFrame, labels: list[str], thresholds: dict) -> dict:
+    """``{label: (targets, Ranking, Confusion at the threshold or None)}`` of a predictions
+    table, built once for every chunk of resamples."""
+    columns = {}
+    for label in labels:
+        scores = table[f"score_{label}"].to_numpy(float)
+        targets = table[f"target_{label}"].to_numpy().astype(int)
+        threshold = thresholds.get(label)
+        columns[label] = (targets, Ranking(scores, targets),
+                          None if undefined_threshold(threshold)
+                          else threshold_confusion(scores, targets, threshold))
+    return columns
+
+
+def _binary_resampled(columns: dict, counts: np.ndarray,
+                      keys: list[tuple[str, str]]) -> np.ndarray:
+    """:func:`report_metrics` of binary labels (``_binary_columns``) for each row of
+    ``counts (rows, n)``: ``(rows, keys)``, NaN where a key is undefined (every metric of a
+    label whose resample lacks a class, as for the full table)."""
+    values, labels = {}, list(columns)
+    for label, (targets, ranking, confusion) in columns.items():
+        both = (counts @ targets > 0) & (counts @ (1 - targets) > 0)
+        metrics = {"auroc": ranking.auroc(counts), "ap": ranking.average_precision(counts)}
+        at = (dict.fromkeys(THRESHOLDED, np.full(len(counts), np.nan)) if confusion is None
+              else rates(**confusion.counts(counts)))
+        metrics.update({name: np.where(both, at[name], np.nan) for name in THRESHOLDED})
+        values.update({(label, name): value for name, value in metrics.items()})
+    if len(labels) > 1:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all labels undefined: NaN
+            for name in ("auroc", "ap", *THRESHOLDED):
+                values[("macro", name)] = np.nanmean(
+                    np.stack([values[(label, name)] for label in labels]), axis=0)
+    missing = np.full(len(counts), np.nan)
+    return np.stack([values.get(key, missing) for key in keys], axis=-1)
 
 
 def _binary_tests(rows: list[dict], name: str, a: pd.DataFrame, b: pd.DataFrame,

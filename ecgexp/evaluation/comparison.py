@@ -1,6 +1,6 @@
 """Paired statistics for comparing two models on the same exams: DeLong's test of two
-correlated AUROCs, the paired bootstrap of any metric's difference, and Holm's step-down
-correction across labels.
+correlated AUROCs and Holm's step-down correction across labels (the paired bootstrap of
+any metric's difference is :func:`ecgexp.metrics.bootstrap.paired_bootstrap`).
 
 DeLong, DeLong & Clarke-Pearson (1988), "Comparing the areas under two or more correlated
 receiver operating characteristic curves: a nonparametric approach", Biometrics 44:837-845;
@@ -10,12 +10,10 @@ computed with the midrank algorithm of Sun & Xu (2014), IEEE Signal Processing L
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.stats import norm, rankdata
-
-from ecgexp.evaluation.bootstrap import resample_counts
 
 
 def _structural_components(scores: np.ndarray, positive: np.ndarray
@@ -58,54 +56,6 @@ def delong_test(scores_a: np.ndarray, scores_b: np.ndarray, targets: np.ndarray)
     return {"auroc_a": auc_a, "auroc_b": auc_b, "difference": difference, "se": se,
             "z": float(z), "p_value": p_value, "var_a": float(covariance[0, 0]),
             "var_b": float(covariance[1, 1]), "covariance": float(covariance[0, 1])}
-
-
-def paired_bootstrap(metric: Callable[..., float], arrays_a: Sequence[np.ndarray],
-                     arrays_b: Sequence[np.ndarray], n_resamples: int = 1000, seed: int = 0,
-                     level: float = 0.95) -> dict:
-    """``metric(*arrays_a) - metric(*arrays_b)`` with a percentile interval and a two-sided
-    p-value from the same resamples of the exams for both models (``arrays_*`` share their
-    first axis: the exams, e.g. ``[scores, targets]``). The p-value is twice the smaller
-    share of resampled differences on either side of 0 (at least ``1 / n_resamples``);
-    resamples where the metric is undefined are skipped."""
-    arrays_a = [np.asarray(a) for a in arrays_a]
-    arrays_b = [np.asarray(b) for b in arrays_b]
-    n = len(arrays_a[0])
-    if any(len(x) != n for x in (*arrays_a, *arrays_b)):
-        raise ValueError("paired_bootstrap: the two models' arrays must cover the same exams")
-    result = paired_resamples(lambda idx: metric(*[a[idx] for a in arrays_a]),
-                              lambda idx: metric(*[b[idx] for b in arrays_b]),
-                              n, n_resamples, seed, level)
-    return {key: float(value[0]) for key, value in result.items()}
-
-
-def paired_resamples(statistic_a: Callable[[np.ndarray], float | np.ndarray],
-                     statistic_b: Callable[[np.ndarray], float | np.ndarray], n: int,
-                     n_resamples: int = 1000, seed: int = 0, level: float = 0.95
-                     ) -> dict[str, np.ndarray]:
-    """The paired bootstrap of :func:`paired_bootstrap` for statistics of ``n`` exams given
-    by their row indices (``statistic_*(indices)``, a number or a vector of ``k`` metrics):
-    ``{difference, lower, upper, p_value}``, each ``(k,)``, a metric at a time; NaN where a
-    metric is undefined on the exams or in every resample."""
-    exams = np.arange(n)
-    observed = np.atleast_1d(np.asarray(statistic_a(exams), float)
-                             - np.asarray(statistic_b(exams), float))
-    differences = []
-    for row in resample_counts(n, n_resamples, seed):
-        idx = np.repeat(exams, row)
-        differences.append(np.asarray(statistic_a(idx), float)
-                           - np.asarray(statistic_b(idx), float))
-    differences = np.asarray(differences, float).reshape(n_resamples, -1)
-    alpha = (1 - level) / 2
-    result = {key: np.full(observed.shape, np.nan) for key in ("lower", "upper", "p_value")}
-    for k in range(len(observed)):
-        values = differences[:, k][np.isfinite(differences[:, k])]
-        if not len(values) or not np.isfinite(observed[k]):
-            continue
-        result["lower"][k], result["upper"][k] = np.quantile(values, [alpha, 1 - alpha])
-        share = min(np.mean(values <= 0), np.mean(values >= 0))
-        result["p_value"][k] = min(1.0, max(2 * share, 1 / len(values)))
-    return {"difference": observed, **result}
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
