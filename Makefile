@@ -22,10 +22,12 @@ demo: $(STAMP)
 	@echo "Training the demo: 4 epochs of the small network on 1000 synthetic exams, under a minute on 2 idle CPU cores (a few minutes on a busy machine)"
 	$(BIN)/ecgexp experiment=demo
 
-# Two pytest-xdist workers, one per core, each computing with one thread (tests/conftest.py);
-# whole test files go to one worker, so that module fixtures are made once, the longest files
-# first (tests/conftest.py LONGEST_FIRST).
+# The documentation site first (mkdocs.yml; a broken link, anchor or API reference fails it),
+# into the ignored site/. Then two pytest-xdist workers, one per core, each computing with one
+# thread (tests/conftest.py); whole test files go to one worker, so that module fixtures are
+# made once, the longest files first (tests/conftest.py LONGEST_FIRST).
 test: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
 	WANDB_MODE=offline $(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 # The benchmark suite (ecgexp/conf/bench.yaml): a table of figures against their baselines,
@@ -34,4 +36,4 @@ bench: $(STAMP)
 	$(BIN)/ecgexp-bench
 
 clean:
-	rm -rf $(VENV) outputs data
+	rm -rf $(VENV) outputs data site

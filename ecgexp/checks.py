@@ -104,9 +104,10 @@ RULES: dict[str, dict[str, Rule]] = {
             "a whole number >= 1, a list of device indices or auto"),
         "callbacks.early_stopping.patience": whole(0), "dataset.n_exams": whole(1),
         "dataset.nan_policy": choice("error", "skip"),
-        "task.batch_size": whole(1), "task.figures.max_exams": whole(0),
         "allow_modules": prefixes_problem, **SPLIT_FRACTIONS, **SPLIT_STRATA,
     },
+    "heatmap": {"batch_size": whole(1), "figures.max_exams": whole(0),
+                "integrated_gradients.steps": whole(1), "allow_modules": prefixes_problem},
     "evaluate": {
         "thresholds": each(probability), "bootstrap.n_resamples": whole(1),
         "bootstrap.level": open_fraction, "calibration.n_bins": whole(1),

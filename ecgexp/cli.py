@@ -14,15 +14,22 @@ import ecgexp  # noqa: F401  (registers the OmegaConf resolvers)
 from ecgexp.errors import UserError, is_user_error, report, reported
 
 CONFIG_PATH = str(Path(__file__).parent / "conf")
+# Spellings that became a command of their own, and the line that names it.
+MOVED = {"task=heatmap": "task=heatmap: heatmaps are a command of their own, ecgexp-heatmap "
+                         "run=<run folder or checkpoint> (its keys are the old task.* keys "
+                         "without task., e.g. method=, target=, select.top_k=; ckpt= is run=)"}
 
 
 def groups_not_null(command):
     """``command`` (a Hydra entry point) refusing ``<group>=null`` on the command line with
-    one line that says how to leave a config group out (Hydra stops on it with a traceback)."""
+    one line that says how to leave a config group out (Hydra stops on it with a traceback),
+    and a spelling of :data:`MOVED` with the line that names its command."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         for argument in [] if args or kwargs else sys.argv[1:]:
+            if argument.lstrip("+") in MOVED:
+                report(UserError(MOVED[argument.lstrip("+")]))
             name, _, value = argument.partition("=")
             name = name.lstrip("+")
             if value == "null" and name and (Path(CONFIG_PATH) / name).is_dir():
@@ -38,19 +45,11 @@ def groups_not_null(command):
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 @reported
 def main(cfg: DictConfig) -> float | None:
-    """``ecgexp``: train, predict and evaluate; returns ``optimized_metric`` for sweepers.
-
-    A task whose config names an ``entry`` (``task=heatmap``) runs that function instead."""
+    """``ecgexp``: train, predict and evaluate; returns ``optimized_metric`` for sweepers."""
     from ecgexp.checks import check
 
     try:
         check(cfg, "train")  # again for each job of a multirun, whose values the sweeper sets
-        if cfg.task.get("entry"):  # writes into the folder it works on, not Hydra's
-            from hydra.utils import get_method
-
-            get_method(cfg.task.entry)(cfg)
-            discard_hydra_folder()
-            return None
         from ecgexp.train import train
 
         return optimized_value(train(cfg), cfg.get("optimized_metric"))
@@ -114,6 +113,16 @@ def preprocess(cfg: DictConfig) -> None:
     print(f"Converted {result['converted']} records, rejected {result['rejected']}: "
           f"{result['output']} (metadata {result['metadata_csv']}, "
           f"rejections {result['report_csv']}, quality {result['quality_csv']})")
+
+
+@groups_not_null
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="heatmap")
+@reported
+def heatmap(cfg: DictConfig) -> None:
+    """``ecgexp-heatmap``: saliency heatmaps of a trained model, into its run folder."""
+    from ecgexp.interpret.heatmaps import extract_heatmaps
+
+    extract_heatmaps(cfg)
 
 
 @groups_not_null

@@ -76,11 +76,27 @@ def report(error: BaseException) -> None:
     raise SystemExit(EXIT_STATUS)
 
 
+def _require_set(config) -> None:
+    """A command's own required keys (``???`` at the top of its config) not given: one line
+    naming them, before anything runs."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if not isinstance(config, DictConfig):
+        return
+    missing = [key for key in config if OmegaConf.is_missing(config, key)]
+    if missing:
+        report(UserError(f"{', '.join(missing)}: not set; give "
+                         f"{' '.join(f'{key}=<value>' for key in missing)} on the command line "
+                         f"(--help describes {'it' if len(missing) == 1 else 'them'})"))
+
+
 def reported(function: Callable[..., T]) -> Callable[..., T]:
     """Runs ``function``; a bad input (:func:`is_user_error`) ends the process with one line."""
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
+        if args:
+            _require_set(args[0])
         try:
             return function(*args, **kwargs)
         except Exception as error:  # noqa: BLE001  (only bad inputs are turned into a line)

@@ -49,13 +49,11 @@ LOCK = ".ecgexp.lock"
 # ----------------------------------------------------------------------------- config as data
 # Keys that grant trust or choose a file to read: they come from the user's command line only,
 # never from a run folder's config or a model card (reset to these values when one is read).
-COMMAND_LINE_ONLY = {"ckpt": None, "ckpt_path": None, "ckpt_trusted": False, "resume": None,
+COMMAND_LINE_ONLY = {"ckpt_path": None, "ckpt_trusted": False, "resume": None,
                      ALLOW_KEY: [], "model.weights": None, "model.weights_trusted": False}
 # Settings of an instantiated object that name a folder it writes into (checkpoints, loggers,
 # the trainer's root): on resume each must lie inside the run folder.
 WRITE_KEYS = ("dirpath", "save_dir", "default_root_dir", "root_dir", "log_dir", "dir")
-# The one command a task config may name (``task=heatmap``); a run folder's is never called.
-HEATMAP_ENTRY = "ecgexp.interpret.heatmaps.extract_heatmaps"
 
 
 def _distrust(tree) -> None:
@@ -84,7 +82,7 @@ def config_as_data(config: DictConfig, source: Path, key: str = "run",
         raise UserError(f"{key}: '{source}' cannot be resolved ({error}); it is not a config "
                         f"ecgexp wrote") from None
     entry = (tree.get("task") or {}).get("entry")
-    if entry is not None and entry != HEATMAP_ENTRY:
+    if entry is not None:  # no task names a command (ecgexp-heatmap is a command of its own)
         raise UserError(f"{key}: '{source}' names '{entry}' at task.entry, which ecgexp refuses "
                         f"to call; the file was not written by ecgexp or was edited")
     check_tree(tree, f"'{source}'", key, allow_modules)

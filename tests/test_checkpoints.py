@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SHORT_RUN, compose_in
+from conftest import SHORT_RUN, compose_config, compose_in
 from omegaconf import open_dict
 
 from ecgexp.checkpoints import CheckpointFiles, read_checkpoint, save_atomic
@@ -63,10 +63,10 @@ def test_every_loading_path_refuses_code_in_a_checkpoint(hostile_run, tmp_path):
     refusal(error, last, "model.weights", "model.weights_trusted")
     assert not (root / "run").exists() and not (root / "data").exists()
 
-    heatmap = compose_in(root, "task=heatmap", f"ckpt={last}")
-    with pytest.raises(UserError) as error:  # ckpt= (task=heatmap)
+    heatmap = compose_config("heatmap", f"run={last}")
+    with pytest.raises(UserError) as error:  # run= (ecgexp-heatmap)
         extract_heatmaps(heatmap)
-    refusal(error, last, "ckpt", "ckpt_trusted")
+    refusal(error, last, "run", "ckpt_trusted")
 
     with pytest.raises(UserError) as error:  # resume=<folder>
         train(compose_in(root, f"resume={folder}"))
@@ -92,11 +92,8 @@ def test_trusting_one_file_loads_it(trained_run, tmp_path):
     best = folder / "checkpoints" / "best.ckpt"
     checkpoint = torch.load(best, weights_only=True)
     torch.save({**checkpoint, "note": argparse.Namespace(lr=0.1)}, best)
-    out = tmp_path / "heatmaps"
-    cfg = compose_in(tmp_path, "task=heatmap", f"ckpt={best}", "task.figures.max_exams=1",
-                     "task.select.top_k=2", "ckpt_trusted=true")
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(out)
+    cfg = compose_config("heatmap", f"run={best}", "figures.max_exams=1", "select.top_k=2",
+                         "ckpt_trusted=true")
     assert extract_heatmaps(cfg)["exams"] == 2
     assert read_checkpoint(best, "ckpt", trusted=True)["note"].lr == 0.1
     with pytest.raises(UserError, match=r"here argparse\.Namespace"):

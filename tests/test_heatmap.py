@@ -1,4 +1,4 @@
-"""``ecgexp task=heatmap``: heatmaps of every task's checkpoint through the main entry point."""
+"""``ecgexp-heatmap``: heatmaps of every task's checkpoint through its entry point."""
 
 import json
 from pathlib import Path
@@ -7,27 +7,18 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TASKS, run_in_process
+from conftest import TASKS, compose_config, run_in_process
 from hydra.utils import instantiate
 from matplotlib.image import imread
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 
-from ecgexp.cli import main
+from ecgexp.cli import heatmap
 from ecgexp.interpret.heatmaps import extract_heatmaps
 
 
-@pytest.fixture(scope="module")
-def synthetic_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("data") / "synthetic_n400_seed0"
-
-
-def heatmap_config(compose_train, synthetic_dir, run: Path, out: Path, *overrides):
-    cfg = compose_train("task=heatmap", f"ckpt={run if run is not None else 'null'}",
-                        f"dataset.directory={synthetic_dir}",
-                        "dataset.n_exams=400", "task.figures.max_exams=2", *overrides)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(out)
-    return cfg
+def heatmap_config(run: Path, *overrides):
+    """``heatmap.yaml`` for ``run`` with two figures."""
+    return compose_config("heatmap", f"run={run}", "figures.max_exams=2", *overrides)
 
 
 def results_of(run: Path) -> Path:
@@ -43,8 +34,7 @@ METHODS = ["gradcam", "saliency", "integrated_gradients", "guided_backprop"]
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_every_task_checkpoint_gives_heatmaps(compose_train, synthetic_dir, task_run, tmp_path,
-                                              task):
+def test_every_task_checkpoint_gives_heatmaps(task_run, tmp_path, task):
     """Every task's last network output (by its name: a label's logit, a log-variance, the
     last CORAL level, the last class), each task with another method; the explained value
     in the task's units is what the run itself predicted for those exams."""
@@ -52,11 +42,10 @@ def test_every_task_checkpoint_gives_heatmaps(compose_train, synthetic_dir, task
     run = task_run(task, into=tmp_path / "run")
     objective = instantiate(OmegaConf.load(run / "config.yaml").task.objective)
     target, column = objective.output_names[-1], objective.output_columns[-1]
-    cfg = heatmap_config(compose_train, synthetic_dir, run, tmp_path / "hydra",
-                         f"task.target={target}", f"task.method={method}",
-                         "task.select.top_k=3", "task.select.bottom_k=2",
-                         "task.layer=resblock1d_1.conv1", "task.integrated_gradients.steps=4")
-    main.__wrapped__(cfg)  # the entry point of `ecgexp task=heatmap`
+    cfg = heatmap_config(run, f"target={target}", f"method={method}", "select.top_k=3",
+                         "select.bottom_k=2", "layer=resblock1d_1.conv1",
+                         "integrated_gradients.steps=4")
+    heatmap.__wrapped__(cfg)  # the entry point of `ecgexp-heatmap`
     out = results_of(run)  # the results go into the interpreted run's folder
     summary = json.loads((out / "heatmap_summary.json").read_text())
     assert summary["exams"] == 5 and summary["heatmaps"] == str(out / "heatmaps.h5")
@@ -85,22 +74,20 @@ def test_every_task_checkpoint_gives_heatmaps(compose_train, synthetic_dir, task
     assert image.shape[0] > 400 and image.std() > 0
 
 
-def test_attribution_options_are_config_keys(compose_train, synthetic_dir, task_run, tmp_path):
+def test_attribution_options_are_config_keys(task_run, tmp_path):
     """Saliency's absolute value and integrated gradients' steps and baseline come from the
     config: a signed saliency map has negative values, and IG with more steps is closer to
     the completeness identity sum(map) = f(x) - f(baseline)."""
     run = task_run("chagas", into=tmp_path / "run")
-    extract_heatmaps(heatmap_config(compose_train, synthetic_dir, run, tmp_path / "x",
-                                    "task.method=saliency", "task.saliency.absolute=false",
-                                    "task.select.top_k=2"))
+    extract_heatmaps(heatmap_config(run, "method=saliency", "saliency.absolute=false",
+                                    "select.top_k=2"))
     with h5py.File(results_of(run) / "heatmaps.h5", "r") as handle:
         assert (handle["heatmaps"][:] < 0).any()
         assert "absolute" in handle.attrs["settings"]
 
 
-def test_current_dataset_uses_the_runs_metadata_statistics(compose_train, task_run,
-                                                           tmp_path):
-    """With task.dataset=current the metadata is standardised with the statistics stored in
+def test_another_dataset_uses_the_runs_metadata_statistics(task_run, tmp_path):
+    """With a dataset on the command line the metadata is standardised with the statistics stored in
     the checkpoint, not refitted on the new data: the explained outputs equal the model's
     outputs computed from the raw metadata through the model card."""
     from ecgexp.api import load_model
@@ -109,9 +96,9 @@ def test_current_dataset_uses_the_runs_metadata_statistics(compose_train, task_r
                    "task.standardise_metadata=[age]", "preprocessing=eight_leads",
                    into=tmp_path / "run")
     other = tmp_path / "other" / "synthetic_n300_seed7"
-    extract_heatmaps(heatmap_config(compose_train, other, run, tmp_path / "x",
-                                    "task.dataset=current", "dataset.n_exams=300",
-                                    "dataset.synthesis_seed=7", "task.select.top_k=3"))
+    extract_heatmaps(heatmap_config(run, "dataset=synthetic", f"dataset.directory={other}",
+                                    "dataset.n_exams=300", "dataset.synthesis_seed=7",
+                                    "select.top_k=3"))
     with h5py.File(results_of(run) / "heatmaps.h5", "r") as handle:
         outputs, exam_ids = handle["output"][:], handle["exam_id"][:]
         tracings = handle["tracings"][:]
@@ -122,17 +109,15 @@ def test_current_dataset_uses_the_runs_metadata_statistics(compose_train, task_r
     np.testing.assert_allclose(outputs, expected.numpy(), rtol=1e-4, atol=1e-5)
 
 
-def test_explicit_exam_ids_and_only_positives(compose_train, synthetic_dir, task_run, tmp_path):
+def test_explicit_exam_ids_and_only_positives(task_run, tmp_path):
     run = task_run("abnormality", into=tmp_path / "run")
     test = pd.read_csv(run / "predictions_test.csv")
     wanted = [int(test.exam_id[4]), int(test.exam_id[1])]
-    cfg = heatmap_config(compose_train, synthetic_dir, run, tmp_path / "ids",
-                         f"task.select.exam_ids=[{wanted[0]},{wanted[1]}]")
+    cfg = heatmap_config(run, f"select.exam_ids=[{wanted[0]},{wanted[1]}]")
     extract_heatmaps(cfg)
     with h5py.File(results_of(run) / "heatmaps.h5", "r") as handle:
         assert list(handle["exam_id"][:]) == wanted
-    cfg = heatmap_config(compose_train, synthetic_dir, run, tmp_path / "positives",
-                         "task.target=RBBB", "task.select.only_positives=true")
+    cfg = heatmap_config(run, "target=RBBB", "select.only_positives=true")
     extract_heatmaps(cfg)
     with h5py.File(results_of(run) / "heatmaps.h5", "r") as handle:
         chosen = set(handle["exam_id"][:])
@@ -140,29 +125,35 @@ def test_explicit_exam_ids_and_only_positives(compose_train, synthetic_dir, task
     assert len(list((run / "heatmaps").iterdir())) == 2  # two extractions, two folders
 
 
-def test_bad_inputs_name_the_keys(compose_train, synthetic_dir, task_run, tmp_path):
-    with pytest.raises(ValueError, match="ckpt: give the run folder"):
-        extract_heatmaps(heatmap_config(compose_train, synthetic_dir, None, tmp_path / "x"))
-    with pytest.raises(ValueError, match="ckpt: no run folder"):
-        extract_heatmaps(heatmap_config(compose_train, synthetic_dir, tmp_path / "nope",
-                                        tmp_path / "x"))
+def test_bad_inputs_name_the_keys(task_run, tmp_path):
+    with pytest.raises(ValueError, match="run: no run folder"):
+        extract_heatmaps(heatmap_config(tmp_path / "nope"))
     run = task_run("abnormality", into=tmp_path / "run")
-    with pytest.raises(ValueError, match="task.target: 'nothing' is not an output index"):
-        extract_heatmaps(heatmap_config(compose_train, synthetic_dir, run, tmp_path / "x",
-                                        "task.target=nothing"))
-    with pytest.raises(ValueError, match="task.method"):
-        extract_heatmaps(heatmap_config(compose_train, synthetic_dir, run, tmp_path / "x",
-                                        "task.method=occlusion"))
+    with pytest.raises(ValueError, match="^target: 'nothing' is not an output index"):
+        extract_heatmaps(heatmap_config(run, "target=nothing"))
+    with pytest.raises(ValueError, match="^method: expected one of"):
+        extract_heatmaps(heatmap_config(run, "method=occlusion"))
+    with pytest.raises(ValueError, match="^select.split: 'nowhere' is not one of"):
+        extract_heatmaps(heatmap_config(run, "select.split=nowhere"))
 
 
-def test_heatmap_is_one_override_on_the_cli(task_run, tmp_path):
+def test_heatmap_is_a_command_of_its_own(task_run, tmp_path):
     run = task_run("chagas", into=tmp_path / "run")
-    result = run_in_process("ecgexp", tmp_path, "task=heatmap",
-                            f"ckpt={run / 'checkpoints' / 'last.ckpt'}", "task.select.top_k=2",
-                            "task.figures.formats=[png,pdf]")
+    result = run_in_process("ecgexp-heatmap", tmp_path,
+                            f"run={run / 'checkpoints' / 'last.ckpt'}", "select.top_k=2",
+                            "figures.formats=[png,pdf]")
     assert result.returncode == 0, result.stderr[-2000:]
     out = results_of(run)
     assert (out / "heatmaps.h5").is_file()
     assert len(list((out / "figures").glob("*.pdf"))) == 2
-    hydra_files = [p for p in (tmp_path / "outputs").rglob("*") if p.is_file()]
-    assert hydra_files == []  # Hydra's own folder held nothing of the results: removed
+    assert not (tmp_path / "outputs").exists()  # nothing but the run folder is written
+    # The old spelling names the command; nothing is written.
+    old = run_in_process("ecgexp", tmp_path, "task=heatmap", f"ckpt={run}")
+    assert old.returncode == 2
+    assert old.stderr.strip().splitlines() == [
+        "error: task=heatmap: heatmaps are a command of their own, ecgexp-heatmap run=<run "
+        "folder or checkpoint> (its keys are the old task.* keys without task., e.g. method=, "
+        "target=, select.top_k=; ckpt= is run=)"]
+    missing = run_in_process("ecgexp-heatmap", tmp_path, "select.top_k=2")
+    assert (missing.returncode, missing.stderr.strip()) == (
+        2, "error: run: not set; give run=<value> on the command line (--help describes it)")

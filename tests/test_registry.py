@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import CONF_DIR, compose_in, run_in_process
+from conftest import CONF_DIR, compose_config, compose_in, run_in_process
 
 from ecgexp import challenge
 from ecgexp.api import load_model
@@ -232,7 +232,7 @@ def readers(folder: Path, tmp_path: Path) -> dict:
         "compare": lambda: console("ecgexp-compare", f"runs=[{folder},{folder}]",
                                    f"output_dir={work / 'cmp'}"),
         "heatmaps": lambda: python(lambda: extract_heatmaps(
-            compose_in(tmp_path, "task=heatmap", f"ckpt={folder}"))),
+            compose_config("heatmap", f"run={folder}"))),
         "resume": lambda: python(lambda: train(compose_in(tmp_path, f"resume={folder}"))),
         "api.load_model": lambda: python(lambda: load_model(folder)),
         "challenge load_model": lambda: python(lambda: challenge.load_model(str(folder), False)),
@@ -332,8 +332,8 @@ def test_links_out_of_a_run_folder_are_not_followed(trained_run, tmp_path, link)
     outside.mkdir()
     (folder / link).symlink_to(outside)
     message = rf"'{folder / link}' is a link to '{outside}', outside the run folder"
-    with pytest.raises(UserError, match=rf"^ckpt: {message}"):
-        extract_heatmaps(compose_in(tmp_path, "task=heatmap", f"ckpt={folder}"))
+    with pytest.raises(UserError, match=rf"^run: {message}"):
+        extract_heatmaps(compose_config("heatmap", f"run={folder}"))
     with pytest.raises(UserError, match=rf"^resume: {message}"):
         train(compose_in(tmp_path, f"resume={folder}", "trainer.max_epochs=3"))
     result = run_in_process("ecgexp-evaluate", tmp_path, f"run={folder}")
@@ -432,7 +432,7 @@ def test_your_own_model_goes_through_every_command_when_allowed(own_model_run, t
         load_model(folder)
     model = load_model(folder, allow_modules=["mylab"])
     assert type(model.net).__module__ == "mylab.nets"
-    heatmap = compose_in(tmp_path, "task=heatmap", f"ckpt={folder}", "task.method=saliency",
-                         "task.figures.max_exams=0", allow)
+    heatmap = compose_config("heatmap", f"run={folder}", "method=saliency",
+                             "figures.max_exams=0", allow)
     summary = extract_heatmaps(heatmap)
     assert summary["exams"] > 0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SHORT_RUN, compose_in, run_in_process
+from conftest import SHORT_RUN, compose_config, compose_in, run_in_process
 
 from ecgexp.errors import UserError
 from ecgexp.interpret.heatmaps import extract_heatmaps
@@ -38,10 +38,10 @@ def history(folder: Path) -> list[dict]:
 def test_a_checkpoint_outside_a_run_folder_is_named(trained_run, tmp_path):
     stray = tmp_path / "model.ckpt"
     stray.write_bytes((trained_run / "checkpoints" / "best.ckpt").read_bytes())
-    with pytest.raises(UserError, match=rf"^ckpt: '{stray}' is not a checkpoint of a run "
+    with pytest.raises(UserError, match=rf"^run: '{stray}' is not a checkpoint of a run "
                                         rf"folder \(<run>/checkpoints/<name>.ckpt beside "
                                         rf"<run>/config.yaml\)"):
-        extract_heatmaps(compose_in(tmp_path, "task=heatmap", f"ckpt={stray}"))
+        extract_heatmaps(compose_config("heatmap", f"run={stray}"))
 
 
 # ----------------------------------------------------------------------------- resume
@@ -165,15 +165,13 @@ def test_heatmaps_from_elsewhere_read_the_run_data_and_create_none(trained_run, 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    cfg = compose_in(tmp_path, "task=heatmap", f"ckpt={folder}", "task.figures.max_exams=1",
-                     "task.select.top_k=2")
-    cfg.paths.output_dir = str(tmp_path / "heatmaps")
+    cfg = compose_config("heatmap", f"run={folder}", "figures.max_exams=1", "select.top_k=2")
     assert extract_heatmaps(cfg)["exams"] == 2
     assert list(elsewhere.iterdir()) == []
     (folder / "provenance.json").unlink()  # no record of where the data was: refused
-    with pytest.raises(UserError, match=r"^task.dataset: the run's dataset\.directory "
+    with pytest.raises(UserError, match=r"^dataset: the run's dataset\.directory "
                                         r"'data/synthetic_n120_seed0' \(from the working "
-                                        r"directory .*\) is not found; .*task.dataset=current"):
+                                        r"directory .*\) is not found; .*dataset=<name>"):
         extract_heatmaps(cfg)
     assert list(elsewhere.iterdir()) == []
 

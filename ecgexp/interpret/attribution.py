@@ -91,7 +91,7 @@ def _find_layer(model: nn.Module, layer: str | None) -> nn.Module:
     convolutions = [name for name, module in modules.items() if isinstance(module, nn.Conv1d)]
     shown = ", ".join(convolutions[:N_LAYER_NAMES_SHOWN])
     more = ", ..." if len(convolutions) > N_LAYER_NAMES_SHOWN else ""
-    raise ValueError(f"task.layer: Grad-CAM needs the dotted name of a module of the model, "
+    raise ValueError(f"layer: Grad-CAM needs the dotted name of a module of the model, "
                      f"got {layer!r}; convolutions include {shown}{more}")
 
 
@@ -130,11 +130,11 @@ def grad_cam(model: nn.Module, tracings: ArrayLike, target: int, layer: str,
         with _eval_mode(model), torch.enable_grad():
             selected = output_of(model, target)(x, meta)
             if len(captured) != 1:
-                raise ValueError(f"task.layer: {layer!r} ran {len(captured)} times in one "
+                raise ValueError(f"layer: {layer!r} ran {len(captured)} times in one "
                                  f"forward pass; Grad-CAM needs a module used exactly once")
             (activations,) = captured
             if activations.dim() != 3:
-                raise ValueError(f"task.layer: Grad-CAM needs a (batch, channels, time) "
+                raise ValueError(f"layer: Grad-CAM needs a (batch, channels, time) "
                                  f"activation, {layer!r} gives {tuple(activations.shape)}")
             # Exams are independent in eval mode, so the gradient of the sum is per exam.
             (gradients,) = torch.autograd.grad(selected.sum(), activations)
@@ -237,7 +237,7 @@ def attribute(method: str, model: nn.Module, tracings: ArrayLike, target: int,
     integrated gradients).
     """
     if method not in METHODS:
-        raise ValueError(f"task.method: expected one of {', '.join(METHODS)}, got {method!r}")
+        raise ValueError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size: a positive number of exams is needed, got {batch_size}")
     if method == "gradcam":
