@@ -203,13 +203,13 @@ def test_hooks_removed_after_calls_and_errors_mode_restored():
 def test_unknown_layer_method_and_shared_module_errors():
     model = small_resnet()
     tracings = np.zeros((1, 2, 1024), dtype=np.float32)
-    with pytest.raises(ValueError, match=r"task\.layer.*'resblock1d_9'.*resblock1d_0\.conv1"):
+    with pytest.raises(ValueError, match=r"^layer:.*'resblock1d_9'.*resblock1d_0\.conv1"):
         grad_cam(model, tracings, 0, "resblock1d_9")
-    with pytest.raises(ValueError, match=r"task\.layer.*None"):
+    with pytest.raises(ValueError, match=r"^layer:.*None"):
         attribute("gradcam", model, tracings, 0)
-    with pytest.raises(ValueError, match=r"task\.layer.*\(batch, channels, time\).*\(1, 1\)"):
+    with pytest.raises(ValueError, match=r"^layer:.*\(batch, channels, time\).*\(1, 1\)"):
         grad_cam(model, tracings, 0, "lin")
-    with pytest.raises(ValueError, match=r"task\.method.*gradcam, saliency, guided_backprop, "
+    with pytest.raises(ValueError, match=r"^method:.*gradcam, saliency, guided_backprop, "
                                          r"integrated_gradients.*'lime'"):
         attribute("lime", model, tracings, 0)
     # One ReLU module used twice (the published blocks, §6.30) cannot be paired with gradients.
