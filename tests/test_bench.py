@@ -44,7 +44,7 @@ TINY = ["exams=240", "training.warmup=1", "training.steps=2", "training.rounds=1
         "inference.exams=32", "inference.eval_batch_sizes=[16]", "inference.repeats=1",
         "inference.compile=false",
         "predict.exams=16", "predict.batch_size=8", "predict.repeats=1",
-        "predict.wfdb.records=8", "predict.wfdb.num_workers=0",
+        "predict.wfdb.records=8", "predict.wfdb.num_workers=0", "predict.memory.sizes=[20,40]",
         "preprocess.records=12", "preprocess.step_records=4", "preprocess.repeats=1",
         "bootstrap.resamples=50", "bootstrap.repeats=1", "heatmap.exams=4",
         "heatmap.loop_exams=2", "heatmap.batch_sizes=[2,4]", "scaling.sizes=[60]",

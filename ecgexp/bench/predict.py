@@ -65,6 +65,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ecgexp.api import TrainedModel
+from ecgexp.bench import predict_memory
 from ecgexp.bench.checks import Check, close, longest_reduction, none_of
 from ecgexp.bench.common import CONF_DIR, Context, initial_weights, network
 from ecgexp.bench.preprocess import record_signals, write_records
@@ -264,5 +265,8 @@ def run(cfg: DictConfig, context: Context) -> Result:
              f"{best['preprocess']:.0f} records/s ({wfdb.signal_steps} steps), network "
              f"{best['plain']:.1f} exams/s"]
     details["longest_reduction"] = n
-    return Result(figures=figures, details=details, notes=notes,
+
+    # 3. Memory against the number of exams (ecgexp.bench.predict_memory) ------------------
+    memory_figures, details["memory"] = predict_memory.measure(cfg, context)
+    return Result(figures=[*figures, *memory_figures], details=details, notes=notes,
                   checks=[*checks, *folder_checks])
