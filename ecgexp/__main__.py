@@ -1,3 +1,3 @@
-from ecgexp.cli import main
+from ecgexp.commands.train import main
 
 main()

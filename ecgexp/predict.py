@@ -4,19 +4,18 @@ dataset (:func:`ecgexp.prediction.table.dataset_predictions`)."""
 
 from __future__ import annotations
 
-import copy
 import logging
 from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from ecgexp.contract import input_contract
 from ecgexp.errors import UserError
 from ecgexp.evaluation.inputs import load_run, mean_ensemble
 from ecgexp.files import atomic_path, writable_folder
 from ecgexp.models.weights import build_model
-from ecgexp.prediction.inputs import contract_pipeline
+from ecgexp.prediction.inputs import dataset_for
 from ecgexp.prediction.predictor import device_of
 from ecgexp.prediction.table import dataset_predictions
 from ecgexp.tasks.build import build_objective
@@ -55,34 +54,6 @@ def predict(cfg: DictConfig):
     print(f"Predicted {len(table) - failed} of {len(table)} exams of {source.name} "
           f"({flagged} flagged, {failed} without a prediction): {output.resolve()}")
     return table
-
-
-def dataset_for(dataset: DictConfig, contract: dict, root: DictConfig | None = None
-                ) -> DictConfig:
-    """A ``dataset`` config ready to instantiate for prediction: raw-record datasets take the
-    contract's signal steps (their ``pipeline``), a missing label table is none. ``root``: the
-    config the dataset's interpolations (``${paths.data_dir}``) resolve in; its
-    ``preprocessing.missing_leads`` says what a record without one of the model's leads gets
-    (``error``: no prediction, the leads named; ``zero``: zero-filled)."""
-    if root is not None:
-        wrapped = copy.deepcopy(root)
-        steps = contract_pipeline(contract).as_dict()
-        missing_leads = OmegaConf.select(root, "preprocessing.missing_leads")
-        if missing_leads is not None:
-            steps["missing_leads"] = missing_leads
-        with open_dict(wrapped):
-            wrapped.preprocessing = {"_target_": "ecgexp.signal.pipeline.SignalPipeline",
-                                     **steps}
-            wrapped.dataset = dataset
-        dataset = wrapped.dataset
-    dataset = copy.deepcopy(dataset)
-    for key in [k for k in dataset if OmegaConf.is_missing(dataset, k)]:
-        if key != "labels_csv":
-            raise UserError(f"dataset.{key}: not set; give dataset.{key}=<value> (e.g. "
-                            f"dataset.path=<records folder> for dataset=wfdb_folder)")
-        dataset.labels_csv = None
-    OmegaConf.resolve(dataset)
-    return dataset
 
 
 def load_models(cfg: DictConfig) -> tuple[list[TrainedModel], dict[str, float]]:

@@ -32,8 +32,7 @@ from ecgexp.evaluate import write_run_report
 from ecgexp.evaluation.report import flatten_report, print_report, report_json
 from ecgexp.files import write_text_atomic
 from ecgexp.models.weights import read_state_dict
-from ecgexp.predict import dataset_for
-from ecgexp.prediction.inputs import prediction_exams
+from ecgexp.prediction.inputs import dataset_for, prediction_exams
 from ecgexp.prediction.screening import training_amplitude
 from ecgexp.prediction.table import dataset_predictions, evaluable
 from ecgexp.provenance import provenance, summary

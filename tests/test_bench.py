@@ -29,13 +29,13 @@ from ecgexp.bench.flops import forward_flops, training_flops
 from ecgexp.bench.report import Figure, Result
 from ecgexp.bench.runner import BENCHMARKS, check_names, run_benchmark, run_suite
 from ecgexp.bench.training import check_same_step
-from ecgexp.cli import bare_arguments_to_override
 from ecgexp.data.datamodule import ExamDataModule
 from ecgexp.data.dataset import ExamDataset, collate_exams
 from ecgexp.data.source import HDF5Source
 from ecgexp.data.splits import first_n_split
 from ecgexp.models.resnet1d import ResNet1d
 from ecgexp.signal.leads import lead_indices
+from ecgexp.startup import bare_arguments_to_override
 
 TINY = ["exams=240", "training.warmup=1", "training.steps=2", "training.rounds=1",
         "dropout.batch_size=4", "dropout.warmup=1", "dropout.steps=1", "dropout.rounds=1",

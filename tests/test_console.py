@@ -10,20 +10,32 @@ from conftest import CONF_DIR, call_entry_point, entry_point
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from ecgexp import cli, console
+from ecgexp import console
+from ecgexp.commands import (
+    bench,
+    compare,
+    convert_keras,
+    evaluate,
+    heatmap,
+    predict,
+    preprocess,
+    synth,
+    train,
+)
 from ecgexp.evaluation.report import format_value, is_count, print_report
 
 # console script -> (entry point, primary config, text of its first line)
 COMMANDS = {
-    "ecgexp": (cli.main, "train", "ecgexp: train a task on a dataset"),
-    "ecgexp-evaluate": (cli.evaluate, "evaluate", "ecgexp-evaluate: recompute the metrics"),
-    "ecgexp-preprocess": (cli.preprocess, "preprocess", "ecgexp-preprocess: convert raw ECG"),
-    "ecgexp-synth": (cli.synth, "synth", "ecgexp-synth: write a synthetic dataset"),
-    "ecgexp-bench": (cli.bench, "bench", "ecgexp-bench: the benchmark suite"),
-    "ecgexp-compare": (cli.compare, "compare", "ecgexp-compare: runs of one task compared"),
-    "ecgexp-predict": (cli.predict, "predict", "ecgexp-predict: a trained model's predictions"),
-    "ecgexp-heatmap": (cli.heatmap, "heatmap", "ecgexp-heatmap: saliency heatmaps of a trained"),
-    "ecgexp-convert-keras": (cli.convert_keras, "convert_keras",
+    "ecgexp": (train.main, "train", "ecgexp: train a task on a dataset"),
+    "ecgexp-evaluate": (evaluate.evaluate, "evaluate", "ecgexp-evaluate: recompute the metrics"),
+    "ecgexp-preprocess": (preprocess.preprocess, "preprocess",
+                          "ecgexp-preprocess: convert raw ECG"),
+    "ecgexp-synth": (synth.synth, "synth", "ecgexp-synth: write a synthetic dataset"),
+    "ecgexp-bench": (bench.bench, "bench", "ecgexp-bench: the benchmark suite"),
+    "ecgexp-compare": (compare.compare, "compare", "ecgexp-compare: runs of one task compared"),
+    "ecgexp-predict": (predict.predict, "predict", "ecgexp-predict: a trained model's predictions"),
+    "ecgexp-heatmap": (heatmap.heatmap, "heatmap", "ecgexp-heatmap: saliency heatmaps"),
+    "ecgexp-convert-keras": (convert_keras.convert_keras, "convert_keras",
                              "ecgexp-convert-keras: convert the Keras"),
 }
 

@@ -68,7 +68,7 @@ def test_two_source_batches_are_shared_out_with_their_composition(world_size):
 
 
 def _log_counts(run_folder) -> dict[str, int]:
-    line = next(line for line in (run_folder / "cli.log").read_text().splitlines()
+    line = next(line for line in (run_folder / "train.log").read_text().splitlines()
                 if re.search(r"synthetic: .*train \d+", line))
     return {split: int(count) for split, count in re.findall(r"(train|val|test) (\d+)", line)}
 
@@ -86,7 +86,7 @@ def test_ddp_on_two_cpu_processes_shards_training_and_validates_on_all_exams(tra
                  f"paths.data_dir={trained_run.parent / 'data'}")  # its data, made already
     assert result.returncode == 0, result.stderr[-3000:]
     [folder] = run_folders(tmp_path / "outputs")
-    assert "Starting with 2 processes" in (folder / "cli.log").read_text() + result.stderr
+    assert "Starting with 2 processes" in (folder / "train.log").read_text() + result.stderr
     counts = _log_counts(folder)
 
     history = pd.read_csv(folder / "history" / "metrics.csv")

@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from matplotlib.image import imread
 from omegaconf import OmegaConf
 
-from ecgexp.cli import heatmap
+from ecgexp.commands.heatmap import heatmap
 from ecgexp.interpret.heatmaps import extract_heatmaps
 
 

@@ -1,5 +1,7 @@
 """Dependencies point one way: no import circle among the package's modules, counting imports
-inside functions too."""
+inside functions too; the metrics layer imports nothing of ecgexp but itself and its errors;
+the console commands (``ecgexp/commands``) import no other command, and nothing imports
+them."""
 
 import ast
 from pathlib import Path
@@ -60,6 +62,31 @@ def find_circle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_the_finder_sees_a_circle():
     assert find_circle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_circle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_the_metrics_layer_stands_alone():
+    """Arrays in, numbers out: no task, run folder, command or report behind a metric."""
+    graph = import_graph()
+    metrics = {name for name in graph if name.startswith("ecgexp.metrics")}
+    assert {"ecgexp.metrics.bootstrap", "ecgexp.metrics.ranking"} <= metrics
+    outside = {name: sorted(d for d in graph[name] if not d.startswith("ecgexp.metrics")
+                            and d not in ("ecgexp", "ecgexp.errors"))
+               for name in metrics}
+    assert {name: found for name, found in outside.items() if found} == {}
+
+
+def test_commands_are_leaves_that_import_no_other_command():
+    graph = import_graph()
+    commands = {name for name in graph if name.startswith("ecgexp.commands.")}
+    scripts = {line.split('"')[1].split(":")[0] for line in
+               (PACKAGE.parent / "pyproject.toml").read_text().split("[project.scripts]")[1]
+               .split("\n\n")[0].splitlines() if "=" in line}
+    assert scripts == commands  # one module per console script, and no other
+    assert {name: sorted(graph[name] & commands) for name in commands
+            if graph[name] & commands} == {}
+    importers = {name for name, imported in graph.items()
+                 if imported & (commands | {"ecgexp.commands"}) and name not in commands}
+    assert importers <= {"ecgexp.__main__"}, importers
 
 
 def test_the_package_has_no_import_circle():

@@ -47,7 +47,7 @@ def test_claiming_a_folder_allows_only_what_hydra_wrote(tmp_path):
     and log are fine; a file of the user's is not."""
     folder = tmp_path / "run"
     (folder / ".hydra").mkdir(parents=True)
-    (folder / "cli.log").write_text("")
+    (folder / "train.log").write_text("")
     claim_folder(folder, continuing=False).release()
     (folder / "notes.txt").write_text("mine")
     with pytest.raises(UserError, match=r"^hydra.run.dir: '.*' is not empty \(notes.txt\)"):

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 import ecgexp
@@ -26,6 +26,7 @@ from ecgexp.data.datamodule import ExamDataModule
 from ecgexp.tasks.build import build_module, build_network, build_objective
 from ecgexp.tasks.module import ECGModule
 from ecgexp.tracking import instantiate_loggers
+from ecgexp.trained import TrainedModel
 
 CONF_DIR = Path(ecgexp.__file__).parent / "conf"
 
@@ -198,3 +199,12 @@ def interleaved(candidates: dict[str, Callable[[], float]], repeats: int) -> dic
         for name, measure in candidates.items():
             rates[name].append(measure())
     return rates
+
+
+def trained_model(train_cfg: DictConfig, net_state: dict, contract: dict) -> TrainedModel:
+    """The network of ``train_cfg`` with ``net_state`` as a run's checkpoint would give it."""
+    objective = build_objective(train_cfg.task)
+    net = network(train_cfg, net_state)
+    card = {"config": OmegaConf.to_container(train_cfg, resolve=True),
+            "input_contract": contract, "thresholds": {}}
+    return TrainedModel(net, objective, card, Path("<bench: initial weights>"))

@@ -64,31 +64,20 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ecgexp.api import TrainedModel
 from ecgexp.bench import predict_memory
 from ecgexp.bench.checks import Check, close, longest_reduction, none_of
-from ecgexp.bench.common import CONF_DIR, Context, initial_weights, network
+from ecgexp.bench.common import CONF_DIR, Context, initial_weights, trained_model
 from ecgexp.bench.preprocess import record_signals, write_records
 from ecgexp.bench.report import Figure, Result
 from ecgexp.contract import input_contract
 from ecgexp.data.hdf5 import resolve_tracing_files
-from ecgexp.predict import dataset_for
-from ecgexp.prediction.inputs import contract_pipeline, prediction_exams
+from ecgexp.prediction.inputs import contract_pipeline, dataset_for, prediction_exams
 from ecgexp.prediction.screening import amplitude_mv
 from ecgexp.prediction.table import dataset_predictions
 from ecgexp.signal.leads import lead_indices
-from ecgexp.tasks.build import build_objective
+from ecgexp.trained import TrainedModel
 
 SIGNAL_STEPS = ("raw_records", "as_stored")
-
-
-def trained_model(train_cfg: DictConfig, net_state: dict, contract: dict) -> TrainedModel:
-    """The network of ``train_cfg`` with ``net_state`` as a run's checkpoint would give it."""
-    objective = build_objective(train_cfg.task)
-    net = network(train_cfg, net_state)
-    card = {"config": OmegaConf.to_container(train_cfg, resolve=True),
-            "input_contract": contract, "thresholds": {}}
-    return TrainedModel(net, objective, card, Path("<bench: initial weights>"))
 
 
 def hdf5_tracings(source, table, contract: dict) -> np.ndarray:

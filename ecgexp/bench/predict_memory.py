@@ -21,7 +21,7 @@ import time
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
-from ecgexp.bench.common import Context, compose_train, initial_weights
+from ecgexp.bench.common import Context, compose_train, initial_weights, trained_model
 from ecgexp.bench.report import Figure
 
 
@@ -33,9 +33,8 @@ def size_overrides(cfg: DictConfig, context: Context, size: int) -> list[str]:
 def predict_every_exam(overrides: list[str], num_workers: int, batch_size: int,
                        output_dir: str) -> dict:
     """The subprocess's work: every exam of the composed dataset predicted; its peak memory."""
-    from ecgexp.bench.predict import trained_model
     from ecgexp.contract import input_contract
-    from ecgexp.predict import dataset_for
+    from ecgexp.prediction.inputs import dataset_for
     from ecgexp.prediction.table import dataset_predictions
 
     train_cfg = compose_train(overrides)

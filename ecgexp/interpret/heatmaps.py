@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ecgexp.api import TrainedModel, load_model
 from ecgexp.config import run_token
 from ecgexp.data.build import build_datamodule
 from ecgexp.errors import UserError
@@ -36,6 +35,7 @@ from ecgexp.run_folder import (
     load_run_config,
     located_dataset,
 )
+from ecgexp.trained import TrainedModel, load_model
 
 log = logging.getLogger(__name__)
 # Options of each attribution method that are config keys (<method>.<option>).

@@ -14,12 +14,14 @@ labels or split needed), read as the model's input contract says.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ecgexp.contract import SIGNAL_STEPS
 from ecgexp.data.hdf5 import TracingReader, index_tracings, resolve_tracing_files
@@ -153,3 +155,30 @@ def _record_exams(source: RecordFolderSource, contract: dict) -> tuple[pd.DataFr
             "file_index", kind="stable").reset_index(drop=True)
     return table, RecordInputs(root, names, source.pipeline)  # dataset_for's contract steps
 
+
+def dataset_for(dataset: DictConfig, contract: dict, root: DictConfig | None = None
+                ) -> DictConfig:
+    """A ``dataset`` config ready to instantiate for prediction: raw-record datasets take the
+    contract's signal steps (their ``pipeline``), a missing label table is none. ``root``: the
+    config the dataset's interpolations (``${paths.data_dir}``) resolve in; its
+    ``preprocessing.missing_leads`` says what a record without one of the model's leads gets
+    (``error``: no prediction, the leads named; ``zero``: zero-filled)."""
+    if root is not None:
+        wrapped = copy.deepcopy(root)
+        steps = contract_pipeline(contract).as_dict()
+        missing_leads = OmegaConf.select(root, "preprocessing.missing_leads")
+        if missing_leads is not None:
+            steps["missing_leads"] = missing_leads
+        with open_dict(wrapped):
+            wrapped.preprocessing = {"_target_": "ecgexp.signal.pipeline.SignalPipeline",
+                                     **steps}
+            wrapped.dataset = dataset
+        dataset = wrapped.dataset
+    dataset = copy.deepcopy(dataset)
+    for key in [k for k in dataset if OmegaConf.is_missing(dataset, k)]:
+        if key != "labels_csv":
+            raise UserError(f"dataset.{key}: not set; give dataset.{key}=<value> (e.g. "
+                            f"dataset.path=<records folder> for dataset=wfdb_folder)")
+        dataset.labels_csv = None
+    OmegaConf.resolve(dataset)
+    return dataset
