@@ -54,6 +54,7 @@ import numpy as np
 
 from ecgexp.errors import UserError
 from ecgexp.evaluation.binary import undefined_threshold
+from ecgexp.run_folder import RunFolder
 
 OVERRIDES_ENV = "ECGEXP_CHALLENGE_OVERRIDES"
 LABEL = "chagas"
@@ -61,8 +62,6 @@ DEFAULT_THRESHOLD = 0.5
 # Lightning's own loggers, quiet while training without ``verbose``.
 LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric",
                      "lightning.fabric")
-# Left in a model folder by a run that stopped before writing anything else.
-LOCK_FILE = ".ecgexp.lock"
 
 _pipelines: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -82,10 +81,10 @@ def _check_model_folder(folder: Path) -> None:
     if not folder.is_dir():
         raise UserError(f"model_folder: '{folder}' is not a folder")
     contents = sorted(p.name for p in folder.iterdir())
-    if "config.yaml" in contents:
+    if RunFolder(folder).config.name in contents:
         raise UserError(f"model_folder: '{folder}' already holds an ecgexp run; remove it or "
                         f"choose another model folder")
-    if set(contents) - {LOCK_FILE}:
+    if set(contents) - {RunFolder(folder).lock.name}:  # a lock of a run that stopped early
         raise UserError(f"model_folder: '{folder}' is not empty ({', '.join(contents[:5])}"
                         f"{', ...' if len(contents) > 5 else ''}); nothing is written into a "
                         f"folder that holds other files: give a new or empty folder")

@@ -49,7 +49,7 @@ from ecgexp.files import (
     write_text_atomic,
 )
 from ecgexp.progress import counting
-from ecgexp.run_folder import check_links_inside
+from ecgexp.run_folder import RunFolder, check_links_inside
 from ecgexp.tasks.objectives import MultiLabel
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def _write_report(cfg: DictConfig, objective, run_config: DictConfig | None,
         if members:
             tables["ensemble_members"] = member_spread([objective.evaluate(m) for m in members])
             for split, table in predictions.items():
-                write_text_atomic(out / f"predictions_{split}.csv", table.to_csv(index=False),
+                write_text_atomic(RunFolder(out).predictions(split), table.to_csv(index=False),
                                   "output_dir")
     binary = "binary" in objective.analyses
     thresholds = _thresholds(cfg, objective, report if run_config is not None else None)
@@ -103,7 +103,7 @@ def _write_report(cfg: DictConfig, objective, run_config: DictConfig | None,
     tables.update(run_analyses(objective.analyses, inputs))
     if binary and cfg.compare:
         tables.update(_compare(cfg, predictions["test"], thresholds))
-    write_text_atomic(out / "metrics.json", report_json(report), "output_dir")
+    write_text_atomic(RunFolder(out).metrics, report_json(report), "output_dir")
     write_table(pd.Series(flatten_report(report), name="value").rename_axis("metric")
                 .reset_index(), out / "metrics")
     for name, table in tables.items():
@@ -158,7 +158,7 @@ def _inputs(cfg: DictConfig):
         run_config, predictions = load_run(cfg.run, "run", cfg.allow_modules)
         if not cfg.output_dir:  # the report goes into the run folder
             check_links_inside(Path(cfg.run), "run")
-        out = Path(cfg.output_dir or Path(cfg.run) / "report")
+        out = Path(cfg.output_dir or RunFolder(cfg.run).report)
         if cfg.predictions:  # an ecgexp-predict table, at the run's validation thresholds
             path = Path(cfg.predictions)
             if path.stem in predictions:
@@ -171,10 +171,10 @@ def _inputs(cfg: DictConfig):
         return out, run_config, predictions, [], Path(cfg.run)
     if cfg.predictions and cfg.labels_csv:
         predictions = prediction_files(cfg.predictions, cfg.labels_csv, cfg.label_columns)
-        return Path(cfg.output_dir or "report"), None, predictions, [], None
+        return Path(cfg.output_dir or RunFolder(".").report), None, predictions, [], None
     if cfg.predictions:
         predictions = {"test": predicted_table(Path(cfg.predictions))}
-        return Path(cfg.output_dir or "report"), None, predictions, [], None
+        return Path(cfg.output_dir or RunFolder(".").report), None, predictions, [], None
     raise UserError("evaluate: give run=<run folder>, runs=[...], multirun=<sweep folder>, "
                     "predictions=<file> labels_csv=<csv> or predictions=<ecgexp-predict CSV>")
 
@@ -204,8 +204,9 @@ def _export_split(cfg: DictConfig, objective, predictions: dict[str, pd.DataFram
                         "the Challenge outputs are those of a Chagas (binary) run")
     split = Path(cfg.predictions).stem if cfg.run and cfg.predictions else "test"
     if split not in predictions:
-        raise UserError(f"challenge_export: the run has no predictions_{split}.csv to export; "
-                        f"give predictions=<an ecgexp-predict CSV> of the records to export")
+        raise UserError(f"challenge_export: the run has no {RunFolder('.').predictions(split)} "
+                        f"to export; give predictions=<an ecgexp-predict CSV> of the records to "
+                        f"export")
     check_export_folder(Path(cfg.challenge_export))
     writable_folder(cfg.challenge_export, "challenge_export")
     return split
@@ -269,5 +270,5 @@ def write_run_report(run_folder: Path) -> Path:
     settings.run, settings.dataset_attributes = str(run_folder), False
     with contextlib.redirect_stdout(io.StringIO()):  # the same tables as the run prints
         evaluate(settings)
-    log.info("report: %s", Path(run_folder) / "report")
-    return Path(run_folder) / "report"
+    log.info("report: %s", RunFolder(run_folder).report)
+    return RunFolder(run_folder).report

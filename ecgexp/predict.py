@@ -18,6 +18,7 @@ from ecgexp.models.weights import build_model
 from ecgexp.prediction.inputs import dataset_for
 from ecgexp.prediction.predictor import device_of
 from ecgexp.prediction.table import dataset_predictions
+from ecgexp.run_folder import RunFolder
 from ecgexp.tasks.build import build_objective
 from ecgexp.trained import TrainedModel, load_model
 
@@ -114,7 +115,7 @@ def ensemble_thresholds(runs: list, models: list[TrainedModel], allow_modules=()
     labels) when the members are not run folders with validation predictions."""
     objective = models[0].objective
     folders = [Path(r) for r in runs]
-    if not all((f / "predictions_val.csv").is_file() for f in folders):
+    if not all(RunFolder(f).predictions("val").is_file() for f in folders):
         log.warning("runs: not every member is a run folder with predictions_val.csv; the "
                     "ensemble has no validation thresholds, so no label_* columns")
         return {}

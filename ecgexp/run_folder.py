@@ -1,9 +1,13 @@
-"""A run folder: finding its config and checkpoints, reading its config as data, owning it.
+"""A run folder: its files by name (:class:`RunFolder`), finding its config and checkpoints,
+reading its config as data, owning it.
 
-Layout: ``config.yaml`` (the resolved config), ``checkpoints/{best,last}.ckpt``,
-``predictions_<split>.csv``, ``metrics.json``, ``training_statistics.json``,
-``provenance.json``, ``history/metrics.csv`` and, while a run writes into it, the lock file
-``.ecgexp.lock``.
+Layout (:class:`RunFolder`): ``config.yaml`` (the resolved config),
+``checkpoints/{best,last}.ckpt``, ``predictions_<split>.csv``, ``metrics.json``,
+``training_statistics.json``, ``provenance.json``, ``quality.csv``, ``history/metrics.csv``
+(Lightning's CSV logger), ``report/`` and ``heatmaps/`` (``ecgexp-evaluate``,
+``ecgexp-heatmap``) and the lock file ``.ecgexp.lock``. Old run folders load as they are: a
+``cli.log`` (the log's name before the commands were modules of their own) or a ``ckpt`` key
+in their config is ignored.
 
 Its dataset is found where the run found it (:func:`located_dataset`) and never created. A run
 claims its folder (:func:`claim_folder`) and continues in it (:func:`resumed`,
@@ -28,6 +32,7 @@ import os
 import shutil
 import socket
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -44,6 +49,65 @@ log = logging.getLogger(__name__)
 CONFIG = "config.yaml"
 CHECKPOINTS = "checkpoints"
 LOCK = ".ecgexp.lock"
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The files of a run folder (and of a report folder, which holds a run's predictions and
+    metrics again), by name: the one place that spells them. ``path`` is the folder."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def config(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS
+
+    def checkpoint(self, name: str) -> Path:
+        """``checkpoints/<name>.ckpt`` (``best``, ``last``)."""
+        return self.checkpoints / f"{name}.ckpt"
+
+    def predictions(self, split: str) -> Path:
+        """``predictions_<split>.csv``: a split (train, val, test) or an external set."""
+        return self.path / f"predictions_{split}.csv"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def training_statistics(self) -> Path:
+        return self.path / "training_statistics.json"
+
+    @property
+    def quality(self) -> Path:
+        """``quality.csv``: the signal-quality findings of the run's exams, when it checked
+        them."""
+        return self.path / "quality.csv"
+
+    @property
+    def provenance(self) -> Path:
+        return self.path / "provenance.json"
+
+    @property
+    def report(self) -> Path:
+        """``report/``, where ``ecgexp-evaluate`` writes by default."""
+        return self.path / "report"
+
+    @property
+    def heatmaps(self) -> Path:
+        """``heatmaps/``, one folder per ``ecgexp-heatmap`` extraction."""
+        return self.path / "heatmaps"
+
+    @property
+    def lock(self) -> Path:
+        return self.path / LOCK
 
 
 # ----------------------------------------------------------------------------- config as data
@@ -160,7 +224,7 @@ def find_checkpoint(ckpt: str | Path | None, key: str = "ckpt") -> tuple[Path, P
                         f"({key}=outputs/<task>/runs/<run>)")
     path = Path(ckpt)
     if path.is_dir():
-        candidates = [path / CHECKPOINTS / "best.ckpt", path / CHECKPOINTS / "last.ckpt"]
+        candidates = [RunFolder(path).checkpoint("best"), RunFolder(path).checkpoint("last")]
         checkpoint = next((c for c in candidates if c.is_file()), None)
         if checkpoint is None:
             raise UserError(f"{key}: no {CHECKPOINTS}/best.ckpt or last.ckpt in '{path}'")
@@ -228,7 +292,7 @@ def recorded_data_root(run_folder: Path, relative: Sequence[Path]) -> Path | Non
     (globs allowed) gives it; a file under a relative folder (``dataset.path``) as a fallback.
     None without a provenance record or a match."""
     try:
-        dataset = json.loads((run_folder / "provenance.json").read_text())["dataset"]
+        dataset = json.loads(RunFolder(run_folder).provenance.read_text())["dataset"]
         recorded = [Path(f["path"]) for kind in ("label_files", "tracing_files")
                     for f in dataset.get(kind, [])]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -267,7 +331,7 @@ def located_dataset(run_config: DictConfig, run_folder: Path | None = None,
             if not Path(parent[k]).is_absolute():
                 parent[k] = str(root / parent[k])
     origin = (f"data_root={data_root}" if data_root else
-              f"from {root}, where {Path(run_folder) / 'provenance.json'} recorded the run's data"
+              f"from {root}, where {RunFolder(run_folder).provenance} recorded the run's data"
               if root is not None else f"from the working directory {Path.cwd()}")
     for name, parent, k in entries:
         value = str(parent[k])
@@ -305,7 +369,7 @@ class RunLock:
 
     def acquire(self) -> RunLock:
         self.folder.mkdir(parents=True, exist_ok=True)
-        handle = open(self.folder / LOCK, "a+")
+        handle = open(RunFolder(self.folder).lock, "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -396,7 +460,7 @@ def resumed(cfg: DictConfig) -> tuple[DictConfig, dict | None]:
     allow_modules = check_prefixes(cfg.get(ALLOW_KEY))
     run_config = load_run_config(folder, "resume", allow_modules)
     check_links_inside(folder, "resume")
-    last = folder / CHECKPOINTS / "last.ckpt"
+    last = RunFolder(folder).checkpoint("last")
     if not last.is_file():
         raise UserError(f"resume: '{folder}' has no {CHECKPOINTS}/last.ckpt to continue from")
     trusted = bool(cfg.get("ckpt_trusted"))
@@ -419,7 +483,7 @@ def start_checkpoint(cfg: DictConfig) -> tuple[Path, int] | None:
     if not name:
         return None
     if name == "last":
-        path = Path(cfg.paths.output_dir) / CHECKPOINTS / "last.ckpt"
+        path = RunFolder(cfg.paths.output_dir).checkpoint("last")
         if not path.is_file():
             raise UserError(f"ckpt_path: last: no {CHECKPOINTS}/last.ckpt in "
                             f"'{cfg.paths.output_dir}' (hydra.run.dir) to continue from")

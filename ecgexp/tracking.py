@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning import loggers as pl_loggers
 
 from ecgexp.evaluation.report import flatten
+from ecgexp.run_folder import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def publish_results(loggers: list[pl_loggers.Logger], metrics: dict[str, float],
     job of a multirun starts a new one."""
     for logger in loggers:
         if isinstance(logger, WandbLogger):
-            predictions = Path(output_dir) / "predictions_test.csv"
+            predictions = RunFolder(output_dir).predictions("test")
             publish_to_wandb(logger.experiment, metrics, report_folder,
                              predictions if predictions.is_file() else None, logger.table_rows,
                              best_checkpoint if logger.checkpoint_artifact else None)

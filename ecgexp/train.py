@@ -37,7 +37,7 @@ from ecgexp.prediction.screening import training_amplitude
 from ecgexp.prediction.table import dataset_predictions, evaluable
 from ecgexp.provenance import provenance, summary
 from ecgexp.registry import ALLOW_KEY, check_prefixes, check_tree
-from ecgexp.run_folder import CONFIG, claim_folder, resumed, start_checkpoint
+from ecgexp.run_folder import RunFolder, claim_folder, resumed, start_checkpoint
 from ecgexp.tasks.build import build_module, build_objective
 from ecgexp.tasks.module import ECGModule
 from ecgexp.tasks.predictions import predictions_table
@@ -98,7 +98,7 @@ def _fit_training_statistics(objective, datamodule: ExamDataModule, output_dir: 
     to ``training_statistics.json`` and logged."""
     statistics = {"objective": objective.fit(datamodule.training_targets()),
                   "metadata": datamodule.metadata_statistics}
-    _write_once(output_dir / "training_statistics.json", json.dumps(statistics, indent=2))
+    _write_once(RunFolder(output_dir).training_statistics, json.dumps(statistics, indent=2))
     if any(statistics.values()):
         log.info("training-split statistics: %s", json.dumps(statistics))
     return statistics
@@ -112,7 +112,7 @@ def _record_provenance(output_dir: Path, datamodule: ExamDataModule,
     record = {**provenance(datamodule.reader.files, datamodule.source.label_files),
               ALLOW_KEY: list(allow_modules)}
     log.info(summary(record))
-    path = output_dir / "provenance.json"
+    path = RunFolder(output_dir).provenance
     if restart is not None and path.is_file():
         first = json.loads(path.read_text())
         first.setdefault("resumes", []).append({**record, **restart})
@@ -238,7 +238,7 @@ def external_predictions(cfg: DictConfig, model: TrainedModel, output_dir: Path
         table = dataset_predictions([model], model.thresholds, source, model.contract,
                                     cfg.loader.eval_batch_size or cfg.loader.batch_size,
                                     cfg.loader.num_workers)
-        _write_once(output_dir / f"predictions_{name}.csv", table.to_csv(index=False))
+        _write_once(RunFolder(output_dir).predictions(name), table.to_csv(index=False))
         tables[name] = evaluable(table, model.objective, f"test_datasets.{name}")
         log.info("external test set %s (%s): %d of %d exams evaluated", name, source.name,
                  len(tables[name]), len(table))
@@ -248,11 +248,11 @@ def external_predictions(cfg: DictConfig, model: TrainedModel, output_dir: Path
 def _train(cfg: DictConfig, output_dir: Path, start: tuple[Path, int] | None,
            restart: dict | None, objective, datamodule: ExamDataModule
            ) -> dict[str, float] | None:
-    _write_once(output_dir / CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
+    _write_once(RunFolder(output_dir).config, OmegaConf.to_yaml(cfg, resolve=True))
     _record_provenance(output_dir, datamodule, restart, check_prefixes(cfg.get(ALLOW_KEY)))
     quality = getattr(datamodule.source, "quality_report", None)
     if quality is not None:  # record folders: the set-up quality findings
-        _write_once(output_dir / "quality.csv", quality.to_csv(index=False))
+        _write_once(RunFolder(output_dir).quality, quality.to_csv(index=False))
     statistics = _fit_training_statistics(objective, datamodule, output_dir)
     card = model_card(cfg, datamodule.source, statistics["metadata"],
                       training_amplitude(datamodule.datasets["train"]))
@@ -285,7 +285,7 @@ def _train(cfg: DictConfig, output_dir: Path, start: tuple[Path, int] | None,
         batches = predictor.predict(module, datamodule.loader(split), ckpt_path=best or None)
         predictions[split] = predictions_table(batches, objective,
                                                datamodule.datasets[split].names)
-        _write_once(output_dir / f"predictions_{split}.csv",
+        _write_once(RunFolder(output_dir).predictions(split),
                    predictions[split].to_csv(index=False))
 
     report = _report(objective, predictions, chosen_on)
@@ -297,7 +297,7 @@ def _train(cfg: DictConfig, output_dir: Path, start: tuple[Path, int] | None,
                  TrainedModel(module.net, objective, {**card, "thresholds": thresholds}, Path()))
         predictions.update(external_predictions(cfg, model, output_dir))
         report = _report(objective, predictions, chosen_on)
-    _write_once(output_dir / "metrics.json", report_json(report))
+    _write_once(RunFolder(output_dir).metrics, report_json(report))
     metrics = flatten_report(report)
     publish_results(loggers, metrics, output_dir,
                     write_run_report(output_dir) if wants_report(loggers) else None, best)

@@ -14,7 +14,7 @@ from conftest import SHORT_RUN, compose_config, compose_in, run_in_process
 
 from ecgexp.errors import UserError
 from ecgexp.interpret.heatmaps import extract_heatmaps
-from ecgexp.run_folder import RunLock
+from ecgexp.run_folder import RunFolder, RunLock
 from ecgexp.train import train
 
 
@@ -32,6 +32,23 @@ def copy_run(trained_run: Path, folder: Path) -> Path:
 def history(folder: Path) -> list[dict]:
     with open(folder / "history" / "metrics.csv", newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def test_the_run_folder_type_names_the_files_a_run_wrote(trained_run):
+    """Every file a finished run wrote is one RunFolder names (Hydra's record, the logs and
+    the history of Lightning's CSV logger aside), and each file RunFolder names is there."""
+    files = RunFolder(trained_run)
+    named = [files.config, files.checkpoint("best"), files.checkpoint("last"), files.metrics,
+             files.training_statistics, files.provenance, files.predictions("val"),
+             files.predictions("test")]
+    assert [path for path in named if not path.is_file()] == []
+    written = {p.relative_to(trained_run).as_posix() for p in trained_run.rglob("*")
+               if p.is_file() and p.parts[len(trained_run.parts)] not in (".hydra", "history")
+               and p.suffix != ".log"}
+    assert written - {files.lock.name} == {path.relative_to(trained_run).as_posix()
+                                           for path in named}  # the lock file stays, empty
+    assert files.predictions("code_test").name == "predictions_code_test.csv"
+    assert (files.report, files.heatmaps) == (trained_run / "report", trained_run / "heatmaps")
 
 
 # ----------------------------------------------------------------------------- checkpoints

@@ -37,6 +37,7 @@ from ecgexp.evaluation.inputs import (
     read_external,
 )
 from ecgexp.evaluation.report import flatten_report
+from ecgexp.run_folder import RunFolder
 from ecgexp.tasks.objectives import MultiLabel
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,8 @@ def entry_kind(entry: Path, key: str) -> str:
 
 def _split_table(folder: Path, predictions: dict[str, pd.DataFrame], split: str):
     if split not in predictions:
-        raise UserError(f"compared_split: '{folder}' has no predictions_{split}.csv (splits: "
+        raise UserError(f"compared_split: '{folder}' has no "
+                        f"{RunFolder(folder).predictions(split).name} (splits: "
                         f"{', '.join(predictions)})")
     return predictions[split]
 
@@ -211,7 +213,7 @@ def check_same_targets(tables: list[pd.DataFrame], entries: list[Path], key: str
 def check_probabilities(compared: Compared, labels: list[str], split: str, key: str) -> None:
     """The binary labels' scores are probabilities (calibration and net benefit need them)."""
     for name, table in zip(compared.names, compared.tables):
-        where = f"{name}/predictions_{split}.csv" if Path(name).is_dir() else name
+        where = RunFolder(name).predictions(split) if Path(name).is_dir() else name
         for label in labels:
             scores = table[f"score_{label}"]
             outside = (scores < 0) | (scores > 1)
@@ -260,7 +262,7 @@ def member_overrides(member: Path) -> dict[str, str]:
 
 def member_metrics(member: Path) -> dict:
     """A sweep member's ``metrics.json``."""
-    path = member / "metrics.json"
+    path = RunFolder(member).metrics
     try:
         metrics = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:

@@ -19,7 +19,7 @@ from ecgexp.data.labels import read_csv_table
 from ecgexp.errors import UserError
 from ecgexp.evaluation.report import flatten_report
 from ecgexp.evaluation.tables import binary_column, finite_column, first_line, require_columns
-from ecgexp.run_folder import load_run_config, located_dataset
+from ecgexp.run_folder import RunFolder, load_run_config, located_dataset
 
 SPLITS = ("val", "test")
 log = logging.getLogger(__name__)
@@ -80,17 +80,18 @@ def load_run(folder: str | Path, key: str = "run", allow_modules: Sequence[str] 
     folder = Path(folder)
     run_config = load_run_config(folder, key, allow_modules)
     if "task" not in run_config:
-        raise UserError(f"{key}: '{folder / 'config.yaml'}' has no task; it is not the "
+        raise UserError(f"{key}: '{RunFolder(folder).config}' has no task; it is not the "
                         f"config.yaml of an ecgexp run")
     objective = instantiate(run_config.task.objective)
-    tables = {split: read_predictions(folder / f"predictions_{split}.csv", objective,
+    files = RunFolder(folder)
+    tables = {split: read_predictions(files.predictions(split), objective,
                                       run_config.task.name, key)
-              for split in SPLITS if (folder / f"predictions_{split}.csv").is_file()}
+              for split in SPLITS if files.predictions(split).is_file()}
     for name in run_config.get("test_datasets") or {}:  # external test sets, by name
-        path = folder / f"predictions_{name}.csv"
+        path = files.predictions(name)
         if path.is_file():
             tables[name] = read_external(path, objective, run_config.task.name, key)
-    if not tables and (folder / "predictions_train.csv").is_file():
+    if not tables and files.predictions("train").is_file():
         raise UserError(f"{key}: '{folder}' trained on every exam (split=all): it has no "
                         f"validation or test predictions to evaluate; its in-sample metrics "
                         f"are in metrics.json")
@@ -243,7 +244,7 @@ def multirun_members(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"multirun: no folder '{folder}'")
-    members = sorted((p.parent for p in folder.glob("*/metrics.json")),
+    members = sorted((p for p in folder.iterdir() if RunFolder(p).metrics.is_file()),
                      key=lambda p: int(p.name) if p.name.isdigit() else math.inf)
     if not members:
         raise FileNotFoundError(f"multirun: no finished run (<job>/metrics.json) in '{folder}'")

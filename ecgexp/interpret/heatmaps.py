@@ -30,6 +30,7 @@ from ecgexp.files import atomic_path, confined_path, make_folder, write_text_ato
 from ecgexp.interpret.attribution import attribute, gradient_intensity, visible_intensity
 from ecgexp.interpret.ecg_plot import make_ecg_figure, save
 from ecgexp.run_folder import (
+    RunFolder,
     check_links_inside,
     find_checkpoint,
     load_run_config,
@@ -129,7 +130,7 @@ def _method_options(cfg: DictConfig) -> dict:
 
 def results_folder(run_folder: Path, method: str) -> Path:
     """A new folder ``<run>/heatmaps/<time>_<method>_<token>`` for this extraction."""
-    return run_folder / "heatmaps" / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{method}_" \
+    return RunFolder(run_folder).heatmaps / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{method}_" \
         f"{run_token()}"
 
 
