@@ -48,7 +48,8 @@ TINY = ["exams=240", "training.warmup=1", "training.steps=2", "training.rounds=1
         "preprocess.records=12", "preprocess.step_records=4", "preprocess.repeats=1",
         "bootstrap.resamples=50", "bootstrap.repeats=1", "heatmap.exams=4",
         "heatmap.loop_exams=2", "heatmap.batch_sizes=[2,4]", "scaling.sizes=[60]",
-        "reports.sizes=[300,600]", "reports.largest=null"]
+        "reports.sizes=[300,600]", "reports.largest=null",
+        "reports.labels=1"]
 SMALL_TRAINING = ["model=resnet1d_small", "loader.batch_size=8", "loader.num_workers=0"]
 
 

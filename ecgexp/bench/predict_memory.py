@@ -4,9 +4,11 @@ should stay flat: the exams are read, predicted and screened a batch at a time.
 
 Each size predicts every exam of its synthetic dataset (written beforehand by the suite's
 process) through :func:`ecgexp.prediction.table.dataset_predictions` with ``ecgexp-predict``'s
-default of 2 loader workers, in a subprocess of its own (``python -m
-ecgexp.bench.predict_memory``), so that its peak resident set size (``VmHWM``, the main
-process's: the workers are forked copies whose pages it shares) is its own. The network is
+default of 2 loader workers, the sizes one after the other in a subprocess of their own
+(``python -m ecgexp.bench.predict_memory``), the smallest first. The peak resident set size
+(``VmHWM``, the main process's: the workers are forked copies whose pages it shares) is reset
+before each size (``/proc/self/clear_refs``), so each peak is that size's, on top of what the
+imports and the model hold. The network is
 shrunk (``predict.memory.overrides``) to fit the suite's time: its weights are the same few
 MB at every size, and the tracings keep their 4096 x 12 samples (40k exams are 7.9 GB read).
 """
@@ -32,11 +34,13 @@ def size_overrides(cfg: DictConfig, context: Context, size: int) -> list[str]:
 
 def predict_every_exam(overrides: list[str], num_workers: int, batch_size: int,
                        output_dir: str) -> dict:
-    """The subprocess's work: every exam of the composed dataset predicted; its peak memory."""
+    """Every exam of the composed dataset predicted; the peak memory since the call began."""
     from ecgexp.contract import input_contract
     from ecgexp.prediction.inputs import dataset_for
     from ecgexp.prediction.table import dataset_predictions
 
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")  # resets VmHWM to the current resident size
     train_cfg = compose_train(overrides)
     with open_dict(train_cfg):
         train_cfg.paths.output_dir = output_dir  # no Hydra run here to name it
@@ -57,21 +61,20 @@ def predict_every_exam(overrides: list[str], num_workers: int, batch_size: int,
 def measure(cfg: DictConfig, context: Context) -> tuple[list[Figure], dict]:
     settings = cfg.predict.memory
     sizes = sorted(settings.sizes)
-    per_size = {}
+    jobs = []
     for size in sizes:
         overrides = size_overrides(cfg, context, size)
-        train_cfg = compose_train(overrides)
-        instantiate(train_cfg.dataset)  # writes the synthetic exams, outside the measurement
-        command = [sys.executable, "-m", "ecgexp.bench.predict_memory",
-                   json.dumps({"overrides": overrides, "num_workers": settings.num_workers,
-                               "batch_size": cfg.predict.batch_size,
-                               "output_dir": str(context.scratch / "run")})]
-        finished = subprocess.run(command, capture_output=True, text=True,
-                                  timeout=settings.timeout_s)
-        if finished.returncode:
-            raise RuntimeError(f"bench predict: the {size}-exam prediction failed:\n"
-                               f"{finished.stderr[-3000:]}")
-        per_size[size] = json.loads(finished.stdout.strip().splitlines()[-1])
+        instantiate(compose_train(overrides).dataset)  # writes the exams, outside the measure
+        jobs.append({"size": size, "overrides": overrides, "num_workers": settings.num_workers,
+                     "batch_size": cfg.predict.batch_size,
+                     "output_dir": str(context.scratch / "run")})
+    finished = subprocess.run([sys.executable, "-m", "ecgexp.bench.predict_memory",
+                               json.dumps(jobs)], capture_output=True, text=True,
+                              timeout=settings.timeout_s)
+    if finished.returncode:
+        raise RuntimeError(f"bench predict: the memory runs failed:\n{finished.stderr[-3000:]}")
+    per_size = {int(size): result for size, result in
+                json.loads(finished.stdout.strip().splitlines()[-1]).items()}
     small, large = per_size[sizes[0]], per_size[sizes[-1]]
     figure = Figure(f"peak RSS of ecgexp-predict's process, {sizes[-1]} vs {sizes[0]} exams "
                     f"({settings.num_workers} workers)", large["peak_rss_kib"] / 1024,
@@ -82,6 +85,6 @@ def measure(cfg: DictConfig, context: Context) -> tuple[list[Figure], dict]:
 
 
 if __name__ == "__main__":
-    arguments = json.loads(sys.argv[1])
-    print(json.dumps(predict_every_exam(arguments["overrides"], arguments["num_workers"],
-                                        arguments["batch_size"], arguments["output_dir"])))
+    print(json.dumps({job["size"]: predict_every_exam(job["overrides"], job["num_workers"],
+                                                      job["batch_size"], job["output_dir"])
+                      for job in json.loads(sys.argv[1])}))

@@ -38,17 +38,17 @@ from ecgexp.bench.report import Figure, Result
 LABELS = ["1dAVb", "RBBB", "LBBB", "SB", "AF", "ST"]
 
 
-def fabricate(folder: Path, rows: int, seed: int) -> dict[str, Path]:
+def fabricate(folder: Path, rows: int, seed: int, labels: list[str]) -> dict[str, Path]:
     """``{scores, other, labels}``: two models' scores and the label CSV of ``rows`` exams."""
     rng = np.random.default_rng(seed)
-    targets = (rng.random((rows, len(LABELS))) < 0.05).astype(np.int8)
+    targets = (rng.random((rows, len(labels))) < 0.05).astype(np.int8)
     logits = rng.normal(size=targets.shape) + 2.5 * targets - 2.5
     files = {name: folder / f"{name}_{rows}.npy" for name in ("scores", "other")}
     np.save(files["scores"], (1 / (1 + np.exp(-logits))).astype(np.float32))
     other = logits + rng.normal(0, 0.3, size=logits.shape)
     np.save(files["other"], (1 / (1 + np.exp(-other))).astype(np.float32))
     files["labels"] = folder / f"labels_{rows}.csv"
-    pd.DataFrame(targets, columns=LABELS).to_csv(files["labels"], index=False)
+    pd.DataFrame(targets, columns=labels).to_csv(files["labels"], index=False)
     return files
 
 
@@ -131,7 +131,8 @@ def run(cfg: DictConfig, context: Context) -> Result:
     folder = context.scratch / "reports"
     folder.mkdir(parents=True, exist_ok=True)
     every = sizes + ([settings.largest] if settings.largest else [])
-    files = {rows: fabricate(folder, rows, cfg.seed) for rows in every}
+    labels = LABELS[:settings.labels]
+    files = {rows: fabricate(folder, rows, cfg.seed, labels) for rows in every}
     out = folder / f"out_{time.strftime('%H%M%S')}"
     command = [sys.executable, "-m", "ecgexp.bench.reports",
                json.dumps(jobs_for(files, sizes, settings.largest, out), default=str)]
@@ -163,7 +164,7 @@ def run(cfg: DictConfig, context: Context) -> Result:
                     f"torchmetrics loop", [row.lower, row.upper], list(expected), small)]
     return Result(figures=figures, checks=checks,
                   details={"sizes": sizes, "largest": settings.largest, "measured": measured,
-                           "labels": len(LABELS), "bootstrap_resamples": bootstrap.n_resamples,
+                           "labels": labels, "bootstrap_resamples": bootstrap.n_resamples,
                            "excluded": "Python start-up and imports (one subprocess)"},
                   notes=notes)
 
