@@ -112,9 +112,9 @@ def _write_report(cfg: DictConfig, objective, run_config: DictConfig | None,
 
 
 def run_analyses(names, inputs: ReportInputs) -> dict[str, pd.DataFrame]:
-    """The analyses ``names`` (the objective's); those of :data:`OPTIONAL` that the data
-    cannot support (no events, an empty group) are skipped with a warning and listed in a
-    ``skipped`` table."""
+    """The analyses ``names`` (the objective's), then the objective's own report sections
+    (``objective.report``); those of :data:`OPTIONAL` that the data cannot support (no
+    events, an empty group) are skipped with a warning and listed in a ``skipped`` table."""
     tables, skipped = {}, []
     names = [name for name in names if name not in OPTIONAL or inputs.attributes is not None]
     with counting("evaluating", len(names), "analyses", interval=0) as advance:
@@ -127,6 +127,13 @@ def run_analyses(names, inputs: ReportInputs) -> dict[str, pd.DataFrame]:
                 log.warning("%s analysis skipped: %s", name, error)
                 skipped.append({"analysis": name, "reason": str(error)})
             advance(note=name)
+    own = inputs.objective.report(inputs)  # the task kind's own sections
+    taken = sorted(set(own) & (set(tables) | {"metrics", "skipped"}))
+    if taken:
+        raise UserError(f"task.objective: {type(inputs.objective).__name__}.report names the "
+                        f"section {', '.join(map(repr, taken))}, which an analysis writes "
+                        f"already; give it another name")
+    tables.update(own)
     if skipped:
         tables["skipped"] = pd.DataFrame(skipped)
     return tables

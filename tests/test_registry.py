@@ -7,6 +7,7 @@ appear, a victim file that must stay byte-identical."""
 import hashlib
 import json
 import pathlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -342,12 +343,46 @@ def test_links_out_of_a_run_folder_are_not_followed(trained_run, tmp_path, link)
     assert list(outside.iterdir()) == []
 
 
-# ----------------------------------------------------------------------------- your own model
+# --------------------------------------------------------------- your own model and task kind
+BANDS_TASK = """# Potassium regression whose report has a section of its own: the error per band.
+name: potassium_bands
+metadata_columns: []
+objective:
+  _target_: mylab.tasks.PotassiumBands
+  target_column: potassium
+  units: mmol/L
+"""
+
+
 def write_package(root: Path) -> None:
-    """``mylab.nets``: a network defined outside ecgexp, with ecgexp's model arguments."""
+    """``mylab.nets``: a network defined outside ecgexp, with ecgexp's model arguments;
+    ``mylab.tasks``: a task kind of one's own (a potassium regression with a report section of
+    its own), and ``conf/task/potassium_bands.yaml``, the one YAML file that names it."""
     package = root / "mylab"
     package.mkdir(parents=True, exist_ok=True)
     (package / "__init__.py").write_text("")
+    (root / "conf" / "task").mkdir(parents=True, exist_ok=True)
+    (root / "conf" / "task" / "potassium_bands.yaml").write_text(BANDS_TASK)
+    (package / "tasks.py").write_text('''
+import numpy as np
+import pandas as pd
+
+from ecgexp.tasks.regression import Regression
+
+
+class PotassiumBands(Regression):
+    """Potassium regression; its report adds the test split's absolute error per band."""
+
+    def report(self, inputs):
+        test = inputs.predictions["test"]
+        target = test[f"target_{self.target_column}"]
+        band = pd.cut(target, [-np.inf, 3.5, 5.5, np.inf], right=False,
+                      labels=["below_3.5", "3.5_to_5.5", "from_5.5"])
+        error = (test[self.predicted_column] - target).abs()
+        table = error.groupby(band, observed=True).agg(["count", "mean"])
+        return {"potassium_bands": table.rename(columns={"mean": "mae"}).reset_index(
+            names="band")}
+''')
     (package / "nets.py").write_text('''
 import os  # noqa: F401  (a module attribute that must never be reachable)
 
@@ -377,8 +412,9 @@ def make_net(**settings):
 
 @pytest.fixture(scope="module")
 def own_model_run(tmp_path_factory):
-    """A short run of ``mylab.nets.TinyCNN`` (allowed with ``allow_modules=[mylab]``),
-    trained by the ``ecgexp`` command with mylab on PYTHONPATH."""
+    """A short run of ``mylab.nets.TinyCNN`` on the task ``mylab.tasks.PotassiumBands`` (both
+    allowed with ``allow_modules=[mylab]``; the task's YAML on the search path), trained by
+    the ``ecgexp`` command with mylab on PYTHONPATH."""
     root = tmp_path_factory.mktemp("own_model")
     write_package(root / "lib")
     from conftest import SHORT_RUN
@@ -386,11 +422,13 @@ def own_model_run(tmp_path_factory):
     env = {"PYTHONPATH": str(root / "lib")}
     sys.path.insert(0, env["PYTHONPATH"])  # as PYTHONPATH does for a new process
     try:
-        arguments = [*SHORT_RUN, "model._target_=mylab.nets.TinyCNN", "logger=none"]
+        arguments = [*SHORT_RUN, "model._target_=mylab.nets.TinyCNN", "logger=none",
+                     "task=potassium_bands", f"hydra.searchpath=[file://{root / 'lib' / 'conf'}]"]
         refused = run_in_process("ecgexp", root, *arguments, env=env)
         assert refused.returncode == 2 and refused.stderr.startswith(
-            "error: train: the config names 'mylab.nets.TinyCNN' at model, which ecgexp refuses "
-            "to instantiate (it is not in ecgexp's registry); ecgexp instantiates only the "
+            "error: train: the config names 'mylab.tasks.PotassiumBands' at task.objective, "
+            "which ecgexp refuses to instantiate (it is not in ecgexp's registry); ecgexp "
+            "instantiates only the "
             "classes of ecgexp.registry and those of your own packages allowed on the command "
             "line (allow_modules=[mylab])\n"), refused.stderr
         result = run_in_process("ecgexp", root, *arguments, "allow_modules=[mylab]", env=env)
@@ -420,8 +458,9 @@ def test_your_own_model_goes_through_every_command_when_allowed(own_model_run, t
     for command, args in commands.items():
         refused = run_in_process(command, tmp_path, *args, env=env)
         assert refused.returncode == 2, (command, refused.stderr[-2000:])
-        assert ("names 'mylab.nets.TinyCNN' at model, which ecgexp refuses to instantiate (it "
-                "is not in ecgexp's registry)") in refused.stderr
+        assert re.search(r"names 'mylab\.(nets\.TinyCNN' at model|tasks\.PotassiumBands' at "
+                         r"task\.objective), which ecgexp refuses to instantiate \(it is not in "
+                         r"ecgexp's registry\)", refused.stderr), refused.stderr
         assert "allow_modules=[mylab]" in refused.stderr
         allowed = run_in_process(command, tmp_path, *args, allow, env=env)
         assert allowed.returncode == 0, (command, allowed.stderr[-3000:])
@@ -436,3 +475,17 @@ def test_your_own_model_goes_through_every_command_when_allowed(own_model_run, t
                              "figures.max_exams=0", allow)
     summary = extract_heatmaps(heatmap)
     assert summary["exams"] > 0
+    # The task kind of one's own: its report section, from the run's test predictions.
+    test = pd.read_csv(folder / "predictions_test.csv")
+    error = (test.predicted_potassium - test.target_potassium).abs()
+    bands = pd.read_csv(tmp_path / "report" / "potassium_bands.csv").set_index("band")
+    for band, inside in {"below_3.5": test.target_potassium < 3.5,
+                         "3.5_to_5.5": test.target_potassium.between(3.5, 5.5, "left"),
+                         "from_5.5": test.target_potassium >= 5.5}.items():
+        if inside.any():
+            assert bands.loc[band, "count"] == inside.sum()
+            assert bands.loc[band, "mae"] == pytest.approx(error[inside].mean(), rel=1e-9)
+    assert bands["count"].sum() == len(test)
+    assert {"predicted_potassium"} <= set(pd.read_csv(tmp_path / "p.csv").columns)
+    compared = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
+    assert set(compared.metric) >= {"mae", "rmse"} and (compared.difference == 0).all()

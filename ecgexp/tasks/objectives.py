@@ -51,7 +51,8 @@ class Objective(ABC):
     - ``evaluate(predictions)``: ``{split: {row: {metric: value}}}`` from predictions tables
       (``exam_id``, the prediction columns, ``target_<column>``).
     - ``thresholds(report)``: the decision thresholds chosen on validation, ``{label: t}``.
-    - ``analyses``: the report analyses that apply (:mod:`ecgexp.evaluation.analyses`).
+    - ``analyses``: the report analyses that apply (:mod:`ecgexp.evaluation.analyses`);
+      ``report(inputs)``: the task kind's own report sections besides them.
     - ``units``: the target's units (plot axes, figure titles), ``""`` for probabilities.
     """
 
@@ -151,6 +152,15 @@ class Objective(ABC):
     def add_derived_columns(self, table: pd.DataFrame) -> pd.DataFrame:
         """Columns computed from a finished predictions table (e.g. the age gap)."""
         return table
+
+    def report(self, inputs) -> dict[str, pd.DataFrame]:
+        """The task kind's own report sections, ``{name: table}`` (written as
+        ``<name>.csv``/``.md`` in the report folder beside those of the named ``analyses``):
+        ``inputs`` is what every analysis receives
+        (:class:`ecgexp.evaluation.analyses.ReportInputs`: the predictions per split, the
+        thresholds, the exam attributes, the settings, the report folder for figures). A new
+        task kind defined outside ecgexp adds its section here; none by default."""
+        return {}
 
 
 class MultiLabel(Objective):
