@@ -78,6 +78,16 @@ def test_the_objective_is_the_only_place_of_targets_width_and_head(compose_train
         compose_train(f"task={task}", override)
 
 
+@pytest.mark.parametrize("task,key,metric", [("age", "target_column", "mae"),
+                                               ("electrolyte_gaussian", "target_column", "nll"),
+                                               ("survival", "event_column", "harrell_c")])
+def test_the_optimized_metric_follows_the_objectives_target(compose_train, task, key, metric):
+    """The target is named once: a sweep of a task retargeted on the command line optimises
+    the new target's metric (not a metric the run no longer has)."""
+    cfg = compose_train(f"task={task}", f"task.objective.{key}=other")
+    assert cfg.optimized_metric == f"val/other/{metric}"
+
+
 @pytest.mark.parametrize("task,columns", [
     ("electrolyte_classification", ["predicted_potassium", *(f"prob_bucket{k}" for k in range(6))]),
     ("electrolyte_ordinal", ["predicted_potassium", *(f"prob_above{k}" for k in range(5))]),
