@@ -64,7 +64,8 @@ def compare(cfg: DictConfig) -> pd.DataFrame:
     labels = [n for n in objective.target_columns if f"score_{n}" in tables[0]]
     check_probabilities(compared, labels, cfg.compared_split, key)
     distinct_file_names(labels, "task.objective", "the label list")  # one figure each
-    settings = (int(cfg.bootstrap.n_resamples), int(cfg.bootstrap.seed))
+    settings = (int(cfg.bootstrap.n_resamples), int(cfg.bootstrap.seed),
+                float(cfg.bootstrap.level))
     table = comparison_table(compared, settings)
     written = {"comparison": table, **written}
     if labels:
@@ -151,7 +152,7 @@ def plot_decision_curve(curves: pd.DataFrame, first: pd.DataFrame, label: str,
 
 
 # ----------------------------------------------------------------------------- pairs
-def comparison_table(compared: Compared, settings: tuple[int, int]) -> pd.DataFrame:
+def comparison_table(compared: Compared, settings: tuple[int, int, float]) -> pd.DataFrame:
     """:func:`pairwise` of the first entry (``model_a``) against each other (``model_b``), on
     the aligned tables, with each entry's thresholds."""
     rows = []
@@ -175,6 +176,6 @@ def log_to_wandb(cfg: DictConfig, tables: dict[str, pd.DataFrame], out: Path) ->
     from ecgexp.tracking import publish_to_wandb
 
     run = wandb.init(project=cfg.wandb.project, dir=str(out), job_type="compare",
-                     name=cfg.wandb.name)
+                     name=cfg.wandb.name or "compare")
     run.log({name: wandb.Table(dataframe=table) for name, table in tables.items()})
     publish_to_wandb(run, {}, out)

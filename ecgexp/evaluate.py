@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from ecgexp.data.labels import read_csv_table
 from ecgexp.errors import UserError
@@ -53,7 +53,6 @@ from ecgexp.run_folder import RunFolder, check_links_inside
 from ecgexp.tasks.objectives import MultiLabel
 
 log = logging.getLogger(__name__)
-EVALUATE_CONFIG = Path(__file__).parent / "conf" / "evaluate.yaml"
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -263,17 +262,27 @@ def _log_to_wandb(cfg: DictConfig, metrics: dict[str, float], out: Path) -> None
     from ecgexp.tracking import publish_to_wandb
 
     run = wandb.init(project=cfg.wandb.project, dir=str(out), job_type="evaluate",
-                     name=cfg.wandb.name)
+                     name=cfg.wandb.name or "evaluate")
     publish_to_wandb(run, metrics, out)
+
+
+def default_settings() -> DictConfig:
+    """``evaluate.yaml`` composed with its groups, as ``ecgexp-evaluate`` without overrides
+    (inside a running Hydra app, such as a training run, through that app's search path)."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        return compose("evaluate")
+    with initialize_config_module("ecgexp.conf", version_base="1.3"):
+        return compose("evaluate")
 
 
 def write_run_report(run_folder: Path) -> Path:
     """``ecgexp-evaluate run=<run_folder> dataset_attributes=false`` with the default
     settings (the end of a training run whose loggers publish figures); returns the report
     folder."""
-    settings = OmegaConf.load(EVALUATE_CONFIG)  # no config groups: its keys are the settings
-    settings = OmegaConf.masked_copy(settings, [k for k in settings
-                                                if k not in ("defaults", "hydra")])
+    settings = default_settings()
     settings.run, settings.dataset_attributes = str(run_folder), False
     with contextlib.redirect_stdout(io.StringIO()):  # the same tables as the run prints
         evaluate(settings)

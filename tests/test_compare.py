@@ -341,7 +341,7 @@ def test_survival_pairs_compare_every_survival_metric():
                       "target_timey": time, "target_death": event})
     b = a.assign(risk_score=rng.normal(size=n))  # uninformative
     objective = CoxSurvival("timey", "death", horizons=[0.5, 1.0])
-    table = pairwise(a, b, objective, {}, {}, (200, 0)).set_index("metric")
+    table = pairwise(a, b, objective, {}, {}, (200, 0, 0.95)).set_index("metric")
     assert set(table.target) == {"death"} and set(table.test) == {"bootstrap"}
     assert {"harrell_c", "uno_c", "auroc_at_0.5", "auroc_at_1"} <= set(table.index)
     row = table.loc["harrell_c"]
@@ -369,7 +369,7 @@ def test_regression_pairs_compare_every_regression_metric():
     a = pd.DataFrame({"exam_id": range(n), "target_age": age,
                       "predicted_age": age + rng.normal(0, 5, n)})
     b = a.assign(predicted_age=age + rng.normal(0, 10, n))
-    table = pairwise(a, b, Regression(target_column="age"), {}, {}, (300, 0))
+    table = pairwise(a, b, Regression(target_column="age"), {}, {}, (300, 0, 0.95))
     table = table.set_index("metric")
     assert set(table.target) == {"age"} and set(table.test) == {"bootstrap"}
     assert {"mae", "rmse", "r2", "pearson"} <= set(table.index) and "n" not in table.index

@@ -115,8 +115,10 @@ def test_help_leaves_no_hydra_config_behind(monkeypatch, capsys):
 
 
 def test_evaluate_help_lists_no_training_group(monkeypatch, capsys):
+    """Only the groups evaluate shares with compare, each with its one option chosen."""
     text = help_text("ecgexp-evaluate", monkeypatch, capsys)
-    assert listed_groups(text) == {} and "== Configuration groups ==" not in text
+    assert listed_groups(text) == {"bootstrap": "default*", "calibration": "default*",
+                                   "wandb": "default*"}
     for options in ("abnormality, af_risk", "resnet1d, resnet1d_keras", "csv, none"):
         assert options not in text  # the task, model and logger groups of training
     assert "run: null" in text and "bootstrap:" in text  # the config to override

@@ -115,16 +115,17 @@ def quick_report(tmp_path_factory):
     """The report a run with W&B writes at its end (``write_run_report``) with 20 bootstrap
     resamples instead of 1000 (0.7 s per label and split): these tests read its plots and the
     run's metrics, not its intervals."""
-    from omegaconf import OmegaConf
-
     import ecgexp.evaluate
 
-    settings = OmegaConf.load(ecgexp.evaluate.EVALUATE_CONFIG)
-    settings.bootstrap.n_resamples = 20
-    path = tmp_path_factory.mktemp("quick_report") / "evaluate.yaml"
-    OmegaConf.save(settings, path)
+    composed = ecgexp.evaluate.default_settings
+
+    def quick():
+        settings = composed()
+        settings.bootstrap.n_resamples = 20
+        return settings
+
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ecgexp.evaluate, "EVALUATE_CONFIG", path)
+        patch.setattr(ecgexp.evaluate, "default_settings", quick)
         yield
 
 

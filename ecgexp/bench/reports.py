@@ -157,7 +157,7 @@ def run(cfg: DictConfig, context: Context) -> Result:
                      f"peak RSS {big['peak_rss_kib'] / 1024:.0f} MiB")
     report = pd.read_csv(out / f"evaluate_{small}" / "bootstrap.csv")
     row = report[(report.label == LABELS[0]) & (report.metric == "auroc")].iloc[0]
-    bootstrap = OmegaConf.load(CONF_DIR / "evaluate.yaml").bootstrap  # what evaluate used
+    bootstrap = OmegaConf.load(CONF_DIR / "bootstrap" / "default.yaml")  # what evaluate used
     expected = loop_interval(files[small], bootstrap.n_resamples, bootstrap.seed,
                              bootstrap.level)
     checks = [close(f"AUROC interval of {LABELS[0]} at {small} rows: report vs per-resample "

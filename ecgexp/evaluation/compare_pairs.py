@@ -43,7 +43,7 @@ THRESHOLDED = ("precision", "recall", "specificity", "f1")
 
 
 def pairwise(a: pd.DataFrame, b: pd.DataFrame, objective, thresholds_a: dict,
-             thresholds_b: dict, settings: tuple[int, int],
+             thresholds_b: dict, settings: tuple[int, int, float],
              validation: tuple[pd.DataFrame | None, pd.DataFrame | None] = (None, None)
              ) -> pd.DataFrame:
     """One row per target (and ``macro``), metric and test of run ``a`` against run ``b``:
@@ -55,7 +55,7 @@ def pairwise(a: pd.DataFrame, b: pd.DataFrame, objective, thresholds_a: dict,
     of a run without threshold) is left out. ``validation``: each run's validation
     predictions, for a task that chooses its thresholds there within its report (the
     AF-risk contrasts)."""
-    n_resamples, seed = settings
+    n_resamples, seed, level = settings
     report_a = report_metrics(objective, a, thresholds_a, validation[0])
     keys = [(row, metric) for row, metrics in report_a.items() for metric in metrics]
 
@@ -79,7 +79,7 @@ def pairwise(a: pd.DataFrame, b: pd.DataFrame, objective, thresholds_a: dict,
     with _quiet():
         resampled = paired_bootstrap(weighted(a, thresholds_a, validation[0]),
                                      weighted(b, thresholds_b, validation[1]),
-                                     Resamples(len(a), n_resamples, seed))
+                                     Resamples(len(a), n_resamples, seed), level)
     rows = [{"target": row, "metric": metric, "value_a": value_a[k], "value_b": value_b[k],
              "difference": resampled["difference"][k], "lower": resampled["lower"][k],
              "upper": resampled["upper"][k], "test": "bootstrap",
