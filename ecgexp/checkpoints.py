@@ -8,8 +8,9 @@ object and the key that opts in for that one file (``model.weights_trusted=true`
 ``model.weights``, ``ckpt_trusted=true`` for ``ckpt``/``resume``/``ckpt_path``), which loads it
 with ``weights_only=False``: only for files you trust, since that can run code from the file.
 
-Lightning reads and writes checkpoints through :class:`CheckpointFiles` (the trainer's
-``CheckpointIO`` plugin): reads through the reader above, writes under a temporary name that
+Lightning reads and writes checkpoints through :class:`ecgexp.tasks.checkpoint_io.CheckpointFiles`
+(the trainer's ``CheckpointIO`` plugin, beside the training code so that reading a file here
+does not import Lightning): reads through the reader above, writes under a temporary name that
 is renamed into place once complete, so a full disk or a kill leaves the previous checkpoint,
 never a truncated one, under the final name.
 """
@@ -25,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning_fabric.plugins import TorchCheckpointIO
 
 from ecgexp.errors import UserError
 
@@ -114,27 +114,3 @@ def add_to_checkpoint(path: str | Path, key: str, entries: dict) -> None:
     stored = read_checkpoint(path, "ckpt")
     stored.setdefault(key, {}).update(entries)
     save_atomic(stored, path)
-
-
-class CheckpointFiles(TorchCheckpointIO):
-    """The trainer's checkpoint plugin: atomic writes, and reads through the one reader.
-
-    Args:
-        key: the config key that named checkpoints to start from (in errors).
-        trusted: paths loaded with ``weights_only=False`` (``ckpt_trusted=true`` adds the
-            checkpoint the run resumes from); every other file is read with
-            ``weights_only=True``.
-    """
-
-    def __init__(self, key: str = "ckpt_path", trusted: tuple[str | Path, ...] = ()):
-        self.key = key
-        self.trusted = {Path(p).resolve() for p in trusted}
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
-        if storage_options is not None:
-            raise TypeError("CheckpointFiles.save_checkpoint takes no storage_options")
-        save_atomic(checkpoint, path)
-
-    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
-        trusted = Path(path).resolve() in self.trusted
-        return read_checkpoint(path, self.key, trusted=trusted, trust_key="ckpt_trusted")

@@ -42,7 +42,7 @@ CLASSES = frozenset({
     "ecgexp.tasks.survival.CoxSurvival",
     "ecgexp.tasks.survival.DiscreteTimeSurvival",
     "ecgexp.tasks.callbacks.EpochSeed",
-    "ecgexp.progress.TrainingProgress",
+    "ecgexp.tasks.callbacks.TrainingProgress",
     # data: sources, label maps, signal pipeline and quality rules, config checks
     "ecgexp.data.source.HDF5Source",
     "ecgexp.data.source.CombinedSource",
@@ -172,6 +172,13 @@ def targets(tree, path: str = "") -> Iterator[tuple[str, str, bool]]:
             yield from targets(value, f"{path}[{i}]")
 
 
+def _example_prefix(target: str) -> str:
+    """The package of ``target`` as an ``allow_modules`` example, unless that could never be
+    allowed (:data:`NEVER_ALLOWED`: then a placeholder)."""
+    package = target.partition(".")[0]
+    return "<your package>" if package in NEVER_ALLOWED else package
+
+
 def check_tree(tree: dict, source, key: str, allow_modules: Sequence[str] = (),
                from_file: bool = True) -> None:
     """Refuses a config tree (read from the file ``source``, or the command's own with
@@ -184,6 +191,6 @@ def check_tree(tree: dict, source, key: str, allow_modules: Sequence[str] = (),
                 f"{key}: {source} names '{target}' at {where}, which ecgexp refuses to "
                 f"instantiate ({reason}); ecgexp instantiates only the classes of "
                 f"ecgexp.registry and those of your own packages allowed on the command line "
-                f"({ALLOW_KEY}=[{target.partition('.')[0]}])"
+                f"({ALLOW_KEY}=[{_example_prefix(target)}])"
                 + ("; otherwise the file was not written by ecgexp or was edited"
                    if from_file else ""))

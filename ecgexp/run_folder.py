@@ -39,7 +39,6 @@ import yaml
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from pytorch_lightning.utilities import rank_zero_only
 
 from ecgexp.checkpoints import read_checkpoint
 from ecgexp.errors import UserError
@@ -133,18 +132,38 @@ def _distrust(tree) -> None:
             _distrust(value)
 
 
+# Classes that configs written by an earlier ecgexp name and that have moved since: old name ->
+# new name. Such a config is read with the new name (what lerobot's ``_migrate_legacy_*`` do for
+# its checkpoints), so that run folders trained before the move still load.
+MOVED_TARGETS = {"ecgexp.progress.TrainingProgress": "ecgexp.tasks.callbacks.TrainingProgress"}
+
+
+def _migrate(tree) -> None:
+    """Renames the moved ``_target_`` values of ``tree`` in place (:data:`MOVED_TARGETS`)."""
+    if isinstance(tree, dict):
+        if tree.get("_target_") in MOVED_TARGETS:
+            tree["_target_"] = MOVED_TARGETS[tree["_target_"]]
+        for value in tree.values():
+            _migrate(value)
+    elif isinstance(tree, list):
+        for value in tree:
+            _migrate(value)
+
+
 def config_as_data(config: DictConfig, source: Path, key: str = "run",
                    allow_modules: Sequence[str] = ()) -> DictConfig:
     """A config read from ``source`` (a run folder's ``config.yaml``, a model card), resolved
     and checked: every ``_target_`` is in :mod:`ecgexp.registry` or a class of the packages
     in ``allow_modules`` (the command's own ``allow_modules``, never the file's), and the keys
     of :data:`COMMAND_LINE_ONLY` and every ``*trusted*`` key are reset, so that nothing in the
-    file grants trust or chooses a file to read."""
+    file grants trust or chooses a file to read. Classes named by their names before a move
+    are read with their new names (:data:`MOVED_TARGETS`)."""
     try:
         tree = OmegaConf.to_container(config, resolve=True)
     except OmegaConfBaseException as error:
         raise UserError(f"{key}: '{source}' cannot be resolved ({error}); it is not a config "
                         f"ecgexp wrote") from None
+    _migrate(tree)
     entry = (tree.get("task") or {}).get("entry")
     if entry is not None:  # no task names a command (ecgexp-heatmap is a command of its own)
         raise UserError(f"{key}: '{source}' names '{entry}' at task.entry, which ecgexp refuses "
@@ -523,6 +542,8 @@ def claim_folder(output_dir: Path, continuing: bool) -> RunLock | None:
     """Locks the run folder (rank 0) and refuses one that holds another run, unless this run
     continues it, or anything but what Hydra wrote for this command
     (:func:`check_new_run_folder`)."""
+    from pytorch_lightning.utilities import rank_zero_only  # only training needs Lightning
+
     if rank_zero_only.rank != 0:
         return None
     lock = RunLock(output_dir, key="hydra.run.dir").acquire()

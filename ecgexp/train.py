@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_only
 
-from ecgexp.checkpoints import CheckpointFiles, add_to_checkpoint
+from ecgexp.checkpoints import add_to_checkpoint
 from ecgexp.contract import CARD_KEY, input_contract, model_card
 from ecgexp.data.build import build_datamodule
 from ecgexp.data.datamodule import ExamDataModule
@@ -39,6 +39,7 @@ from ecgexp.provenance import provenance, summary
 from ecgexp.registry import ALLOW_KEY, check_prefixes, check_tree
 from ecgexp.run_folder import RunFolder, claim_folder, resumed, start_checkpoint
 from ecgexp.tasks.build import build_module, build_objective
+from ecgexp.tasks.checkpoint_io import CheckpointFiles
 from ecgexp.tasks.module import ECGModule
 from ecgexp.tasks.predictions import predictions_table
 from ecgexp.tracking import (

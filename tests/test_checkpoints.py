@@ -12,10 +12,11 @@ import torch
 from conftest import SHORT_RUN, compose_config, compose_in
 from omegaconf import open_dict
 
-from ecgexp.checkpoints import CheckpointFiles, read_checkpoint, save_atomic
+from ecgexp.checkpoints import read_checkpoint, save_atomic
 from ecgexp.errors import UserError
 from ecgexp.interpret.heatmaps import extract_heatmaps
 from ecgexp.tasks.build import build_network
+from ecgexp.tasks.checkpoint_io import CheckpointFiles
 from ecgexp.train import train
 
 

@@ -1,7 +1,7 @@
 """Dependencies point one way: no import circle among the package's modules, counting imports
 inside functions too; the metrics layer imports nothing of ecgexp but itself and its errors;
 the console commands (``ecgexp/commands``) import no other command, and nothing imports
-them."""
+them; what converts records or reports on predictions starts without Lightning."""
 
 import ast
 from pathlib import Path
@@ -16,16 +16,23 @@ def module_name(path: Path) -> str:
         ".__init__")
 
 
-def imported_modules(path: Path) -> set[str]:
-    """The ecgexp modules ``path`` imports (``from ecgexp.a import b`` counts ``ecgexp.a.b``
-    when that is a module)."""
+def imported_modules(path: Path, prefix: str = "ecgexp", on_import: bool = False) -> set[str]:
+    """The modules of ``prefix`` that ``path`` imports (``from ecgexp.a import b`` counts
+    ``ecgexp.a.b`` when that is a module); with ``on_import``, only the imports that run when
+    the module is imported (those of its top level, not inside a function or class)."""
+    tree = ast.parse(path.read_text())
+    nodes = ast.walk(tree)
+    if on_import:
+        nodes = [node for statement in tree.body if not isinstance(
+            statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            for node in ast.walk(statement)]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ecgexp"):
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(prefix):
             found.add(node.module)
             found |= {f"{node.module}.{alias.name}" for alias in node.names}
         elif isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names if alias.name.startswith("ecgexp")}
+            found |= {alias.name for alias in node.names if alias.name.startswith(prefix)}
     return found
 
 
@@ -94,3 +101,29 @@ def test_the_package_has_no_import_circle():
     assert {"ecgexp.train", "ecgexp.evaluate", "ecgexp.tracking"} <= set(graph)
     assert "ecgexp.data.build" in graph["ecgexp.train"]
     assert find_circle(graph) is None, " -> ".join(find_circle(graph))
+
+
+# What a command needs before its first line of output: converting records and reporting on
+# predictions never train, and Lightning (with the torch compiler it imports) is 2 to 4 s of
+# start-up on 2 cores.
+WITHOUT_LIGHTNING = ("ecgexp.data.convert", "ecgexp.evaluate", "ecgexp.compare",
+                     "ecgexp.progress", "ecgexp.checkpoints", "ecgexp.run_folder")
+
+
+def test_converting_and_reporting_do_not_import_lightning():
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    with_lightning = {name for name, path in modules.items()
+                      if imported_modules(path, "pytorch_lightning", on_import=True)
+                      | imported_modules(path, "lightning_fabric", on_import=True)}
+    assert {"ecgexp.train", "ecgexp.tasks.callbacks"} <= with_lightning  # the check sees them
+    for start in WITHOUT_LIGHTNING:
+        reached, todo = set(), [start]
+        while todo:
+            name = todo.pop()
+            if name in reached or name not in modules:
+                continue
+            reached.add(name)
+            todo += imported_modules(modules[name], on_import=True)
+            parent = name.rpartition(".")[0]
+            todo += [parent] if parent else []  # importing a.b imports a first
+        assert reached & with_lightning == set(), (start, sorted(reached & with_lightning))

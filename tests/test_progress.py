@@ -9,7 +9,8 @@ from conftest import QUARTER_LENGTHS
 from pytorch_lightning.callbacks import RichProgressBar
 
 from ecgexp import progress
-from ecgexp.progress import CountLines, EpochLines, TrainingProgress, counting
+from ecgexp.progress import CountLines, counting
+from ecgexp.tasks.callbacks import EpochLines, TrainingProgress
 from ecgexp.train import train
 
 CLOCK = r"\d+:\d\d:\d\d"

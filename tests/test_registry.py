@@ -22,7 +22,7 @@ from ecgexp.api import load_model
 from ecgexp.contract import CARD_KEY
 from ecgexp.errors import UserError
 from ecgexp.interpret.heatmaps import extract_heatmaps
-from ecgexp.registry import CLASSES, RULES, refusal
+from ecgexp.registry import CLASSES, RULES, check_tree, refusal
 from ecgexp.run_folder import load_run_config
 from ecgexp.train import train
 
@@ -489,3 +489,15 @@ def test_your_own_model_goes_through_every_command_when_allowed(own_model_run, t
     assert {"predicted_potassium"} <= set(pd.read_csv(tmp_path / "p.csv").columns)
     compared = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
     assert set(compared.metric) >= {"mae", "rmse"} and (compared.difference == 0).all()
+
+
+def test_the_refusal_of_an_unknown_ecgexp_class_suggests_no_allowance_that_is_refused():
+    """ecgexp itself can never be allowed, so the line about a class of ecgexp that is not in
+    the registry does not suggest allow_modules=[ecgexp]; another package's line names it."""
+    tree = {"callbacks": {"bar": {"_target_": "ecgexp.progress.Gone"}}}
+    with pytest.raises(UserError, match=r"allowed on the command line "
+                                        r"\(allow_modules=\[<your package>\]\)"):
+        check_tree(tree, "'config.yaml'", "run")
+    tree = {"model": {"_target_": "mylab.nets.Net"}}
+    with pytest.raises(UserError, match=r"\(allow_modules=\[mylab\]\)"):
+        check_tree(tree, "'config.yaml'", "run")

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import SHORT_RUN, compose_config, compose_in, run_in_process
+from hydra.utils import instantiate
+from pytorch_lightning.callbacks import ProgressBar
 
 from ecgexp.errors import UserError
 from ecgexp.interpret.heatmaps import extract_heatmaps
-from ecgexp.run_folder import RunFolder, RunLock
+from ecgexp.run_folder import RunFolder, RunLock, load_run_config
 from ecgexp.train import train
 
 
@@ -49,6 +51,22 @@ def test_the_run_folder_type_names_the_files_a_run_wrote(trained_run):
                                            for path in named}  # the lock file stays, empty
     assert files.predictions("code_test").name == "predictions_code_test.csv"
     assert (files.report, files.heatmaps) == (trained_run / "report", trained_run / "heatmaps")
+
+
+def test_a_run_folder_naming_a_moved_class_loads_with_its_new_name(trained_run, tmp_path):
+    """A run folder written before the training progress callback moved out of
+    ecgexp.progress (so that counting work does not import Lightning) still loads: its old
+    class name is read as the new one, and the file is left as it was."""
+    old = copy_run(trained_run, tmp_path / "old")
+    written = yaml.safe_load((old / "config.yaml").read_text())
+    written["callbacks"]["progress_bar"] = {"_target_": "ecgexp.progress.TrainingProgress",
+                                            "monitor": "val_loss", "mode": "min"}
+    (old / "config.yaml").write_text(yaml.safe_dump(written))
+    before = digests(old)
+    config = load_run_config(old)
+    assert config.callbacks.progress_bar._target_ == "ecgexp.tasks.callbacks.TrainingProgress"
+    assert isinstance(instantiate(config.callbacks.progress_bar), ProgressBar)
+    assert digests(old) == before
 
 
 # ----------------------------------------------------------------------------- checkpoints

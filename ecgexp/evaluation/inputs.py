@@ -14,7 +14,6 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from ecgexp.data.build import build_datamodule
 from ecgexp.data.labels import read_csv_table
 from ecgexp.errors import UserError
 from ecgexp.evaluation.report import flatten_report
@@ -234,6 +233,10 @@ def exam_attributes(run_config: DictConfig, run_folder: str | Path | None = None
                     data_root: str | Path | None = None) -> pd.DataFrame:
     """The exam table of the run's dataset (age, sex, death, timey, AF timelines, ...), read
     where the run found it (:func:`located_dataset`)."""
+    # Imported here: the DataModule brings Lightning, which a report of a predictions file
+    # alone never needs (2 s of every ecgexp-evaluate and ecgexp-compare start-up).
+    from ecgexp.data.build import build_datamodule
+
     datamodule = build_datamodule(located_dataset(run_config, run_folder, data_root))
     datamodule.setup()
     return datamodule.table.drop(columns=["file_index", "row"], errors="ignore")
