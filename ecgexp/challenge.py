@@ -52,6 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ecgexp.columns import score_of
 from ecgexp.errors import UserError
 from ecgexp.evaluation.binary import undefined_threshold
 from ecgexp.run_folder import RunFolder
@@ -132,7 +133,7 @@ def load_model(model_folder: str, verbose: bool):
     from ecgexp.api import load_model as load_trained
 
     model = load_trained(model_folder)
-    if f"score_{LABEL}" not in model.objective.prediction_columns:
+    if score_of(LABEL) not in model.objective.prediction_columns:
         raise UserError(f"model_folder: '{model_folder}' holds a {model.config.task.name} "
                         f"model, not a Chagas one (task=chagas)")
     if undefined_threshold(model.thresholds.get(LABEL, DEFAULT_THRESHOLD)):
@@ -186,7 +187,7 @@ def run_model(record: str, model, verbose: bool) -> tuple[bool, float]:
         if verbose:
             print(f"{record}: {table.problem.iloc[0]}; answered (False, 0.0)")
         return False, 0.0
-    probability = float(table[f"score_{LABEL}"].iloc[0])
+    probability = float(table[score_of(LABEL)].iloc[0])
     binary = bool(probability >= model.thresholds.get(LABEL, DEFAULT_THRESHOLD))
     return binary, probability
 

@@ -28,6 +28,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from ecgexp.checks import check
+from ecgexp.columns import score_of, target_of
 from ecgexp.errors import UserError
 from ecgexp.evaluation import plots
 from ecgexp.evaluation.analyses import figure_path
@@ -61,7 +62,7 @@ def compare(cfg: DictConfig) -> pd.DataFrame:
     written = {"members": member_table(entries, cfg.compared_split)} if key == "multirun" else {}
     compared = compared_entries(cfg, entries, key)
     objective, tables, names = compared.objective, compared.tables, compared.names
-    labels = [n for n in objective.target_columns if f"score_{n}" in tables[0]]
+    labels = [n for n in objective.target_columns if score_of(n) in tables[0]]
     check_probabilities(compared, labels, cfg.compared_split, key)
     distinct_file_names(labels, "task.objective", "the label list")  # one figure each
     settings = (int(cfg.bootstrap.n_resamples), int(cfg.bootstrap.seed),
@@ -107,8 +108,8 @@ def calibration_table(tables: list[pd.DataFrame], names: list[str], labels: list
     rows = []
     for name, table in zip(names, tables):
         for label in labels:
-            scores = table[f"score_{label}"].to_numpy(float)
-            target = table[f"target_{label}"].to_numpy().astype(int)
+            scores = table[score_of(label)].to_numpy(float)
+            target = table[target_of(label)].to_numpy().astype(int)
             row = {"run": name, "label": label,
                    "ece": expected_calibration_error(scores, target, n_bins)}
             try:
@@ -127,11 +128,11 @@ def decision_curve_table(tables: list[pd.DataFrame], names: list[str], labels: l
     reference as the run ``treat all`` (on the first run's targets: the same exams)."""
     parts = []
     for label in labels:
-        curves = {name: net_benefit(table[f"score_{label}"].to_numpy(float),
-                                    table[f"target_{label}"].to_numpy().astype(int),
+        curves = {name: net_benefit(table[score_of(label)].to_numpy(float),
+                                    table[target_of(label)].to_numpy().astype(int),
                                     thresholds)
                   for name, table in zip(names, tables)}
-        curves[TREAT_ALL] = treat_all(tables[0][f"target_{label}"].to_numpy().astype(int),
+        curves[TREAT_ALL] = treat_all(tables[0][target_of(label)].to_numpy().astype(int),
                                       thresholds)
         for name, values in curves.items():
             parts.append(pd.DataFrame({"run": name, "label": label, "threshold": thresholds,
@@ -146,7 +147,7 @@ def plot_decision_curve(curves: pd.DataFrame, first: pd.DataFrame, label: str,
     by_run = {name: group.net_benefit.to_numpy()
               for name, group in rows.groupby("run", sort=False)}
     thresholds = rows.threshold.drop_duplicates().to_numpy()
-    figure = make_decision_curve(by_run, first[f"target_{label}"].to_numpy().astype(int),
+    figure = make_decision_curve(by_run, first[target_of(label)].to_numpy().astype(int),
                                  thresholds, label)
     return plots.save(figure, figure_path(out, "decision_curve", label))
 

@@ -18,6 +18,7 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from ecgexp.columns import score_of, scored_names, target_of
 from ecgexp.data.labels import read_csv_table
 from ecgexp.errors import UserError
 from ecgexp.evaluation.agreement import agreement_analyses
@@ -140,7 +141,7 @@ def run_analyses(names, inputs: ReportInputs) -> dict[str, pd.DataFrame]:
 
 def _score_labels(predictions: dict[str, pd.DataFrame]) -> list[str]:
     first = next(iter(predictions.values()))
-    return [c.removeprefix("score_") for c in first.columns if c.startswith("score_")]
+    return scored_names(first.columns)
 
 
 def _inputs(cfg: DictConfig):
@@ -236,9 +237,9 @@ def _export(cfg: DictConfig, table: pd.DataFrame, objective, thresholds: dict[st
 
 def _compare(cfg: DictConfig, test: pd.DataFrame, thresholds: dict[str, float]):
     labels = list(thresholds)
-    predicted = pd.DataFrame({label: (test[f"score_{label}"] >= thresholds[label]).astype(int)
+    predicted = pd.DataFrame({label: (test[score_of(label)] >= thresholds[label]).astype(int)
                               for label in labels})
-    truth = pd.DataFrame({label: test[f"target_{label}"].to_numpy() for label in labels})
+    truth = pd.DataFrame({label: test[target_of(label)].to_numpy() for label in labels})
     others = {}
     for name, path in cfg.compare.items():
         key, path = f"compare.{name}", Path(path)

@@ -10,6 +10,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ecgexp.columns import LABEL
 from ecgexp.contract import input_contract
 from ecgexp.errors import UserError
 from ecgexp.evaluation.inputs import load_run, mean_ensemble
@@ -116,8 +117,9 @@ def ensemble_thresholds(runs: list, models: list[TrainedModel], allow_modules=()
     objective = models[0].objective
     folders = [Path(r) for r in runs]
     if not all(RunFolder(f).predictions("val").is_file() for f in folders):
-        log.warning("runs: not every member is a run folder with predictions_val.csv; the "
-                    "ensemble has no validation thresholds, so no label_* columns")
+        log.warning("runs: not every member is a run folder with %s; the ensemble has no "
+                    "validation thresholds, so no %s* columns", RunFolder("").predictions("val"),
+                    LABEL)
         return {}
     members = [{"val": load_run(f, "runs", allow_modules)[1]["val"]} for f in folders]
     report = objective.evaluate(mean_ensemble(members, objective.prediction_columns))

@@ -336,5 +336,5 @@ def _log_quality(name: str, report: pd.DataFrame, n_records: int, n_rejected: in
     found = ", ".join(f"{kind} {count}" for kind, count in counts.items())
     level = logging.INFO if set(counts.index) == {"short_record"} else logging.WARNING
     log.log(level, "%s: quality of %d records: %s (records per finding); %d left out by "
-            "quality.actions; the findings are in quality.csv", name, n_records, found,
-            n_rejected)
+            "quality.actions; the findings are in the run folder's quality table", name,
+            n_records, found, n_rejected)

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
+from ecgexp.columns import score_of, survival_at, target_of
 from ecgexp.evaluation import plots
 from ecgexp.evaluation.binary import undefined_threshold
 from ecgexp.evaluation.calibration import expected_calibration_error, reliability_table
@@ -101,8 +102,8 @@ def binary_analyses(inputs: ReportInputs) -> dict[str, pd.DataFrame]:
     settings, labels = inputs.settings, list(inputs.thresholds)
     rows, calibration_rows = [], []
     for split, table in inputs.predictions.items():
-        scores = table[[f"score_{n}" for n in labels]].to_numpy(float)
-        targets = table[[f"target_{n}" for n in labels]].to_numpy().astype(int)
+        scores = table[[score_of(n) for n in labels]].to_numpy(float)
+        targets = table[[target_of(n) for n in labels]].to_numpy().astype(int)
         ranked = [i for i in range(len(labels)) if len(np.unique(targets[:, i])) == 2]
         cut = np.array([inputs.thresholds[n] for n in labels])
         intervals = inputs.bootstrap(_binary_statistic(scores, targets, cut, ranked),
@@ -157,7 +158,7 @@ def regression_analyses(inputs: ReportInputs) -> dict[str, pd.DataFrame]:
     name = objective.target_column
     for split, table in inputs.predictions.items():
         predicted = table[objective.predicted_column].to_numpy(float)
-        target = table[f"target_{name}"].to_numpy(float)
+        target = table[target_of(name)].to_numpy(float)
         intervals = inputs.bootstrap(lambda counts, p=predicted, t=target: np.stack(
             [np.atleast_1d(v) for v in regression_errors(p, t, counts).values()], axis=-1),
             len(table))
@@ -298,7 +299,7 @@ def survival_analyses(inputs: ReportInputs) -> dict[str, pd.DataFrame]:
                  for i, metric in enumerate(names)]
     tables["bootstrap"] = pd.DataFrame(rows)
     test = inputs.predictions.get("test")
-    if test is None or not test[f"target_{objective.event_column}"].any():
+    if test is None or not test[target_of(objective.event_column)].any():
         return tables
     time, event, risk, survival = survival_arrays(test, objective.time_column,
                                                   objective.event_column, columns)
@@ -310,7 +311,7 @@ def survival_analyses(inputs: ReportInputs) -> dict[str, pd.DataFrame]:
     tables["km_risk_groups"] = pd.DataFrame(
         [{"group": str(g), "n": int((groups == g).sum()), "events": int(event[groups == g].sum()),
           "median_survival": medians[g],
-          **{f"survival_at_{h:g}": s for h, s in zip(horizons, kaplan_meier_at(
+          **{survival_at(h): s for h, s in zip(horizons, kaplan_meier_at(
               time[groups == g], event[groups == g], horizons))}} for g in curves])
     if columns:
         tables["survival_calibration"] = survival_calibration(inputs, time, event, survival,

@@ -29,6 +29,8 @@ from torchmetrics.functional.classification import (
     binary_stat_scores,
 )
 
+from ecgexp.columns import score_of, target_of
+
 log = logging.getLogger(__name__)
 
 THRESHOLD_SPLIT = "val"
@@ -168,8 +170,8 @@ def validation_thresholds(tuning: pd.DataFrame, labels: Sequence[str],
     validation exams are all positive or all negative; the second dict names those labels."""
     thresholds, missing = {}, {}
     for label in labels:
-        scores = tuning[f"score_{label}"].to_numpy()
-        targets = tuning[f"target_{label}"].to_numpy().astype(int)
+        scores = tuning[score_of(label)].to_numpy()
+        targets = tuning[target_of(label)].to_numpy().astype(int)
         lacking = missing_class(targets)
         if lacking is not None:
             missing[label] = lacking
@@ -309,8 +311,8 @@ def binary_report(predictions: dict[str, pd.DataFrame], labels: Sequence[str],
     for split, table in predictions.items():
         per_label, missing = {}, {}
         for label in labels:
-            scores = table[f"score_{label}"].to_numpy()
-            targets = table[f"target_{label}"].to_numpy().astype(int)
+            scores = table[score_of(label)].to_numpy()
+            targets = table[target_of(label)].to_numpy().astype(int)
             lacking = missing_class(targets)
             if lacking is not None:  # every metric of the label is undefined on this split
                 missing[label] = lacking
@@ -345,7 +347,7 @@ def single_label_report(predictions: dict[str, pd.DataFrame], label: str,
     with a warning, when the validation exams are all positive or all negative.
     """
     require_threshold_split(predictions)
-    score, target = f"score_{label}", f"target_{label}"
+    score, target = score_of(label), target_of(label)
     chosen, missing = validation_thresholds(predictions[THRESHOLD_SPLIT], [label],
                                             threshold_rules)
     thresholds = chosen[label]

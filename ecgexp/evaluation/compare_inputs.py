@@ -28,6 +28,7 @@ import yaml
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from ecgexp.columns import TARGET, names_with, score_of, scored_names, target_of
 from ecgexp.errors import UserError
 from ecgexp.evaluation.inputs import (
     load_run,
@@ -115,14 +116,14 @@ def _file_table(path: Path, cfg: DictConfig, objective, loaded: dict, key: str):
 
 
 def _score_labels(table: pd.DataFrame) -> list[str]:
-    return [c.removeprefix("score_") for c in table.columns if c.startswith("score_")]
+    return scored_names(table.columns)
 
 
 def _check_columns(tables: list[pd.DataFrame], entries: list[Path], objective,
                    key: str) -> None:
     """Every entry holds the prediction and target columns of the first one's task."""
     needed = [*objective.prediction_columns,
-              *(f"target_{name}" for name in objective.target_columns)]
+              *(target_of(name) for name in objective.target_columns)]
     for entry, table in zip(entries, tables):
         missing = [column for column in needed if column not in table]
         if missing:
@@ -198,7 +199,8 @@ def check_same_targets(tables: list[pd.DataFrame], entries: list[Path], key: str
     different labels (flipped labels, another label table, changed events) are not compared."""
     first = tables[0]
     for entry, table in zip(entries[1:], tables[1:]):
-        for column in [c for c in first.columns if c.startswith("target_") and c in table]:
+        for column in [target_of(n) for n in names_with(first.columns, TARGET)
+                       if target_of(n) in table]:
             a, b = first[column].to_numpy(), table[column].to_numpy()
             differ = ~((a == b) | (pd.isna(a) & pd.isna(b)))
             if differ.any():
@@ -215,11 +217,11 @@ def check_probabilities(compared: Compared, labels: list[str], split: str, key: 
     for name, table in zip(compared.names, compared.tables):
         where = RunFolder(name).predictions(split) if Path(name).is_dir() else name
         for label in labels:
-            scores = table[f"score_{label}"]
+            scores = table[score_of(label)]
             outside = (scores < 0) | (scores > 1)
             if outside.any():
                 raise UserError(f"{key}: '{where}' holds {scores[outside].iloc[0]} in "
-                                f"score_{label} ({int(outside.sum())} such values); scores of "
+                                f"{score_of(label)} ({int(outside.sum())} such values); scores of "
                                 f"a binary label must be probabilities in [0, 1], as ecgexp "
                                 f"writes them")
 

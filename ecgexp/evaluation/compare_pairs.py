@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 
+from ecgexp.columns import score_of, target_of
 from ecgexp.errors import UserError
 from ecgexp.evaluation.agreement import mcnemar
 from ecgexp.evaluation.binary import (
@@ -127,12 +128,12 @@ def binary_labels(objective, table: pd.DataFrame) -> list[str]:
     """The binary labels of a multi-label or binary task (``score_<label>`` columns)."""
     if not isinstance(objective, MultiLabel):
         return []
-    return [name for name in objective.target_columns if f"score_{name}" in table]
+    return [name for name in objective.target_columns if score_of(name) in table]
 
 
 def _binary_metrics(table: pd.DataFrame, label: str, threshold: float | None) -> dict:
-    scores = table[f"score_{label}"].to_numpy()
-    targets = table[f"target_{label}"].to_numpy().astype(int)
+    scores = table[score_of(label)].to_numpy()
+    targets = table[target_of(label)].to_numpy().astype(int)
     if missing_class(targets) is not None:
         return {"auroc": np.nan, "ap": np.nan, **dict.fromkeys(THRESHOLDED, np.nan)}
     return {**ranking_scores(scores, targets), **scores_at_threshold(scores, targets, threshold)}
@@ -143,8 +144,8 @@ def _binary_columns(table: pd.DataFrame, labels: list[str], thresholds: dict) ->
     table, built once for every chunk of resamples."""
     columns = {}
     for label in labels:
-        scores = table[f"score_{label}"].to_numpy(float)
-        targets = table[f"target_{label}"].to_numpy().astype(int)
+        scores = table[score_of(label)].to_numpy(float)
+        targets = table[target_of(label)].to_numpy().astype(int)
         threshold = thresholds.get(label)
         columns[label] = (targets, Ranking(scores, targets),
                           None if undefined_threshold(threshold)
@@ -178,12 +179,12 @@ def _binary_resampled(columns: dict, counts: np.ndarray,
 def _binary_tests(rows: list[dict], name: str, a: pd.DataFrame, b: pd.DataFrame,
                   threshold_a: float | None, threshold_b: float | None) -> list[dict]:
     """DeLong's AUROCs and p-value into the label's AUROC row; its McNemar row, returned."""
-    target = a[f"target_{name}"].to_numpy().astype(int)
+    target = a[target_of(name)].to_numpy().astype(int)
     if missing_class(target) is not None:
         log.warning("compare: label '%s' has one class in the compared exams; its AUROC "
                     "difference is undefined and it is left out", name)
         return []
-    scores_a, scores_b = a[f"score_{name}"].to_numpy(), b[f"score_{name}"].to_numpy()
+    scores_a, scores_b = a[score_of(name)].to_numpy(), b[score_of(name)].to_numpy()
     auroc = next(row for row in rows if (row["target"], row["metric"]) == (name, "auroc"))
     delong = delong_test(scores_a, scores_b, target)  # exact (float64) AUROCs from midranks
     auroc.update(value_a=delong["auroc_a"], value_b=delong["auroc_b"],

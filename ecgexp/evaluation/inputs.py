@@ -14,6 +14,7 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from ecgexp.columns import SCORE, TARGET, score_of, scored_names, target_of
 from ecgexp.data.labels import read_csv_table
 from ecgexp.errors import UserError
 from ecgexp.evaluation.report import flatten_report
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 def predictions_columns(objective) -> list[str]:
     """The columns a run of ``objective`` writes to ``predictions_<split>.csv``."""
     return ["exam_id", *objective.prediction_columns,
-            *(f"target_{name}" for name in objective.target_columns)]
+            *(target_of(name) for name in objective.target_columns)]
 
 
 def read_predictions(path: Path, objective, task: str, key: str = "run") -> pd.DataFrame:
@@ -46,7 +47,7 @@ def check_predictions(table: pd.DataFrame, path: Path, objective, key: str) -> p
     for column in objective.prediction_columns:
         finite_column(table, column, path, key)
     for name in objective.target_columns:
-        column = f"target_{name}"
+        column = target_of(name)
         if name in objective.binary_columns:
             binary_column(table, column, path, key)
         else:
@@ -80,7 +81,7 @@ def load_run(folder: str | Path, key: str = "run", allow_modules: Sequence[str] 
     run_config = load_run_config(folder, key, allow_modules)
     if "task" not in run_config:
         raise UserError(f"{key}: '{RunFolder(folder).config}' has no task; it is not the "
-                        f"config.yaml of an ecgexp run")
+                        f"config of an ecgexp run")
     objective = instantiate(run_config.task.objective)
     files = RunFolder(folder)
     tables = {split: read_predictions(files.predictions(split), objective,
@@ -93,9 +94,9 @@ def load_run(folder: str | Path, key: str = "run", allow_modules: Sequence[str] 
     if not tables and files.predictions("train").is_file():
         raise UserError(f"{key}: '{folder}' trained on every exam (split=all): it has no "
                         f"validation or test predictions to evaluate; its in-sample metrics "
-                        f"are in metrics.json")
+                        f"are in {files.metrics}")
     if not tables:
-        raise FileNotFoundError(f"{key}: no predictions_<split>.csv in '{folder}'")
+        raise FileNotFoundError(f"{key}: no {files.predictions('<split>').name} in '{folder}'")
     return run_config, tables
 
 
@@ -197,25 +198,24 @@ def prediction_files(predictions: str | Path, labels: str | Path,
                         f"(columns: {', '.join(map(str, labels_table.columns))})")
     targets = {name: binary_column(labels_table, name, labels, "labels_csv") for name in names}
     scores = _load_scores(Path(predictions), names, len(labels_table), labels, key)
-    table = pd.DataFrame(scores, columns=[f"score_{n}" for n in names])
+    table = pd.DataFrame(scores, columns=[score_of(n) for n in names])
     table.insert(0, "exam_id", np.arange(len(table)))
     for name in names:
-        table[f"target_{name}"] = targets[name]
+        table[target_of(name)] = targets[name]
     return {"test": table}
 
 
 def predicted_table(path: Path, key: str = "predictions") -> pd.DataFrame:
     """An ``ecgexp-predict`` table of binary labels (``score_<label>`` and ``target_<label>``
     columns, e.g. published weights on CODE-test) as a ``test`` predictions table."""
-    expected = (f"{key} without labels_csv expects an ecgexp-predict CSV with score_<label> "
-                "and target_<label> columns (a dataset with labels), or give labels_csv=<csv>")
+    expected = (f"{key} without labels_csv expects an ecgexp-predict CSV with {SCORE}<label> "
+                f"and {TARGET}<label> columns (a dataset with labels), or give labels_csv=<csv>")
     table = read_csv_table(path, key, expected)
-    names = [c.removeprefix("score_") for c in table.columns
-             if c.startswith("score_") and f"target_{c.removeprefix('score_')}" in table]
+    names = [name for name in scored_names(table.columns) if target_of(name) in table]
     if not names:
-        raise UserError(f"{key}: '{path}' has no score_<label> column with a "
-                        f"target_<label> beside it; {expected}")
-    columns = ["exam_id", *(f"{kind}_{n}" for n in names for kind in ("score", "target"))]
+        raise UserError(f"{key}: '{path}' has no {SCORE}<label> column with a "
+                        f"{TARGET}<label> beside it; {expected}")
+    columns = ["exam_id", *(column for n in names for column in (score_of(n), target_of(n)))]
     require_columns(table, ["exam_id"], path, key, expected)
     usable = table[columns].notna().all(axis=1)
     if not usable.all():
@@ -224,8 +224,8 @@ def predicted_table(path: Path, key: str = "predictions") -> pd.DataFrame:
     kept = columns + (["record"] if "record" in table else [])  # names Challenge outputs
     table = table.loc[usable, kept].reset_index(drop=True)
     for name in names:
-        finite_column(table, f"score_{name}", path, key)
-        table[f"target_{name}"] = binary_column(table, f"target_{name}", path, key)
+        finite_column(table, score_of(name), path, key)
+        table[target_of(name)] = binary_column(table, target_of(name), path, key)
     return table
 
 
@@ -250,5 +250,6 @@ def multirun_members(folder: str | Path) -> list[Path]:
     members = sorted((p for p in folder.iterdir() if RunFolder(p).metrics.is_file()),
                      key=lambda p: int(p.name) if p.name.isdigit() else math.inf)
     if not members:
-        raise FileNotFoundError(f"multirun: no finished run (<job>/metrics.json) in '{folder}'")
+        raise FileNotFoundError(f"multirun: no finished run (<job>/{RunFolder('').metrics}) in "
+                                f"'{folder}'")
     return members

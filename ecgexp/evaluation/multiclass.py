@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_auroc
 
+from ecgexp.columns import probability_of, target_of
 from ecgexp.errors import UserError
 from ecgexp.evaluation.binary import (
     THRESHOLD_SPLIT,
@@ -76,7 +77,7 @@ class Contrast:
 
 def class_indices(table: pd.DataFrame, label: str, classes: Sequence[float]) -> np.ndarray:
     """The ``target_<label>`` class values as indices into ``classes``."""
-    values = table[f"target_{label}"].to_numpy(dtype=np.float64)
+    values = table[target_of(label)].to_numpy(dtype=np.float64)
     known = np.isin(values, classes)
     if not known.all():
         unknown = sorted(set(values[~known].tolist()))[:5]
@@ -87,7 +88,7 @@ def class_indices(table: pd.DataFrame, label: str, classes: Sequence[float]) -> 
 
 
 def probabilities_of(table: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
-    return table[[f"prob_{name}" for name in names]].to_numpy(dtype=np.float64)
+    return table[[probability_of(name) for name in names]].to_numpy(dtype=np.float64)
 
 
 def multiclass_report(predictions: dict[str, pd.DataFrame], label: str,

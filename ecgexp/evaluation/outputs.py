@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ecgexp.columns import score_of
 from ecgexp.errors import UserError
 from ecgexp.files import (
     confined_path,
@@ -79,7 +80,7 @@ def challenge_export(table: pd.DataFrame, label: str, threshold: float, folder: 
                                 ids=list(table.exam_id))
     check_export_folder(folder)
     make_folder(folder, "challenge_export")
-    for record, file_name, probability in zip(records, files, table[f"score_{label}"]):
+    for record, file_name, probability in zip(records, files, table[score_of(label)]):
         path = confined_path(folder, file_name.removesuffix(".txt"), "challenge_export",
                              ".txt")
         write_text_atomic(path, f"{Path(record).name}\n# Chagas label: "

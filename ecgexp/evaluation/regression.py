@@ -19,6 +19,7 @@ from torchmetrics.functional import (
     r2_score,
 )
 
+from ecgexp.columns import mean_of, predicted_of, std_of, target_of
 from ecgexp.evaluation.binary import ranking_scores
 
 
@@ -121,11 +122,11 @@ def regression_report(predictions: dict[str, pd.DataFrame], name: str,
     """
     report = {}
     for split, table in predictions.items():
-        predicted = table[f"predicted_{name}"].to_numpy()
-        target = table[f"target_{name}"].to_numpy()
+        predicted = table[predicted_of(name)].to_numpy()
+        target = table[target_of(name)].to_numpy()
         row = regression_metrics(predicted, target)
         if gaussian is not None:
-            row.update(gaussian_metrics(table[f"mean_{name}"].to_numpy(),
-                                        table[f"std_{name}"].to_numpy(), target, **gaussian))
+            row.update(gaussian_metrics(table[mean_of(name)].to_numpy(),
+                                        table[std_of(name)].to_numpy(), target, **gaussian))
         report[split] = {name: row, **event_detection(predicted, target, events or {})}
     return report

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ecgexp.columns import RISK, target_of
 from ecgexp.evaluation.survival_metrics import (
     brier_scores,
     harrell_c,
@@ -33,9 +34,9 @@ def survival_arrays(table: pd.DataFrame, time_column: str, event_column: str,
                     survival_columns: Sequence[str]) -> tuple[np.ndarray, ...]:
     """``time``, ``event``, ``risk`` ``(n,)`` and ``survival`` ``(n, len(survival_columns))``
     from a predictions table."""
-    return (table[f"target_{time_column}"].to_numpy(np.float64),
-            table[f"target_{event_column}"].to_numpy(np.float64),
-            table["risk_score"].to_numpy(np.float64),
+    return (table[target_of(time_column)].to_numpy(np.float64),
+            table[target_of(event_column)].to_numpy(np.float64),
+            table[RISK].to_numpy(np.float64),
             table[list(survival_columns)].to_numpy(np.float64))
 
 

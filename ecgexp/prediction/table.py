@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ecgexp.columns import target_of
 from ecgexp.errors import UserError
 from ecgexp.prediction.inputs import prediction_exams
 from ecgexp.prediction.predictor import PredictionDataset, predict_exams
@@ -53,7 +54,7 @@ def dataset_predictions(models: Sequence, thresholds: dict[str, float], source, 
     if all(name in table.columns for name in objective.target_columns):
         for name in objective.target_columns:
             values = pd.to_numeric(table[name], errors="coerce")
-            out[f"target_{name}"] = values.astype(float).to_numpy()
+            out[target_of(name)] = values.astype(float).to_numpy()
         out = objective.add_derived_columns(out)
     out["amplitude_mv"] = result["amplitude_mv"]
     flags = pd.Series(result["flags"], dtype=object)
@@ -83,10 +84,10 @@ def _log_findings(name: str, table: pd.DataFrame) -> None:
 def evaluable(table: pd.DataFrame, objective, key: str) -> pd.DataFrame:
     """The exams of a predictions table that can be evaluated: with a prediction and every
     target; a table without the targets is refused, naming ``key``."""
-    targets = [f"target_{name}" for name in objective.target_columns]
-    missing = [c for c in targets if c not in table.columns]
+    missing = [n for n in objective.target_columns if target_of(n) not in table.columns]
+    targets = [target_of(name) for name in objective.target_columns]
     if missing:
-        names = ", ".join(c.removeprefix("target_") for c in missing)
+        names = ", ".join(missing)
         raise UserError(f"{key}: the dataset has no {names} "
                         f"column, so its predictions cannot be evaluated; give a dataset with "
                         f"the task's labels")

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAUROC, MulticlassAveragePrecision
 
+from ecgexp.columns import probability_of
 from ecgexp.errors import UserError
 from ecgexp.evaluation.multiclass import Contrast, multiclass_report
 from ecgexp.tasks.loss_weights import check_weight_option, class_weights_option
@@ -78,7 +79,7 @@ class MultiClass(Objective):
 
     @property
     def prediction_columns(self) -> list[str]:
-        return [f"prob_{name}" for name in self.class_names]
+        return [probability_of(name) for name in self.class_names]
 
     def class_index(self, targets: torch.Tensor) -> torch.Tensor:
         """Class values ``(batch, 1)`` -> class indices ``(batch,)``."""

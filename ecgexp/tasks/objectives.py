@@ -26,6 +26,7 @@ from torchmetrics.classification import (
     MultilabelAveragePrecision,
 )
 
+from ecgexp.columns import score_of
 from ecgexp.errors import UserError
 from ecgexp.evaluation.binary import binary_report, single_label_report
 from ecgexp.tasks.loss_weights import check_weight_option, positive_weight
@@ -186,7 +187,7 @@ class MultiLabel(Objective):
 
     @property
     def prediction_columns(self) -> list[str]:
-        return [f"score_{name}" for name in self.target_columns]
+        return [score_of(name) for name in self.target_columns]
 
     @property
     def binary_columns(self) -> list[str]:

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ecgexp.columns import label_of, score_of, target_of
 from ecgexp.evaluation.binary import undefined_threshold
 
 
@@ -21,7 +22,7 @@ def predictions_table(batches: list[dict | None], objective,
     """
     batches = [b for b in batches if b is not None]
     columns = ["exam_id", *objective.prediction_columns,
-               *(f"target_{name}" for name in objective.target_columns)]
+               *(target_of(name) for name in objective.target_columns)]
     if not batches:
         return pd.DataFrame(columns=columns)
     exam_ids = torch.cat([b["exam_id"] for b in batches]).numpy()
@@ -32,7 +33,7 @@ def predictions_table(batches: list[dict | None], objective,
     table = pd.DataFrame(scores.reshape(len(exam_ids), -1), columns=objective.prediction_columns)
     table.insert(0, "exam_id", exam_ids)
     for i, name in enumerate(objective.target_columns):
-        table[f"target_{name}"] = targets.reshape(len(exam_ids), -1)[:, i]
+        table[target_of(name)] = targets.reshape(len(exam_ids), -1)[:, i]
     return objective.add_derived_columns(table[columns].copy())
 
 
@@ -41,7 +42,7 @@ def add_threshold_labels(table: pd.DataFrame, thresholds: dict[str, float]) -> N
     column ``label_<label>`` = ``score >= threshold`` (0/1, nullable): empty where the score
     is missing or the threshold undefined (a validation split without positives)."""
     for label, threshold in thresholds.items():
-        if f"score_{label}" in table:
-            scores = table[f"score_{label}"]
+        if score_of(label) in table:
+            scores = table[score_of(label)]
             defined = scores.notna() & bool(not undefined_threshold(threshold))
-            table[f"label_{label}"] = (scores >= threshold).astype("Int64").where(defined)
+            table[label_of(label)] = (scores >= threshold).astype("Int64").where(defined)

@@ -22,6 +22,7 @@ from torchmetrics.regression import (
     R2Score,
 )
 
+from ecgexp.columns import mean_of, predicted_of, probability_of, std_of, target_of
 from ecgexp.errors import UserError
 from ecgexp.evaluation.regression import regression_report
 from ecgexp.tasks.loss_weights import (
@@ -91,7 +92,7 @@ class ContinuousTarget(Objective):
 
     @property
     def predicted_column(self) -> str:
-        return f"predicted_{self.target_column}"
+        return predicted_of(self.target_column)
 
     def evaluate(self, predictions: dict[str, pd.DataFrame]) -> dict[str, dict[str, dict]]:
         return regression_report(predictions, self.target_column, self.events or None)
@@ -209,7 +210,7 @@ class Regression(ContinuousTarget):
     def add_derived_columns(self, table: pd.DataFrame) -> pd.DataFrame:
         if self.gap_column:
             table[self.gap_column] = (table[self.predicted_column]
-                                      - table[f"target_{self.target_column}"])
+                                      - table[target_of(self.target_column)])
         return table
 
 
@@ -239,16 +240,15 @@ class GaussianRegression(Regression):
 
     @property
     def prediction_columns(self) -> list[str]:
-        return [self.predicted_column, f"mean_{self.target_column}",
-                f"std_{self.target_column}"]
+        return [self.predicted_column, mean_of(self.target_column), std_of(self.target_column)]
 
     @property
     def output_names(self) -> list[str]:
-        return [f"mean_{self.target_column}", f"log_variance_{self.target_column}"]
+        return [mean_of(self.target_column), f"log_variance_{self.target_column}"]
 
     @property
     def output_columns(self) -> list[str]:
-        return [self.predicted_column, f"std_{self.target_column}"]
+        return [self.predicted_column, std_of(self.target_column)]
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         mean, log_variance = outputs[:, 0], outputs[:, 1]
@@ -293,7 +293,7 @@ class BucketClassification(ContinuousTarget):
     @property
     def prediction_columns(self) -> list[str]:
         return [self.predicted_column,
-                *(f"prob_bucket{k}" for k in range(self.buckets.n_classes))]
+                *(probability_of(f"bucket{k}") for k in range(self.buckets.n_classes))]
 
     @property
     def output_columns(self) -> list[str]:
@@ -361,7 +361,8 @@ class Ordinal(ContinuousTarget):
 
     @property
     def prediction_columns(self) -> list[str]:
-        return [self.predicted_column, *(f"prob_above{k}" for k in range(self.n_outputs))]
+        return [self.predicted_column,
+                *(probability_of(f"above{k}") for k in range(self.n_outputs))]
 
     @property
     def output_columns(self) -> list[str]:

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.utilities import dim_zero_cat
 
+from ecgexp.columns import RISK, survival_at
 from ecgexp.errors import UserError
 from ecgexp.evaluation.survival_metrics import harrell_c
 from ecgexp.evaluation.survival_report import survival_report
@@ -55,11 +56,6 @@ class HarrellC(Metric):
         risk, time, event = (dim_zero_cat(v).cpu().double().numpy()
                              for v in (self.risk, self.time, self.event))
         return torch.tensor(harrell_c(time, event, risk), dtype=torch.float32)
-
-
-def horizon_column(horizon: float) -> str:
-    """The predictions column of the survival probability at ``horizon``: ``survival_at_5``."""
-    return f"survival_at_{horizon:g}"
 
 
 class Survival(Objective):
@@ -130,7 +126,7 @@ class CoxSurvival(Survival):
 
     @property
     def prediction_columns(self) -> list[str]:
-        return ["risk_score"]
+        return [RISK]
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return cox_loss(outputs[:, 0], targets[:, 0], targets[:, 1], self.ties).float()
@@ -175,7 +171,7 @@ class DiscreteTimeSurvival(Survival):
 
     @property
     def prediction_columns(self) -> list[str]:
-        return ["risk_score", *self.survival_columns]
+        return [RISK, *self.survival_columns]
 
     @property
     def output_names(self) -> list[str]:
@@ -185,11 +181,11 @@ class DiscreteTimeSurvival(Survival):
     @property
     def output_columns(self) -> list[str]:
         """The hazard logits have no prediction column of their own; each shows in the risk."""
-        return ["risk_score"] * self.n_outputs
+        return [RISK] * self.n_outputs
 
     @property
     def survival_columns(self) -> list[str]:
-        return [horizon_column(h) for h in self.horizons]
+        return [survival_at(h) for h in self.horizons]
 
     def training_statistics(self, targets: np.ndarray) -> dict:
         """The life-table hazard of each interval on the training split, the maximum of
