@@ -1,6 +1,6 @@
 """``ecgexp-predict``: a trained model (a run folder, a checkpoint, a mean ensemble of runs, or
 published weights with ``model.weights``) -> one CSV of predictions for every exam of a
-dataset (:func:`ecgexp.prediction.table.dataset_predictions`)."""
+dataset, written as it is predicted (:func:`ecgexp.prediction.table.write_dataset_predictions`)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from ecgexp.columns import LABEL
 from ecgexp.contract import input_contract
 from ecgexp.errors import UserError
 from ecgexp.evaluation.inputs import load_run, mean_ensemble
-from ecgexp.files import atomic_path, writable_folder
+from ecgexp.files import writable_folder
 from ecgexp.models.weights import build_model
 from ecgexp.prediction.inputs import dataset_for
 from ecgexp.prediction.predictor import device_of
-from ecgexp.prediction.table import dataset_predictions
+from ecgexp.prediction.table import write_dataset_predictions
 from ecgexp.run_folder import RunFolder
 from ecgexp.tasks.build import build_objective
 from ecgexp.trained import TrainedModel, load_model
@@ -30,7 +30,8 @@ SHARED_CONTRACT = ("leads", "sampling_rate_hz", "n_samples", "amplitude_scale", 
 
 
 def predict(cfg: DictConfig):
-    """Writes ``cfg.output``; returns the predictions table."""
+    """Writes ``cfg.output`` as the batches come (``<output>.partial`` until it is whole: a
+    killed run continues there when run again); returns its path."""
     if cfg.get("dataset") is None:
         raise UserError("dataset: choose the exams to predict, e.g. dataset=wfdb_folder "
                         "dataset.path=<folder>, dataset=generic dataset.tracing_files=<file.hdf5> "
@@ -46,16 +47,26 @@ def predict(cfg: DictConfig):
     models, thresholds = load_models(cfg)
     contract = models[0].contract
     source = instantiate(dataset_for(cfg.dataset, contract, cfg))
-    table = dataset_predictions(models, thresholds, source, contract, cfg.batch_size,
-                                cfg.num_workers, cfg.device, cfg.progress_bar)
     output.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(output, "output") as temporary:
-        table.to_csv(temporary, index=False)
-    flagged = int(table["flags"].astype(bool).sum())
-    failed = int(table["problem"].astype(bool).sum())
-    print(f"Predicted {len(table) - failed} of {len(table)} exams of {source.name} "
-          f"({flagged} flagged, {failed} without a prediction): {output.resolve()}")
-    return table
+    findings = write_dataset_predictions(models, thresholds, source, contract, output,
+                                         cfg.batch_size, cfg.num_workers, cfg.device,
+                                         cfg.progress_bar, identity=prediction_identity(cfg))
+    failed = findings.count("problem")
+    print(f"Predicted {findings.exams - failed} of {findings.exams} exams of {source.name} "
+          f"({findings.count('flags')} flagged, {failed} without a prediction): "
+          f"{output.resolve()}")
+    return output
+
+
+# Settings that change how fast the exams are predicted, not what is predicted.
+HOW_NOT_WHAT = ("output", "batch_size", "num_workers", "device", "progress_bar")
+
+
+def prediction_identity(cfg: DictConfig) -> dict:
+    """What decides the rows of the table (the models, the dataset and its processing): a
+    killed run is continued only by the same command."""
+    settings = OmegaConf.to_container(cfg, resolve=False)
+    return {key: value for key, value in settings.items() if key not in HOW_NOT_WHAT}
 
 
 def load_models(cfg: DictConfig) -> tuple[list[TrainedModel], dict[str, float]]:

@@ -310,3 +310,58 @@ def test_every_record_has_a_row_and_unusable_ones_say_what_they_are(run, tmp_pat
     zero_filled = zero_filled.set_index("record").loc["a/two_leads"]
     assert zero_filled[scores].notna().all() and pd.isna(zero_filled["problem"])
     assert "flat leads V1,V2,V3,V4,V5,V6 (" in zero_filled["flags"]
+
+
+def test_a_killed_prediction_is_continued_by_the_same_command(run, tmp_path, monkeypatch):
+    """ecgexp-predict writes its rows as it predicts (``<output>.partial``, a batch at a time):
+    an interrupted run leaves its whole rows and no output; the same command continues after
+    them (a last line cut short is dropped) and ends with the table of an uninterrupted run.
+    Leftovers of another command, or of other exams, are refused with one line."""
+    from ecgexp.data.synthetic import write_code15
+    from ecgexp.errors import UserError
+    from ecgexp.prediction.table import DatasetPredictions
+
+    source = tmp_path / "src"
+    write_code15(source, n_exams=40, n_parts=1, seed=5)
+    common = [f"run={run}", "dataset=generic", f"dataset.labels_csv={source / 'exams.csv'}",
+              f"dataset.tracing_files={source / 'exams_part0.hdf5'}",
+              "dataset.drop_padding_rows=true", "batch_size=8"]
+    whole = _predict(tmp_path / "whole", *common)
+    assert len(whole) == 40
+
+    blocks = DatasetPredictions.blocks
+
+    def interrupted(self, *args, **kwargs):  # Ctrl-C (or a kill) after two batches
+        for n, block in enumerate(blocks(self, *args, **kwargs)):
+            if n == 2:
+                raise KeyboardInterrupt
+            yield block
+
+    def interrupt(root):
+        with monkeypatch.context() as patch:
+            patch.setattr(DatasetPredictions, "blocks", interrupted)
+            with pytest.raises(KeyboardInterrupt):
+                _predict(root, *common)
+        return root / "out.csv.partial"
+
+    partial = interrupt(tmp_path / "killed")
+    assert not (tmp_path / "killed" / "out.csv").exists()
+    written = pd.read_csv(partial)
+    assert list(written.columns) == list(whole.columns)
+    assert list(written.exam_id) == list(whole.exam_id[:16])  # two whole batches of 8
+    with open(partial, "a") as handle:
+        handle.write(f"{whole.exam_id[16]},0.5")  # a line cut short by the kill
+    resumed = _predict(tmp_path / "killed", *common)
+    assert not partial.exists() and not partial.with_name("out.csv.partial.json").exists()
+    pd.testing.assert_frame_equal(resumed, whole, check_exact=False, rtol=1e-5, atol=1e-6)
+
+    partial = interrupt(tmp_path / "other")
+    with pytest.raises(UserError, match=r"^output: '.*out.csv.partial' holds the rows of a "
+                                        r"killed ecgexp-predict with other models, dataset or "
+                                        r"settings; remove it"):
+        _predict(tmp_path / "other", *common, "split_seed=1")
+    text = partial.read_text().splitlines()
+    first = text[1].split(",")
+    partial.write_text("\n".join([text[0], ",".join(["999999", *first[1:]]), *text[2:]]) + "\n")
+    with pytest.raises(UserError, match=r"holds other exams than the first 16 of the dataset"):
+        _predict(tmp_path / "other", *common)

@@ -3,7 +3,8 @@ the number of exams (``predict.memory.sizes``, by default 1k and 40k synthetic e
 should stay flat: the exams are read, predicted and screened a batch at a time.
 
 Each size predicts every exam of its synthetic dataset (written beforehand by the suite's
-process) through :func:`ecgexp.prediction.table.dataset_predictions` with ``ecgexp-predict``'s
+process) into a CSV through :func:`ecgexp.prediction.table.write_dataset_predictions` (what
+``ecgexp-predict`` calls: the rows are written as they are predicted) with ``ecgexp-predict``'s
 default of 2 loader workers, the sizes one after the other in a subprocess of their own
 (``python -m ecgexp.bench.predict_memory``), the smallest first. The peak resident set size
 (``VmHWM``, the main process's: the workers are forked copies whose pages it shares) is reset
@@ -19,6 +20,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
@@ -33,11 +35,11 @@ def size_overrides(cfg: DictConfig, context: Context, size: int) -> list[str]:
 
 
 def predict_every_exam(overrides: list[str], num_workers: int, batch_size: int,
-                       output_dir: str) -> dict:
+                       output_dir: str, size: int) -> dict:
     """Every exam of the composed dataset predicted; the peak memory since the call began."""
     from ecgexp.contract import input_contract
     from ecgexp.prediction.inputs import dataset_for
-    from ecgexp.prediction.table import dataset_predictions
+    from ecgexp.prediction.table import write_dataset_predictions
 
     with open("/proc/self/clear_refs", "w") as clear:
         clear.write("5")  # resets VmHWM to the current resident size
@@ -49,12 +51,15 @@ def predict_every_exam(overrides: list[str], num_workers: int, batch_size: int,
     contract = input_contract(train_cfg, source)
     model = trained_model(train_cfg, initial_weights(train_cfg), contract)
     started = time.perf_counter()
-    table = dataset_predictions([model], {}, source, contract, batch_size, num_workers, "cpu",
-                                progress=False)
+    output = Path(output_dir) / f"predictions_{size}.csv"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    findings = write_dataset_predictions([model], {}, source, contract, output, batch_size,
+                                         num_workers, "cpu", progress=False)
     seconds = time.perf_counter() - started
     with open("/proc/self/status") as status:
         peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
-    return {"exams": len(table), "predicted": int((table["problem"] == "").sum()),
+    output.unlink()
+    return {"exams": findings.exams, "predicted": findings.exams - findings.count("problem"),
             "s": seconds, "peak_rss_kib": peak}
 
 
@@ -86,5 +91,6 @@ def measure(cfg: DictConfig, context: Context) -> tuple[list[Figure], dict]:
 
 if __name__ == "__main__":
     print(json.dumps({job["size"]: predict_every_exam(job["overrides"], job["num_workers"],
-                                                      job["batch_size"], job["output_dir"])
+                                                      job["batch_size"], job["output_dir"],
+                                                      job["size"])
                       for job in json.loads(sys.argv[1])}))

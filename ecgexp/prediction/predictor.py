@@ -6,12 +6,12 @@ data-loader worker processes while the network runs on the batches already read.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from ecgexp.data.hdf5 import consecutive_runs
 from ecgexp.errors import UserError
@@ -106,45 +106,46 @@ def device_of(name: str) -> torch.device:
     return device
 
 
-@torch.inference_mode()
-def predict_exams(models: Sequence, dataset: PredictionDataset, metadata: np.ndarray | None,
-                  batch_size: int = 64, num_workers: int = 0, device: str = "auto",
-                  progress: bool = True) -> dict[str, np.ndarray | list]:
-    """Each member's predictions ``(members, exams, prediction columns)`` (NaN for exams that
-    could not be fed), with ``amplitude_mv``, ``flags`` and ``problem`` per exam.
+def predicted_batches(models: Sequence, dataset: PredictionDataset, metadata: np.ndarray | None,
+                      batch_size: int = 64, num_workers: int = 0, device: str = "auto",
+                      progress: bool = True, start: int = 0) -> Iterator[dict]:
+    """The exams of ``dataset`` from position ``start`` on, a batch at a time and in order:
+    ``{"index": (batch,) positions, "predictions": (members, batch, prediction columns)``
+    (NaN for exams that could not be fed), ``"amplitude_mv"``, ``"flags"``, ``"problem"}``.
 
     ``models`` are :class:`ecgexp.api.TrainedModel` of one task and input contract;
     ``metadata``: ``(exams, columns)`` raw values of their metadata inputs, or ``None``."""
     target = device_of(device)
     nets = [m.net.to(target) for m in models]
-    columns = models[0].objective.prediction_columns
-    n = len(dataset)
-    predictions = np.full((len(models), n, len(columns)), np.nan, np.float32)
-    amplitude, flags, problems = np.full(n, np.nan), [""] * n, [""] * n
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+    n_columns = len(models[0].objective.prediction_columns)
+    exams = dataset if start == 0 else Subset(dataset, range(start, len(dataset)))
+    loader = DataLoader(exams, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=_as_read, worker_init_fn=_start_worker,
                         pin_memory=target.type == "cuda",
                         persistent_workers=False, prefetch_factor=4 if num_workers else None)
-    with counting("predicting", n, "exams", show=progress) as advance:
+    with counting("predicting", len(dataset), "exams", completed=start,
+                  show=progress) as advance:
         for batch in loader:
             index = batch["index"].numpy()
-            amplitude[index] = batch["amplitude"]
-            for i, position in enumerate(index):
-                flags[position], problems[position] = batch["flags"][i], batch["problem"][i]
-            fed = np.array([not p for p in batch["problem"]])
+            problems = list(batch["problem"])
+            fed = np.array([not p for p in problems], dtype=bool)
             if metadata is not None:
-                fed &= np.isfinite(metadata[index]).all(axis=1)
+                complete = np.isfinite(metadata[index]).all(axis=1)
+                problems = [p or ("" if ok else "missing metadata inputs")
+                            for p, ok in zip(problems, complete)]
+                fed &= complete
+            predictions = np.full((len(models), len(index), n_columns), np.nan, np.float32)
             tracings = batch["tracing"].to(target, non_blocking=True)
             for member, (model, net) in enumerate(zip(models, nets)):
                 extra = ()
                 if metadata is not None:
                     values = np.nan_to_num(metadata[index])
                     extra = (model.metadata_inputs(values, len(index)).to(target),)
-                scores = model.objective.predict(net(tracings, *extra)).float().cpu().numpy()
-                predictions[member, index[fed]] = scores.reshape(len(index), -1)[fed]
+                with torch.inference_mode():
+                    outputs = model.objective.predict(net(tracings, *extra))
+                scores = outputs.float().cpu().numpy()
+                predictions[member, fed] = scores.reshape(len(index), -1)[fed]
+            yield {"index": index, "predictions": predictions,
+                   "amplitude_mv": np.asarray(batch["amplitude"], dtype=np.float64),
+                   "flags": list(batch["flags"]), "problem": problems}
             advance(len(index))
-    if metadata is not None:
-        for position in np.flatnonzero(~np.isfinite(metadata).all(axis=1)):
-            problems[position] = problems[position] or "missing metadata inputs"
-    return {"predictions": predictions, "amplitude_mv": amplitude, "flags": flags,
-            "problem": problems}
