@@ -44,6 +44,7 @@ from ecgexp.evaluation.compare_pairs import pairwise
 from ecgexp.evaluation.decision_curve import make_decision_curve, net_benefit, treat_all
 from ecgexp.evaluation.outputs import write_table
 from ecgexp.files import check_new_folder, distinct_file_names, staged_folder
+from ecgexp.tasks.objectives import MultiLabel
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def compare(cfg: DictConfig) -> pd.DataFrame:
     out = Path(cfg.output_dir)
     check_new_folder(out, "output_dir", "comparison")
     written = {"members": member_table(entries, cfg.compared_split)} if key == "multirun" else {}
-    compared = compared_entries(cfg, entries, key)
+    compared = compared_entries(cfg, entries, key, MultiLabel)
     objective, tables, names = compared.objective, compared.tables, compared.names
     labels = [n for n in objective.target_columns if score_of(n) in tables[0]]
     check_probabilities(compared, labels, cfg.compared_split, key)

@@ -95,13 +95,12 @@ def _write_report(cfg: DictConfig, objective, run_config: DictConfig | None,
             for split, table in predictions.items():
                 write_text_atomic(RunFolder(out).predictions(split), table.to_csv(index=False),
                                   "output_dir")
-    binary = "binary" in objective.analyses
     thresholds = _thresholds(cfg, objective, report if run_config is not None else None)
     if run_config is None:
         report = binary_report(predictions, objective.target_columns, thresholds)
     inputs = ReportInputs(predictions, objective, thresholds, attributes, cfg, out)
     tables.update(run_analyses(objective.analyses, inputs))
-    if binary and cfg.compare:
+    if objective.thresholded_labels and cfg.compare:
         tables.update(_compare(cfg, predictions["test"], thresholds))
     write_text_atomic(RunFolder(out).metrics, report_json(report), "output_dir")
     write_table(pd.Series(flatten_report(report), name="value").rename_axis("metric")
@@ -189,9 +188,9 @@ def _inputs(cfg: DictConfig):
 def _thresholds(cfg: DictConfig, objective, report: dict | None) -> dict[str, float]:
     """The thresholds of the binary labels: ``thresholds=`` when given, else those the
     objective chose on validation (0.5 for prediction files without ``thresholds``)."""
-    if "binary" not in objective.analyses:
+    labels = objective.thresholded_labels
+    if not labels:
         return {}
-    labels = objective.target_columns
     if cfg.thresholds is not None:
         values = list(cfg.thresholds)
         if len(values) != len(labels):
@@ -206,7 +205,7 @@ def _export_split(cfg: DictConfig, objective, predictions: dict[str, pd.DataFram
     """The split ``challenge_export`` writes, checked before the report is: the predicted
     dataset of ``predictions=`` (every exam with a prediction and a target), else the run's
     test split."""
-    if "binary" not in objective.analyses:
+    if not objective.thresholded_labels:
         raise UserError("challenge_export: the run's task has no binary label to export; "
                         "the Challenge outputs are those of a Chagas (binary) run")
     split = Path(cfg.predictions).stem if cfg.run and cfg.predictions else "test"

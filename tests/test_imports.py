@@ -82,6 +82,17 @@ def test_the_metrics_layer_stands_alone():
     assert {name: found for name, found in outside.items() if found} == {}
 
 
+def test_reports_point_one_way_tasks_use_evaluation_not_back():
+    """A task kind registers its report's analyses (``objective.analyses``, ``report``,
+    ``thresholded_labels``); the evaluation layer asks the objective, never imports tasks."""
+    graph = import_graph()
+    evaluation = {name for name in graph if name.startswith("ecgexp.evaluation")}
+    assert "ecgexp.evaluation.binary" in graph["ecgexp.tasks.objectives"]  # the one direction
+    back = {name: sorted(d for d in graph[name] if d.startswith("ecgexp.tasks"))
+            for name in evaluation}
+    assert {name: found for name, found in back.items() if found} == {}
+
+
 def test_commands_are_leaves_that_import_no_other_command():
     graph = import_graph()
     commands = {name for name in graph if name.startswith("ecgexp.commands.")}

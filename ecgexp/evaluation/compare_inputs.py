@@ -39,7 +39,6 @@ from ecgexp.evaluation.inputs import (
 )
 from ecgexp.evaluation.report import flatten_report
 from ecgexp.run_folder import RunFolder
-from ecgexp.tasks.objectives import MultiLabel
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +58,11 @@ class Compared:
     objective: object
 
 
-def compared_entries(cfg: DictConfig, entries: list[Path], key: str) -> Compared:
+def compared_entries(cfg: DictConfig, entries: list[Path], key: str,
+                     labels_objective) -> Compared:
     """Every entry of ``runs=`` (or ``multirun=``) read (:func:`entry_kind`), checked for
-    one task and one label set, and aligned (:func:`aligned`)."""
+    one task and one label set, and aligned (:func:`aligned`). ``labels_objective(labels)``
+    is the objective of prediction files compared without a run (binary labels)."""
     kinds = [entry_kind(entry, key) for entry in entries]
     loaded = {i: load_run(entry, key, cfg.allow_modules) for i, entry in enumerate(entries)
               if kinds[i] == "run"}
@@ -76,7 +77,7 @@ def compared_entries(cfg: DictConfig, entries: list[Path], key: str) -> Compared
             tables.append(_split_table(entry, loaded[i][1], cfg.compared_split))
         else:
             tables.append(_file_table(entry, cfg, objective, loaded, key))
-            objective = objective or MultiLabel(_score_labels(tables[-1]))
+            objective = objective or labels_objective(_score_labels(tables[-1]))
     _check_columns(tables, entries, objective, key)
     thresholds = [_thresholds(cfg, objective, loaded[i][1] if i in loaded else None, entries[i])
                   for i in range(len(entries))]

@@ -34,7 +34,6 @@ from ecgexp.evaluation.tables import first_line
 from ecgexp.metrics.bootstrap import Resamples, paired_bootstrap, per_resample
 from ecgexp.metrics.confusion import rates, threshold_confusion
 from ecgexp.metrics.ranking import Ranking
-from ecgexp.tasks.objectives import MultiLabel
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +125,7 @@ def report_metrics(objective, table: pd.DataFrame, thresholds: dict,
 
 def binary_labels(objective, table: pd.DataFrame) -> list[str]:
     """The binary labels of a multi-label or binary task (``score_<label>`` columns)."""
-    if not isinstance(objective, MultiLabel):
-        return []
-    return [name for name in objective.target_columns if score_of(name) in table]
+    return [name for name in objective.thresholded_labels if score_of(name) in table]
 
 
 def _binary_metrics(table: pd.DataFrame, label: str, threshold: float | None) -> dict:

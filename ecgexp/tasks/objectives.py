@@ -51,7 +51,9 @@ class Objective(ABC):
       training (logged as ``val_<name>``, ``test_<name>``).
     - ``evaluate(predictions)``: ``{split: {row: {metric: value}}}`` from predictions tables
       (``exam_id``, the prediction columns, ``target_<column>``).
-    - ``thresholds(report)``: the decision thresholds chosen on validation, ``{label: t}``.
+    - ``thresholds(report)``: the decision thresholds chosen on validation, ``{label: t}``;
+      ``thresholded_labels``: the labels that take one (binary probabilities), none for
+      other kinds.
     - ``analyses``: the report analyses that apply (:mod:`ecgexp.evaluation.analyses`);
       ``report(inputs)``: the task kind's own report sections besides them.
     - ``units``: the target's units (plot axes, figure titles), ``""`` for probabilities.
@@ -95,6 +97,12 @@ class Objective(ABC):
     @property
     def binary_columns(self) -> list[str]:
         """The target columns whose values must be 0 or 1 (checked when the data is read)."""
+        return []
+
+    @property
+    def thresholded_labels(self) -> list[str]:
+        """The labels whose scores are probabilities with a decision threshold (a report's
+        binary analyses, Challenge exports, McNemar and accuracy in comparisons)."""
         return []
 
     @property
@@ -191,6 +199,10 @@ class MultiLabel(Objective):
 
     @property
     def binary_columns(self) -> list[str]:
+        return list(self.target_columns)
+
+    @property
+    def thresholded_labels(self) -> list[str]:
         return list(self.target_columns)
 
     def training_statistics(self, targets: np.ndarray) -> dict:
