@@ -30,7 +30,6 @@ from ecgexp.evaluation.inputs import (
     load_run,
     mean_ensemble,
     member_spread,
-    multirun_members,
     predicted_table,
     prediction_files,
     read_external,
@@ -144,7 +143,7 @@ def _score_labels(predictions: dict[str, pd.DataFrame]) -> list[str]:
 
 
 def _inputs(cfg: DictConfig):
-    runs = list(cfg.runs) or (multirun_members(cfg.multirun) if cfg.multirun else [])
+    runs = list(cfg.runs) or (RunFolder.sweep_members(cfg.multirun) if cfg.multirun else [])
     if runs:
         key = "runs" if cfg.runs else "multirun"
         loaded = [load_run(folder, key, cfg.allow_modules) for folder in runs]

@@ -28,6 +28,7 @@ import fnmatch
 import glob
 import json
 import logging
+import math
 import os
 import shutil
 import socket
@@ -107,6 +108,58 @@ class RunFolder:
     @property
     def lock(self) -> Path:
         return self.path / LOCK
+
+    # ------------------------------------------------------------------------- loading
+    def load_config(self, key: str = "run", allow_modules: Sequence[str] = ()) -> DictConfig:
+        """The resolved config the run stores, read as data (:func:`config_as_data`)."""
+        path = self.config
+        if not path.is_file():
+            raise UserError(f"{key}: '{self.path}' is not a run folder (no {CONFIG})")
+        try:
+            config = OmegaConf.load(path)
+        except (yaml.YAMLError, OmegaConfBaseException, UnicodeDecodeError) as error:
+            raise UserError(f"{key}: '{path}' is not a readable config "
+                            f"({str(error).splitlines()[0]})") from None
+        if not isinstance(config, DictConfig) or isinstance(config, ListConfig):
+            raise UserError(f"{key}: '{path}' holds no config mapping")
+        return config_as_data(config, path, key, allow_modules)
+
+    @staticmethod
+    def find_checkpoint(ckpt: str | Path | None, key: str = "ckpt") -> tuple[Path, Path]:
+        """(run folder, checkpoint file) from a run folder (its best, else last checkpoint)
+        or a checkpoint inside one (``<run>/checkpoints/<name>.ckpt``)."""
+        if ckpt is None:
+            raise UserError(f"{key}: give the run folder or checkpoint to use "
+                            f"({key}=outputs/<task>/runs/<run>)")
+        path = Path(ckpt)
+        if path.is_dir():
+            candidates = [RunFolder(path).checkpoint("best"), RunFolder(path).checkpoint("last")]
+            checkpoint = next((c for c in candidates if c.is_file()), None)
+            if checkpoint is None:
+                raise UserError(f"{key}: no {CHECKPOINTS}/best.ckpt or last.ckpt in '{path}'")
+            return path, checkpoint
+        if path.is_file():
+            folder = path.parent.parent
+            if path.parent.name != CHECKPOINTS or not (folder / CONFIG).is_file():
+                raise UserError(f"{key}: '{path}' is not a checkpoint of a run folder "
+                                f"(<run>/{CHECKPOINTS}/<name>.ckpt beside <run>/{CONFIG}); give "
+                                f"the run folder or a checkpoint inside it")
+            return folder, path
+        raise UserError(f"{key}: no run folder or checkpoint at '{path}'")
+
+    @staticmethod
+    def sweep_members(folder: str | Path) -> list[Path]:
+        """The finished run folders of a multirun (``<sweep folder>/<job number>``), in job
+        order."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"multirun: no folder '{folder}'")
+        members = sorted((p for p in folder.iterdir() if RunFolder(p).metrics.is_file()),
+                         key=lambda p: int(p.name) if p.name.isdigit() else math.inf)
+        if not members:
+            raise FileNotFoundError(f"multirun: no finished run (<job>/"
+                                    f"{RunFolder('').metrics}) in '{folder}'")
+        return members
 
 
 # ----------------------------------------------------------------------------- config as data
@@ -217,47 +270,7 @@ def check_links_inside(folder: Path, key: str) -> None:
                                 f"not follow links out of it: remove the link")
 
 
-def load_run_config(folder: str | Path, key: str = "run",
-                    allow_modules: Sequence[str] = ()) -> DictConfig:
-    """The resolved config a run folder stores, read as data (:func:`config_as_data`)."""
-    folder = Path(folder)
-    path = folder / CONFIG
-    if not path.is_file():
-        raise UserError(f"{key}: '{folder}' is not a run folder (no {CONFIG})")
-    try:
-        config = OmegaConf.load(path)
-    except (yaml.YAMLError, OmegaConfBaseException, UnicodeDecodeError) as error:
-        raise UserError(f"{key}: '{path}' is not a readable config "
-                        f"({str(error).splitlines()[0]})") from None
-    if not isinstance(config, DictConfig) or isinstance(config, ListConfig):
-        raise UserError(f"{key}: '{path}' holds no config mapping")
-    return config_as_data(config, path, key, allow_modules)
-
-
 # ----------------------------------------------------------------------------- checkpoints
-def find_checkpoint(ckpt: str | Path | None, key: str = "ckpt") -> tuple[Path, Path]:
-    """(run folder, checkpoint file) from a run folder (its best, else last checkpoint) or a
-    checkpoint inside one (``<run>/checkpoints/<name>.ckpt``)."""
-    if ckpt is None:
-        raise UserError(f"{key}: give the run folder or checkpoint to use "
-                        f"({key}=outputs/<task>/runs/<run>)")
-    path = Path(ckpt)
-    if path.is_dir():
-        candidates = [RunFolder(path).checkpoint("best"), RunFolder(path).checkpoint("last")]
-        checkpoint = next((c for c in candidates if c.is_file()), None)
-        if checkpoint is None:
-            raise UserError(f"{key}: no {CHECKPOINTS}/best.ckpt or last.ckpt in '{path}'")
-        return path, checkpoint
-    if path.is_file():
-        folder = path.parent.parent
-        if path.parent.name != CHECKPOINTS or not (folder / CONFIG).is_file():
-            raise UserError(f"{key}: '{path}' is not a checkpoint of a run folder "
-                            f"(<run>/{CHECKPOINTS}/<name>.ckpt beside <run>/{CONFIG}); give the "
-                            f"run folder or a checkpoint inside it")
-        return folder, path
-    raise UserError(f"{key}: no run folder or checkpoint at '{path}'")
-
-
 # ----------------------------------------------------------------------------- moving a run
 def relocated(config: DictConfig, folder: Path) -> DictConfig:
     """``config`` of a run folder moved or copied to ``folder``: every string value that
@@ -469,7 +482,7 @@ def apply_resume_overrides(cfg: DictConfig, run_config: DictConfig) -> list[str]
 
 
 def resumed(cfg: DictConfig) -> tuple[DictConfig, dict | None]:
-    """With ``resume=<run folder>``: that run's own config (checked: :func:`load_run_config`),
+    """With ``resume=<run folder>``: that run's own config (checked: :meth:`RunFolder.load_config`),
     moved to the folder given, with the command's safe overrides applied, continuing from its
     ``checkpoints/last.ckpt``; and what to record of the restart. Otherwise ``cfg`` and None.
     Nothing is written here."""
@@ -477,7 +490,7 @@ def resumed(cfg: DictConfig) -> tuple[DictConfig, dict | None]:
         return cfg, None
     folder = Path(cfg.resume).resolve()
     allow_modules = check_prefixes(cfg.get(ALLOW_KEY))
-    run_config = load_run_config(folder, "resume", allow_modules)
+    run_config = RunFolder(folder).load_config("resume", allow_modules)
     check_links_inside(folder, "resume")
     last = RunFolder(folder).checkpoint("last")
     if not last.is_file():

@@ -20,7 +20,7 @@ from ecgexp.errors import UserError
 from ecgexp.models.weights import build_model
 from ecgexp.prediction.screening import screen
 from ecgexp.registry import check_prefixes
-from ecgexp.run_folder import config_as_data, find_checkpoint, load_run_config
+from ecgexp.run_folder import RunFolder, config_as_data
 from ecgexp.tasks.predictions import add_threshold_labels
 
 
@@ -140,14 +140,14 @@ def load_model(path: str | Path, trusted: bool = False, key: str = "model",
     (:func:`ecgexp.run_folder.config_as_data`): classes of your own package need
     ``allow_modules=["mylab"]``."""
     path = Path(path)
-    checkpoint = find_checkpoint(path, key=key)[1] if path.is_dir() else path
+    checkpoint = RunFolder.find_checkpoint(path, key=key)[1] if path.is_dir() else path
     if not checkpoint.is_file():
         raise UserError(f"{key}: no run folder or checkpoint at '{path}'")
     stored = read_checkpoint(checkpoint, key, trusted=trusted, trust_key=trust_key)
     card = stored.get(CARD_KEY) if isinstance(stored, dict) else None
     if not isinstance(card, dict) or not isinstance(card.get("config"), dict):
-        folder, _ = find_checkpoint(checkpoint, key=key)
-        card = {"config": OmegaConf.to_container(load_run_config(folder, key, allow_modules))}
+        folder, _ = RunFolder.find_checkpoint(checkpoint, key=key)
+        card = {"config": OmegaConf.to_container(RunFolder(folder).load_config(key, allow_modules))}
     config = config_as_data(OmegaConf.create(card["config"]), checkpoint, key,
                             check_prefixes(allow_modules))
     card = {**card, "config": OmegaConf.to_container(config)}

@@ -23,7 +23,7 @@ from ecgexp.contract import CARD_KEY
 from ecgexp.errors import UserError
 from ecgexp.interpret.heatmaps import extract_heatmaps
 from ecgexp.registry import CLASSES, RULES, check_tree, refusal
-from ecgexp.run_folder import load_run_config
+from ecgexp.run_folder import RunFolder
 from ecgexp.train import train
 
 
@@ -105,7 +105,7 @@ def test_a_task_entry_other_than_the_heatmaps_is_refused(trained_run, tmp_path):
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
     with pytest.raises(UserError, match="^run: .* names 'subprocess.call' at task.entry, "
                                         "which ecgexp refuses to call"):
-        load_run_config(folder)
+        RunFolder(folder).load_config()
 
 
 def test_torch_optimisers_and_schedulers_by_their_public_names():
@@ -292,7 +292,7 @@ def test_trust_and_files_are_never_taken_from_the_run_folder(scene, tmp_path):
     config["model"]["weights_trusted"] = True
     config["allow_modules"] = ["pathlib"]
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
-    loaded = load_run_config(folder)
+    loaded = RunFolder(folder).load_config()
     assert loaded.ckpt_trusted is False and loaded.model.weights is None
     assert loaded.model.weights_trusted is False and list(loaded.allow_modules) == []
     (folder / "checkpoints" / "best.ckpt").write_bytes((folder / "evil.pkl").read_bytes())

@@ -16,7 +16,7 @@ from pytorch_lightning.callbacks import ProgressBar
 
 from ecgexp.errors import UserError
 from ecgexp.interpret.heatmaps import extract_heatmaps
-from ecgexp.run_folder import RunFolder, RunLock, load_run_config
+from ecgexp.run_folder import RunFolder, RunLock
 from ecgexp.train import train
 
 
@@ -63,7 +63,7 @@ def test_a_run_folder_naming_a_moved_class_loads_with_its_new_name(trained_run, 
                                             "monitor": "val_loss", "mode": "min"}
     (old / "config.yaml").write_text(yaml.safe_dump(written))
     before = digests(old)
-    config = load_run_config(old)
+    config = RunFolder(old).load_config()
     assert config.callbacks.progress_bar._target_ == "ecgexp.tasks.callbacks.TrainingProgress"
     assert isinstance(instantiate(config.callbacks.progress_bar), ProgressBar)
     assert digests(old) == before

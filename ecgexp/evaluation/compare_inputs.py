@@ -32,7 +32,6 @@ from ecgexp.columns import TARGET, names_with, score_of, scored_names, target_of
 from ecgexp.errors import UserError
 from ecgexp.evaluation.inputs import (
     load_run,
-    multirun_members,
     predicted_table,
     prediction_files,
     read_external,
@@ -158,7 +157,8 @@ def run_folders(cfg: DictConfig) -> tuple[list[Path], str]:
         raise UserError("runs: give runs=[<A>,<B>] or multirun=<sweep folder>, not both")
     key = "multirun" if cfg.multirun else "runs"
     try:
-        runs = multirun_members(cfg.multirun) if cfg.multirun else [Path(r) for r in cfg.runs]
+        runs = (RunFolder.sweep_members(cfg.multirun) if cfg.multirun
+                else [Path(r) for r in cfg.runs])
     except FileNotFoundError as error:
         raise UserError(str(error)) from None
     if len(runs) < 2:

@@ -5,7 +5,6 @@ dataset."""
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from ecgexp.data.labels import read_csv_table
 from ecgexp.errors import UserError
 from ecgexp.evaluation.report import flatten_report
 from ecgexp.evaluation.tables import binary_column, finite_column, first_line, require_columns
-from ecgexp.run_folder import RunFolder, load_run_config, located_dataset
+from ecgexp.run_folder import RunFolder, located_dataset
 
 SPLITS = ("val", "test")
 log = logging.getLogger(__name__)
@@ -78,7 +77,7 @@ def load_run(folder: str | Path, key: str = "run", allow_modules: Sequence[str] 
     :func:`ecgexp.run_folder.config_as_data`) and its checked predictions tables per
     split."""
     folder = Path(folder)
-    run_config = load_run_config(folder, key, allow_modules)
+    run_config = RunFolder(folder).load_config(key, allow_modules)
     if "task" not in run_config:
         raise UserError(f"{key}: '{RunFolder(folder).config}' has no task; it is not the "
                         f"config of an ecgexp run")
@@ -240,16 +239,3 @@ def exam_attributes(run_config: DictConfig, run_folder: str | Path | None = None
     datamodule = build_datamodule(located_dataset(run_config, run_folder, data_root))
     datamodule.setup()
     return datamodule.table.drop(columns=["file_index", "row"], errors="ignore")
-
-
-def multirun_members(folder: str | Path) -> list[Path]:
-    """The run folders of a multirun (``<sweep folder>/<job number>``), in job order."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"multirun: no folder '{folder}'")
-    members = sorted((p for p in folder.iterdir() if RunFolder(p).metrics.is_file()),
-                     key=lambda p: int(p.name) if p.name.isdigit() else math.inf)
-    if not members:
-        raise FileNotFoundError(f"multirun: no finished run (<job>/{RunFolder('').metrics}) in "
-                                f"'{folder}'")
-    return members

@@ -32,8 +32,6 @@ from ecgexp.interpret.ecg_plot import make_ecg_figure, save
 from ecgexp.run_folder import (
     RunFolder,
     check_links_inside,
-    find_checkpoint,
-    load_run_config,
     located_dataset,
 )
 from ecgexp.trained import TrainedModel, load_model
@@ -136,10 +134,10 @@ def results_folder(run_folder: Path, method: str) -> Path:
 
 def extract_heatmaps(cfg: DictConfig) -> dict:
     """``ecgexp-heatmap`` (``heatmap.yaml``); returns where it wrote and how many exams."""
-    run_folder, checkpoint = find_checkpoint(cfg.run, "run")
+    run_folder, checkpoint = RunFolder.find_checkpoint(cfg.run, "run")
     allow_modules = cfg.get("allow_modules") or ()
     check_links_inside(run_folder, "run")  # the heatmaps are written into it
-    run_config = load_run_config(run_folder, "run", allow_modules)  # where its data is
+    run_config = RunFolder(run_folder).load_config("run", allow_modules)  # where its data is
     model = load_model(checkpoint, trusted=bool(cfg.get("ckpt_trusted")), key="run",
                        trust_key="ckpt_trusted", allow_modules=allow_modules)
     if cfg.get("dataset") is not None:
