@@ -253,6 +253,18 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: else as found
 
 
+@pytest.fixture
+def margin(record_property):
+    """``margin(name, observed, bar, higher=True)``: records how far a learning check passed
+    its bar, relative to the bar (0.12: 12 % better than the bar; negative: failed), as the
+    test's property ``margin:<name>`` (in ``pytest --junitxml`` reports), so that the margins
+    over seeds and CPU kernels are read off a run rather than guessed."""
+    def record(name: str, observed: float, bar: float, higher: bool = True) -> None:
+        better = observed - bar if higher else bar - observed
+        record_property(f"margin:{name}", round(float(better / abs(bar)), 4))
+    return record
+
+
 def built_once(tmp_path_factory, name: str, build) -> Path:
     """The path ``build(folder)`` returns, built once per test session into ``folder``. Under
     pytest-xdist the workers share it: the first to need it builds it under a file lock, the

@@ -79,11 +79,13 @@ def baseline_mae(cfg, test: pd.DataFrame, target: str) -> float:
 
 
 @pytest.mark.slow
-def test_chagas_learns_with_two_source_batches(compose_train, synthetic_dir, cohort, tmp_path):
+def test_chagas_learns_with_two_source_batches(compose_train, synthetic_dir, cohort, tmp_path,
+                                               margin):
     # Scored on the 2000-exam cohort (~200 positives): on the test split the AUROC was 0.776
     # to 0.838 by seed for models at 0.807 to 0.831 on the cohort (issue 28).
     cfg, metrics, run = train_task(compose_train, synthetic_dir, tmp_path, "chagas",
                                    "trainer.max_epochs=12", *cohort)
+    margin("cohort AUROC", metrics["cohort/chagas/auroc"], 0.75)
     assert metrics["cohort/chagas/auroc"] >= 0.75
     for rule in ("max_f1", "youden", "specificity_90"):
         assert 0 < metrics[f"test/{rule}/sensitivity"] <= 1
@@ -93,10 +95,11 @@ def test_chagas_learns_with_two_source_batches(compose_train, synthetic_dir, coh
 
 
 @pytest.mark.slow
-def test_age_beats_the_training_mean(compose_train, synthetic_dir, tmp_path):
+def test_age_beats_the_training_mean(compose_train, synthetic_dir, tmp_path, margin):
     cfg, metrics, run = train_task(compose_train, synthetic_dir, tmp_path, "age",
                                    "trainer.max_epochs=3", *HALF_LENGTHS)
     test = pd.read_csv(run / "predictions_test.csv")
+    margin("MAE", metrics["test/age/mae"], 0.8 * baseline_mae(cfg, test, "age"), higher=False)
     assert metrics["test/age/mae"] <= 0.8 * baseline_mae(cfg, test, "age")
     np.testing.assert_allclose(test.age_gap, test.predicted_age - test.target_age, atol=1e-4)
     statistics = json.loads((run / "training_statistics.json").read_text())
@@ -105,20 +108,24 @@ def test_age_beats_the_training_mean(compose_train, synthetic_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_electrolyte_regression_beats_the_training_mean(compose_train, synthetic_dir, tmp_path):
+def test_electrolyte_regression_beats_the_training_mean(compose_train, synthetic_dir, tmp_path,
+                                                        margin):
     # On resnet1d_small, after 3 epochs the MAE ratio was 0.73 to 0.80 by seed, at the bar, and
     # 4 epochs left a 5.5 % margin; at half the lengths, 6 epochs left 18 % and 5 leave 15 %
     # (seeds 0-2, default and AVX2 kernels, issue 28).
     cfg, metrics, run = train_task(compose_train, synthetic_dir, tmp_path, "electrolyte",
                                    "trainer.max_epochs=5", *HALF_LENGTHS)
     test = pd.read_csv(run / "predictions_test.csv")
-    assert metrics["test/potassium/mae"] <= 0.8 * baseline_mae(cfg, test, "potassium")
+    bar = 0.8 * baseline_mae(cfg, test, "potassium")
+    margin("MAE", metrics["test/potassium/mae"], bar, higher=False)
+    margin("hypokalaemia AUROC", metrics["test/hypokalaemia/auroc"], 0.7)
+    assert metrics["test/potassium/mae"] <= bar
     assert metrics["test/hypokalaemia/auroc"] > 0.7
 
 
 @pytest.mark.slow
 def test_electrolyte_gaussian_intervals_are_calibrated(compose_train, synthetic_dir, cohort,
-                                                       tmp_path):
+                                                       tmp_path, margin):
     """On the 2000-exam cohort: the 90 % intervals cover at least 80 % (not too narrow), and
     the predicted standard deviations are within a factor 1.5 of the errors (the root mean
     square of the standardised residuals, computed here, in [1/1.5, 1.5]: not too wide
@@ -130,21 +137,25 @@ def test_electrolyte_gaussian_intervals_are_calibrated(compose_train, synthetic_
     cfg, metrics, run = train_task(compose_train, synthetic_dir, tmp_path,
                                    "electrolyte_gaussian", "trainer.max_epochs=4",
                                    *HALF_LENGTHS, *cohort)
+    margin("coverage", metrics["cohort/potassium/coverage_90"], 0.8)
     assert metrics["cohort/potassium/coverage_90"] >= 0.8
     external = pd.read_csv(run / "predictions_cohort.csv").dropna(
         subset=["target_potassium", "mean_potassium", "std_potassium"])
     assert len(external) > 1900
     z = (external.target_potassium - external.mean_potassium) / external.std_potassium
-    assert 1 / 1.5 <= float(np.sqrt(np.mean(z ** 2))) <= 1.5
+    rms = float(np.sqrt(np.mean(z ** 2)))
+    margin("RMS of z", min(rms * 1.5, 1.5 / rms), 1.0)  # in [1/1.5, 1.5]: the nearer end
+    assert 1 / 1.5 <= rms <= 1.5
     test = pd.read_csv(run / "predictions_test.csv")
     assert (test.std_potassium > 0).all()
     assert metrics["test/potassium/mae"] < baseline_mae(cfg, test, "potassium")
 
 
 @pytest.mark.slow
-def test_af_risk_finds_current_af(compose_train, synthetic_dir, tmp_path):
+def test_af_risk_finds_current_af(compose_train, synthetic_dir, tmp_path, margin):
     _, metrics, run = train_task(compose_train, synthetic_dir, tmp_path, "af_risk",
                                  "trainer.max_epochs=4")
+    margin("current AF AUROC", metrics["test/class2/auroc"], 0.9)
     assert metrics["test/class2/auroc"] >= 0.9
     for name in ("auroc", "ap", "sensitivity", "ppv", "specificity", "f1"):
         assert f"test/class3_vs_1/{name}" in metrics
