@@ -31,7 +31,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, open_dict
 
 import ecgexp  # noqa: F401  (registers the OmegaConf resolvers)
-from ecgexp.trained import TrainedModel, load_model
+from ecgexp.prediction.model import TrainedModel, load_model
 
 
 def compose_config(*overrides: str, config_name: str = "train",
@@ -51,7 +51,7 @@ def compose_config(*overrides: str, config_name: str = "train",
 def train(cfg: DictConfig) -> dict[str, float] | None:
     """Checks ``cfg`` as the command line does, trains, predicts and evaluates; returns the
     flattened metrics (``split/label/metric``)."""
-    from ecgexp.checks import check
+    from ecgexp.config_checks import check
     from ecgexp.train import train as train_run
 
     check(cfg, "train")

@@ -1,6 +1,6 @@
 """``ecgexp-compare``: two or more runs of one task (``runs=``, or every member of a sweep,
 ``multirun=``), or prediction files (:mod:`ecgexp.evaluation.compare_inputs`), compared on
-the exams they share, with paired statistics (:mod:`ecgexp.evaluation.comparison`), each
+the exams they share, with paired statistics (:mod:`ecgexp.evaluation.significance`), each
 against the first.
 
 ``comparison`` (:mod:`ecgexp.evaluation.compare_pairs`): every metric of the task's report
@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from ecgexp.checks import check
 from ecgexp.columns import score_of, target_of
+from ecgexp.config_checks import check
 from ecgexp.errors import UserError
 from ecgexp.evaluation import plots
 from ecgexp.evaluation.analyses import figure_path

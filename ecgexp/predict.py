@@ -17,11 +17,11 @@ from ecgexp.evaluation.inputs import load_run, mean_ensemble
 from ecgexp.files import writable_folder
 from ecgexp.models.weights import build_model
 from ecgexp.prediction.inputs import dataset_for
+from ecgexp.prediction.model import TrainedModel, load_model
 from ecgexp.prediction.predictor import device_of
 from ecgexp.prediction.table import write_dataset_predictions
 from ecgexp.run_folder import RunFolder
 from ecgexp.tasks.build import build_objective
-from ecgexp.trained import TrainedModel, load_model
 
 log = logging.getLogger(__name__)
 # Contract entries the members of an ensemble must share (they are fed the same tensors).

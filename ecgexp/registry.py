@@ -52,7 +52,7 @@ CLASSES = frozenset({
     "ecgexp.data.label_maps.LabelMap",
     "ecgexp.signal.pipeline.SignalPipeline",
     "ecgexp.signal.quality.QualityRules",
-    "ecgexp.checks.CheckConfig",
+    "ecgexp.config_checks.CheckConfig",
     # training: Lightning's trainer, callbacks and loggers; ecgexp's W&B logger
     "pytorch_lightning.Trainer",
     "pytorch_lightning.callbacks.ModelCheckpoint",

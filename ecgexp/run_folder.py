@@ -188,7 +188,8 @@ def _distrust(tree) -> None:
 # Classes that configs written by an earlier ecgexp name and that have moved since: old name ->
 # new name. Such a config is read with the new name (what lerobot's ``_migrate_legacy_*`` do for
 # its checkpoints), so that run folders trained before the move still load.
-MOVED_TARGETS = {"ecgexp.progress.TrainingProgress": "ecgexp.tasks.callbacks.TrainingProgress"}
+MOVED_TARGETS = {"ecgexp.progress.TrainingProgress": "ecgexp.tasks.callbacks.TrainingProgress",
+                 "ecgexp.checks.CheckConfig": "ecgexp.config_checks.CheckConfig"}
 
 
 def _migrate(tree) -> None:

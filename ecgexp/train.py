@@ -33,6 +33,7 @@ from ecgexp.evaluation.report import flatten_report, print_report, report_json
 from ecgexp.files import write_text_atomic
 from ecgexp.models.weights import read_state_dict
 from ecgexp.prediction.inputs import dataset_for, prediction_exams
+from ecgexp.prediction.model import TrainedModel, load_model
 from ecgexp.prediction.screening import training_amplitude
 from ecgexp.prediction.table import dataset_predictions, evaluable
 from ecgexp.provenance import provenance, summary
@@ -49,7 +50,6 @@ from ecgexp.tracking import (
     publish_results,
     wants_report,
 )
-from ecgexp.trained import TrainedModel, load_model
 
 log = logging.getLogger(__name__)
 __all__ = ["train"]

@@ -243,7 +243,7 @@ LONGEST_FIRST = ("test_learning.py", "test_survival_learning.py", "test_heatmap.
                  "test_attribution.py", "test_registry.py", "test_predict.py",
                  "test_run_folder.py", "test_compare.py", "test_resume.py", "test_bench.py",
                  "test_memory.py", "test_cli.py", "test_console.py", "test_challenge.py",
-                 "test_synthetic.py", "test_checks.py", "test_public_datasets.py",
+                 "test_synthetic.py", "test_config_checks.py", "test_public_datasets.py",
                  "test_tasks.py", "test_experiments.py", "test_sweeps.py", "test_quality.py",
                  "test_no_overwrite.py", "test_evaluate_safety.py", "test_train.py")
 

@@ -72,10 +72,10 @@ from ecgexp.bench.report import Figure, Result
 from ecgexp.contract import input_contract
 from ecgexp.data.hdf5 import resolve_tracing_files
 from ecgexp.prediction.inputs import contract_pipeline, dataset_for, prediction_exams
+from ecgexp.prediction.model import TrainedModel
 from ecgexp.prediction.screening import amplitude_mv
 from ecgexp.prediction.table import dataset_predictions
 from ecgexp.signal.leads import lead_indices
-from ecgexp.trained import TrainedModel
 
 SIGNAL_STEPS = ("raw_records", "as_stored")
 

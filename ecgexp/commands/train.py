@@ -14,7 +14,7 @@ from ecgexp.startup import CONFIG_PATH, groups_not_null
 @reported
 def main(cfg: DictConfig) -> float | None:
     """``ecgexp``: train, predict and evaluate; returns ``optimized_metric`` for sweepers."""
-    from ecgexp.checks import check
+    from ecgexp.config_checks import check
 
     try:
         check(cfg, "train")  # again for each job of a multirun, whose values the sweeper sets

@@ -28,8 +28,8 @@ from ecgexp.evaluation.binary import (
     scores_at_threshold,
     undefined_threshold,
 )
-from ecgexp.evaluation.comparison import delong_test, holm
 from ecgexp.evaluation.report import is_count
+from ecgexp.evaluation.significance import delong_test, holm
 from ecgexp.evaluation.tables import first_line
 from ecgexp.metrics.bootstrap import Resamples, paired_bootstrap, per_resample
 from ecgexp.metrics.confusion import rates, threshold_confusion

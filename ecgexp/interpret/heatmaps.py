@@ -29,12 +29,12 @@ from ecgexp.errors import UserError
 from ecgexp.files import atomic_path, confined_path, make_folder, write_text_atomic
 from ecgexp.interpret.attribution import attribute, gradient_intensity, visible_intensity
 from ecgexp.interpret.ecg_plot import make_ecg_figure, save
+from ecgexp.prediction.model import TrainedModel, load_model
 from ecgexp.run_folder import (
     RunFolder,
     check_links_inside,
     located_dataset,
 )
-from ecgexp.trained import TrainedModel, load_model
 
 log = logging.getLogger(__name__)
 # Options of each attribution method that are config keys (<method>.<option>).

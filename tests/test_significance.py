@@ -1,4 +1,4 @@
-"""Paired comparison statistics (``ecgexp.evaluation.comparison``) against computations made
+"""Paired comparison statistics (``ecgexp.evaluation.significance``) against computations made
 here and a published example: DeLong's placements and variances by their definition (every
 positive-negative pair) and pROC's worked aSAH example (variances, covariances, Z and p of
 ``roc.test``), p-values that are uniform when two models are equally good, a paired
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecgexp.evaluation.comparison import delong_test, holm
+from ecgexp.evaluation.significance import delong_test, holm
 from ecgexp.metrics.bootstrap import Resamples, paired_bootstrap
 
 

@@ -4,7 +4,7 @@ import pytest
 from conftest import SHORT_RUN, compose_in, run_in_process
 from omegaconf import OmegaConf
 
-from ecgexp.checks import check
+from ecgexp.config_checks import check
 from ecgexp.errors import UserError, is_user_error
 from ecgexp.train import train
 
