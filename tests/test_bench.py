@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from functools import partial
 
@@ -49,7 +50,7 @@ TINY = ["exams=240", "training.warmup=1", "training.steps=2", "training.rounds=1
         "bootstrap.resamples=50", "bootstrap.repeats=1", "heatmap.exams=4",
         "heatmap.loop_exams=2", "heatmap.batch_sizes=[2,4]", "scaling.sizes=[60]",
         "reports.sizes=[300,600]", "reports.largest=null",
-        "reports.labels=1"]
+        "reports.labels=1", "isolate=false"]
 SMALL_TRAINING = ["model=resnet1d_small", "loader.batch_size=8", "loader.num_workers=0"]
 
 
@@ -462,3 +463,32 @@ def test_datamodule_loader_options(two_files):
     in_process.setup()
     assert in_process.val_dataloader().batch_size == 4  # eval_batch_size defaults to it
     assert in_process.train_dataloader().prefetch_factor is None  # no workers
+
+
+def test_measurements_apart_run_in_their_own_process_unless_isolate_is_false(tmp_path,
+                                                                             monkeypatch):
+    """The peak-memory benchmarks' ``main(payload)`` runs as ``python -m <module>`` (another
+    process id; its result through JSON, int keys becoming strings), or in this process with
+    ``isolate=false``, giving the same result; a failing one names the benchmark and shows its
+    error."""
+    from omegaconf import OmegaConf
+
+    from ecgexp.bench.apart import measured_apart
+
+    (tmp_path / "probe_apart.py").write_text(
+        "import os\nfrom ecgexp.bench.apart import main_of\n\n"
+        "def main(payload):\n"
+        "    if payload.get('fail'):\n        raise ValueError('the probe failed')\n"
+        "    return {'pid': os.getpid(), 'sizes': {n: n * 2 for n in payload['sizes']}}\n\n"
+        "if __name__ == '__main__':\n    main_of(main)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    payload = {"sizes": [10, 40]}
+    apart = measured_apart(OmegaConf.create({"isolate": True}), "probe_apart", payload, 60, "x")
+    here = measured_apart(OmegaConf.create({"isolate": False}), "probe_apart", payload, 60, "x")
+    assert apart["pid"] != os.getpid() and here["pid"] == os.getpid()
+    assert apart["sizes"] == here["sizes"] == {"10": 20, "40": 80}
+    with pytest.raises(RuntimeError, match=r"(?s)bench probe: the measuring process failed:.*"
+                                           r"ValueError: the probe failed"):
+        measured_apart(OmegaConf.create({"isolate": True}), "probe_apart", {"fail": True}, 60,
+                       "probe")

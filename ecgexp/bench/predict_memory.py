@@ -16,15 +16,13 @@ MB at every size, and the tracings keep their 4096 x 12 samples (40k exams are 7
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
+from ecgexp.bench.apart import main_of, measured_apart
 from ecgexp.bench.common import Context, compose_train, initial_weights, trained_model
 from ecgexp.bench.report import Figure
 
@@ -73,13 +71,8 @@ def measure(cfg: DictConfig, context: Context) -> tuple[list[Figure], dict]:
         jobs.append({"size": size, "overrides": overrides, "num_workers": settings.num_workers,
                      "batch_size": cfg.predict.batch_size,
                      "output_dir": str(context.scratch / "run")})
-    finished = subprocess.run([sys.executable, "-m", "ecgexp.bench.predict_memory",
-                               json.dumps(jobs)], capture_output=True, text=True,
-                              timeout=settings.timeout_s)
-    if finished.returncode:
-        raise RuntimeError(f"bench predict: the memory runs failed:\n{finished.stderr[-3000:]}")
-    per_size = {int(size): result for size, result in
-                json.loads(finished.stdout.strip().splitlines()[-1]).items()}
+    per_size = {int(size): result for size, result in measured_apart(
+        cfg, __name__, jobs, settings.timeout_s, "predict (memory)").items()}
     small, large = per_size[sizes[0]], per_size[sizes[-1]]
     figure = Figure(f"peak RSS of ecgexp-predict's process, {sizes[-1]} vs {sizes[0]} exams "
                     f"({settings.num_workers} workers)", large["peak_rss_kib"] / 1024,
@@ -89,8 +82,11 @@ def measure(cfg: DictConfig, context: Context) -> tuple[list[Figure], dict]:
                       "overrides": list(settings.overrides)}
 
 
+def main(jobs: list[dict]) -> dict:
+    return {job["size"]: predict_every_exam(job["overrides"], job["num_workers"],
+                                            job["batch_size"], job["output_dir"], job["size"])
+            for job in jobs}
+
+
 if __name__ == "__main__":
-    print(json.dumps({job["size"]: predict_every_exam(job["overrides"], job["num_workers"],
-                                                      job["batch_size"], job["output_dir"],
-                                                      job["size"])
-                      for job in json.loads(sys.argv[1])}))
+    main_of(main)

@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -31,6 +28,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from ecgexp.bench.apart import main_of, measured_apart
 from ecgexp.bench.checks import close
 from ecgexp.bench.common import CONF_DIR, Context
 from ecgexp.bench.report import Figure, Result
@@ -73,13 +71,17 @@ def run_commands(jobs: list[dict]) -> dict:
     """The subprocess's work: each job ``{name, command, overrides}`` composed from ecgexp's
     config tree and run in turn."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
     from ecgexp.compare import compare
     from ecgexp.evaluate import evaluate
 
     commands = {"evaluate": evaluate, "compare": compare}
     measured = {}
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with contextlib.ExitStack() as hydra:
+        if not GlobalHydra.instance().is_initialized():  # else: ecgexp-bench's own, isolate=false
+            hydra.enter_context(initialize_config_dir(config_dir=str(CONF_DIR),
+                                                      version_base="1.3"))
         for job in jobs:
             cfg = compose(job["command"], overrides=job["overrides"])
             measured[job["name"]] = _measured(lambda c=cfg, j=job: commands[j["command"]](c))
@@ -134,13 +136,8 @@ def run(cfg: DictConfig, context: Context) -> Result:
     labels = LABELS[:settings.labels]
     files = {rows: fabricate(folder, rows, cfg.seed, labels) for rows in every}
     out = folder / f"out_{time.strftime('%H%M%S')}"
-    command = [sys.executable, "-m", "ecgexp.bench.reports",
-               json.dumps(jobs_for(files, sizes, settings.largest, out), default=str)]
-    finished = subprocess.run(command, capture_output=True, text=True,
-                              timeout=settings.timeout_s)
-    if finished.returncode:
-        raise RuntimeError(f"bench reports: the commands failed:\n{finished.stderr[-3000:]}")
-    measured = json.loads(finished.stdout.strip().splitlines()[-1])
+    measured = measured_apart(cfg, __name__, jobs_for(files, sizes, settings.largest, out),
+                              settings.timeout_s, "reports")
     small, large = sizes[0], sizes[-1]
     figures = []
     for name in ("evaluate", "compare"):
@@ -169,5 +166,7 @@ def run(cfg: DictConfig, context: Context) -> Result:
                   notes=notes)
 
 
+main = run_commands
+
 if __name__ == "__main__":
-    print(json.dumps(run_commands(json.loads(sys.argv[1]))))
+    main_of(main)

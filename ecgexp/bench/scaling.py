@@ -20,15 +20,13 @@ full 4096 x 12 samples, so the data path moves the real volume (3.2 GB for 16k e
 from __future__ import annotations
 
 import gc
-import json
 import resource
-import subprocess
-import sys
 import time
 
 import numpy as np
 from omegaconf import DictConfig, open_dict
 
+from ecgexp.bench.apart import main_of, measured_apart
 from ecgexp.bench.common import (
     Context,
     StepClock,
@@ -103,15 +101,9 @@ def run(cfg: DictConfig, context: Context) -> Result:
     for size in sizes:
         overrides = size_overrides(cfg, context, size)
         build_datamodule(compose_train(overrides))  # writes the synthetic files
-        command = [sys.executable, "-m", "ecgexp.bench.scaling",
-                   json.dumps({"overrides": overrides,
-                               "output_dir": str(context.scratch / "run")})]
-        finished = subprocess.run(command, capture_output=True, text=True,
-                                  timeout=settings.timeout_s)
-        if finished.returncode:
-            raise RuntimeError(f"bench scaling: the {size}-exam run failed:\n"
-                               f"{finished.stderr[-3000:]}")
-        per_size[size] = json.loads(finished.stdout.strip().splitlines()[-1])
+        per_size[size] = measured_apart(cfg, __name__, {
+            "overrides": overrides, "output_dir": str(context.scratch / "run")},
+            settings.timeout_s, f"scaling ({size} exams)")
     small, large = per_size[sizes[0]], per_size[sizes[-1]]
     figures = [Figure(f"time/exam of an epoch, {sizes[-1]} vs {sizes[0]} exams",
                       large["steady_s_per_exam"] * 1e3, small["steady_s_per_exam"] * 1e3,
@@ -137,6 +129,9 @@ def run(cfg: DictConfig, context: Context) -> Result:
                                      for s in sizes)])
 
 
+def main(payload: dict) -> dict:
+    return train_one_epoch(payload["overrides"], payload["output_dir"])
+
+
 if __name__ == "__main__":
-    arguments = json.loads(sys.argv[1])
-    print(json.dumps(train_one_epoch(arguments["overrides"], arguments["output_dir"])))
+    main_of(main)
