@@ -492,3 +492,19 @@ def test_measurements_apart_run_in_their_own_process_unless_isolate_is_false(tmp
                                            r"ValueError: the probe failed"):
         measured_apart(OmegaConf.create({"isolate": True}), "probe_apart", {"fail": True}, 60,
                        "probe")
+
+
+def test_a_second_run_of_the_day_keeps_the_first_runs_results(tmp_path):
+    """Results files are named by date and host; a later run that day gets ``-2``, ``-3``
+    and never replaces an earlier run's file, while a run replaces its own as it goes."""
+    from ecgexp.bench.report import results_path, write_results
+
+    first = results_path(tmp_path)
+    assert write_results({"run": 1}, first) == first
+    second = results_path(tmp_path)
+    assert second.name == first.name.replace(".json", "-2.json")
+    write_results({"run": 2}, second)
+    write_results({"run": 2, "more": True}, second)  # its own file, after another benchmark
+    assert json.loads(first.read_text()) == {"run": 1}
+    assert json.loads(second.read_text()) == {"run": 2, "more": True}
+    assert results_path(tmp_path).name.endswith("-3.json")

@@ -95,15 +95,20 @@ def machine_facts(device: str) -> dict:
 
 
 def results_path(output_dir: str | Path) -> Path:
-    """``<output_dir>/<date>-<host>.json``."""
-    return Path(output_dir) / f"{date.today()}-{platform.node()}.json"
+    """A new results file of this suite run: ``<output_dir>/<date>-<host>.json``, or
+    ``<date>-<host>-<k>.json`` (k = 2, 3, ...) when the day's earlier runs hold those names:
+    an earlier run's results are never replaced."""
+    stem = f"{date.today()}-{platform.node()}"
+    path, k = Path(output_dir) / f"{stem}.json", 2
+    while path.exists():
+        path, k = Path(output_dir) / f"{stem}-{k}.json", k + 1
+    return path
 
 
-def write_results(results: dict, output_dir: str | Path) -> Path:
-    """Writes (replaces) the day's results file of this host, whole: under a temporary name,
-    then renamed, so that a suite killed while writing (it writes after every benchmark)
-    leaves the previous version; returns its path."""
-    path = results_path(output_dir)
+def write_results(results: dict, path: Path) -> Path:
+    """Writes (replaces) this suite run's own results file ``path``, whole: under a
+    temporary name, then renamed, so that a suite killed while writing (it writes after every
+    benchmark) leaves the previous version; returns its path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_text_atomic(path, json.dumps(results, indent=2, default=_plain),
                              key="output_dir", replace=True)

@@ -1,4 +1,5 @@
-"""Runs the chosen benchmarks, writes ``<output_dir>/<date>-<host>.json`` and prints the table.
+"""Runs the chosen benchmarks, writes ``<output_dir>/<date>-<host>.json`` (``-2``, ``-3``, ...
+for the day's later runs: an earlier run's file is never replaced) and prints the table.
 
 The results file holds ``suite`` (date, start, wall time, the resolved bench config, whether
 it ``completed``, ``checks``: how many passed and the names of those that failed, ``errors``:
@@ -34,7 +35,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ecgexp.bench.common import Context
-from ecgexp.bench.report import Result, Skipped, machine_facts, print_table, write_results
+from ecgexp.bench.report import (
+    Result,
+    Skipped,
+    machine_facts,
+    print_table,
+    results_path,
+    write_results,
+)
 
 # Modules of ecgexp.bench with a ``run(cfg, context) -> Result``, in suite order.
 BENCHMARKS = ("training", "dropout", "data", "inference", "predict", "preprocess", "bootstrap",
@@ -92,6 +100,7 @@ def run_suite(cfg: DictConfig) -> dict:
     for logger in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(logger).setLevel(logging.WARNING)
     started = time.perf_counter()
+    path = results_path(cfg.output_dir)  # chosen once: the file this run replaces as it goes
     results = {"suite": {"date": str(date.today()), "started": datetime.now().isoformat(),
                          "wall_s": None, "completed": False,
                          "config": OmegaConf.to_container(cfg, resolve=True)},
@@ -104,7 +113,7 @@ def run_suite(cfg: DictConfig) -> dict:
     def save() -> Path:
         summarise(results)
         results["suite"]["wall_s"] = time.perf_counter() - started
-        return write_results(results, cfg.output_dir)
+        return write_results(results, path)
 
     with scratch_folder as scratch:
         context = Context(cfg, Path(scratch))
