@@ -16,9 +16,9 @@ from ecgexp.errors import UserError
 from ecgexp.evaluation.inputs import load_run, mean_ensemble
 from ecgexp.files import writable_folder
 from ecgexp.models.weights import build_model
+from ecgexp.prediction.inference import device_of
 from ecgexp.prediction.inputs import dataset_for
 from ecgexp.prediction.model import TrainedModel, load_model
-from ecgexp.prediction.predictor import device_of
 from ecgexp.prediction.table import write_dataset_predictions
 from ecgexp.run_folder import RunFolder
 from ecgexp.tasks.build import build_objective

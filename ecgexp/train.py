@@ -15,6 +15,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
@@ -32,17 +33,18 @@ from ecgexp.evaluate import write_run_report
 from ecgexp.evaluation.report import flatten_report, print_report, report_json
 from ecgexp.files import write_text_atomic
 from ecgexp.models.weights import read_state_dict
+from ecgexp.prediction.inference import autocast_dtype
 from ecgexp.prediction.inputs import dataset_for, prediction_exams
 from ecgexp.prediction.model import TrainedModel, load_model
+from ecgexp.prediction.rows import prediction_rows
 from ecgexp.prediction.screening import training_amplitude
-from ecgexp.prediction.table import dataset_predictions, evaluable
+from ecgexp.prediction.table import dataset_predictions, evaluable, split_predictions
 from ecgexp.provenance import provenance, summary
 from ecgexp.registry import ALLOW_KEY, check_prefixes, check_tree
 from ecgexp.run_folder import RunFolder, claim_folder, resumed, start_checkpoint
 from ecgexp.tasks.build import build_module, build_objective
 from ecgexp.tasks.checkpoint_io import CheckpointFiles
 from ecgexp.tasks.module import ECGModule
-from ecgexp.tasks.predictions import predictions_table
 from ecgexp.tracking import (
     instantiate_loggers,
     keep_history,
@@ -148,25 +150,13 @@ def _check_optimized_metric(module: ECGModule, datamodule: ExamDataModule,
     targets = torch.from_numpy(validation.targets)
     generator = torch.Generator().manual_seed(0)
     outputs = torch.randn(len(targets), width, generator=generator)
-    batch = {"exam_id": torch.arange(len(targets)), "target": targets,
-             "score": objective.predict(outputs)}
-    table = predictions_table([batch], objective)
+    scores = objective.predict(outputs).float().numpy()[None]
+    table = prediction_rows(objective, scores, {"exam_id": np.arange(len(targets))},
+                            targets=targets.numpy())
     metrics = flatten_report(objective.evaluate({"val": table}))
     if name not in metrics:
         raise UserError(f"optimized_metric: the {objective.__class__.__name__} task reports no "
                         f"metric '{name}'; validation metrics are: {', '.join(metrics)}")
-
-
-def _single_process_trainer(trainer: pl.Trainer) -> pl.Trainer:
-    """``trainer`` itself, or after distributed training a trainer of this process alone on
-    its device, so that one process predicts every exam of a split, in order."""
-    if trainer.world_size == 1:
-        return trainer
-    device = trainer.strategy.root_device
-    return pl.Trainer(accelerator=trainer.accelerator,
-                      devices=[device.index] if device.type == "cuda" else 1,
-                      precision=trainer.precision, logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, plugins=[CheckpointFiles()])
 
 
 def train(cfg: DictConfig) -> dict[str, float] | None:
@@ -275,7 +265,9 @@ def _train(cfg: DictConfig, output_dir: Path, start: tuple[Path, int] | None,
         return None  # the other processes of a distributed run end here
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    predictor = _single_process_trainer(trainer)
+    model = (load_model(best, allow_modules=cfg.allow_modules) if best else
+             TrainedModel(module.net, objective, card, Path()))
+    device = trainer.strategy.root_device
     predictions = {}
     # the thresholds are chosen on validation; with split=all, on the training exams
     chosen_on = "val" if datamodule.validation else "train"
@@ -283,9 +275,10 @@ def _train(cfg: DictConfig, output_dir: Path, start: tuple[Path, int] | None,
         if not datamodule.has_split(split):
             log.warning("no '%s' split in %s: not predicted", split, datamodule.source.name)
             continue
-        batches = predictor.predict(module, datamodule.loader(split), ckpt_path=best or None)
-        predictions[split] = predictions_table(batches, objective,
-                                               datamodule.datasets[split].names)
+        exams = datamodule.datasets[split]
+        predictions[split] = split_predictions(model, datamodule.loader(split), len(exams),
+                                               exams.names, device, f"predicting {split}",
+                                               autocast=autocast_dtype(trainer.precision))
         _write_once(RunFolder(output_dir).predictions(split),
                    predictions[split].to_csv(index=False))
 
@@ -294,8 +287,7 @@ def _train(cfg: DictConfig, output_dir: Path, start: tuple[Path, int] | None,
     if best and chosen_on in predictions:  # the model card carries the thresholds
         add_to_checkpoint(best, CARD_KEY, {"thresholds": thresholds})
     if cfg.get("test_datasets"):
-        model = (load_model(best, allow_modules=cfg.allow_modules) if best else
-                 TrainedModel(module.net, objective, {**card, "thresholds": thresholds}, Path()))
+        model.thresholds = thresholds
         predictions.update(external_predictions(cfg, model, output_dir))
         report = _report(objective, predictions, chosen_on)
     _write_once(RunFolder(output_dir).metrics, report_json(report))

@@ -67,3 +67,30 @@ def test_the_finder_sees_a_spelling_in_code_not_in_a_docstring():
     literals = [node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)
                 and isinstance(node.value, str) and id(node) not in skipped]
     assert literals == ["score_"]
+
+
+# The modules that call a network: training's forward pass (the LightningModule), the one
+# inference loop, and the benchmarks' plain loops that it is measured against. Attribution
+# (heatmaps) calls networks through ``output_of`` for gradients, not predictions.
+CALLS_NETWORKS = {"tasks/module.py", "prediction/inference.py"}
+
+
+def network_calls(source: str) -> list[int]:
+    """The lines of ``source`` that call a network: ``net(...)`` or ``<x>.net(...)``."""
+    return [node.lineno for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Call) and (
+                isinstance(node.func, ast.Name) and node.func.id == "net"
+                or isinstance(node.func, ast.Attribute) and node.func.attr == "net")]
+
+
+def test_one_inference_loop_calls_the_networks():
+    """A run's splits, its external sets, ecgexp-predict, the API, the Challenge interface
+    and heatmaps' scores all go through ``ecgexp.prediction.inference.inferred``."""
+    found = {str(path.relative_to(PACKAGE)): lines for path in sorted(PACKAGE.rglob("*.py"))
+             if not path.relative_to(PACKAGE).parts[0] == "bench"
+             and (lines := network_calls(path.read_text()))}
+    assert set(found) == CALLS_NETWORKS, found
+
+
+def test_the_network_call_finder_sees_both_spellings():
+    assert network_calls("a = net(x)\nb = model.net(x, m)\nc = network(x)\n") == [1, 2]

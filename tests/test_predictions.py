@@ -1,8 +1,9 @@
-"""``ecgexp.tasks.predictions.predictions_table``: ``predict_step`` outputs -> one row per exam.
+"""``ecgexp.prediction.rows.prediction_rows``, the one builder of predictions-table rows, and
+``ecgexp.prediction.inference.inferred``, the one inference loop, on stand-ins.
 
-The objectives here are stand-ins with only what the table needs (``prediction_columns``,
-``target_columns``, ``add_derived_columns``), so every expected value is written by hand from
-the tensors of the batches.
+The objectives here have only what the table needs (``prediction_columns``,
+``target_columns``, ``add_derived_columns``, ``predict``), so every expected value is written
+by hand from the arrays given.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
-from ecgexp.tasks.predictions import predictions_table
+from ecgexp.prediction.inference import inferred
+from ecgexp.prediction.rows import prediction_rows
 
 
 class Scores:
@@ -20,9 +22,13 @@ class Scores:
 
     target_columns = ["AF", "RBBB"]
     prediction_columns = ["score_AF", "score_RBBB"]
+    output_names = ["AF", "RBBB"]
 
     def add_derived_columns(self, table: pd.DataFrame) -> pd.DataFrame:
         return table
+
+    def predict(self, outputs: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(outputs)
 
 
 class Gaussian:
@@ -37,59 +43,89 @@ class Gaussian:
         return table
 
 
-def batch(exam_ids, score, target):
-    return {"exam_id": torch.tensor(exam_ids, dtype=torch.int64),
-            "score": torch.tensor(score), "target": torch.tensor(target)}
-
-
-def test_rows_follow_the_batches_and_columns_the_objective():
-    batches = [batch([501, 77], [[0.9, 0.1], [0.25, 0.5]], [[1.0, 0.0], [0.0, 1.0]]),
-               None,  # a batch whose exams were all left out (dataset.nan_policy=skip)
-               batch([3], [[0.125, 0.75]], [[1.0, 1.0]])]
-    table = predictions_table(batches, Scores())
+def test_rows_follow_the_order_of_the_columns_and_the_exams():
+    predictions = np.array([[[0.9, 0.1], [0.25, 0.5], [0.125, 0.75]]], np.float32)
+    table = prediction_rows(Scores(), predictions, {"exam_id": np.array([501, 77, 3])},
+                            targets=np.array([[1, 0], [0, 1], [1, 1]], np.float32))
     expected = pd.DataFrame({"exam_id": [501, 77, 3],
                              "score_AF": [0.9, 0.25, 0.125], "score_RBBB": [0.1, 0.5, 0.75],
                              "target_AF": [1.0, 0.0, 1.0], "target_RBBB": [0.0, 1.0, 1.0]})
     pd.testing.assert_frame_equal(table, expected.astype({c: np.float32 for c in
                                                          expected.columns[1:]}))
-    assert table.exam_id.dtype == np.int64
 
 
 def test_several_prediction_columns_per_target_and_derived_columns():
     score = [[4.5, 1.5, 0.25], [3.0, 1.0, 0.5], [5.5, 1.75, 0.125]]
-    table = predictions_table([batch([10, 11, 12], score, [[4.0], [3.5], [6.0]])], Gaussian())
+    table = prediction_rows(Gaussian(), np.array([score]), {"exam_id": np.array([10, 11, 12])},
+                            targets=np.array([4.0, 3.5, 6.0]))
     assert table.columns.tolist() == ["exam_id", "predicted_potassium", "mean_potassium",
                                       "std_potassium", "target_potassium", "gap"]
-    np.testing.assert_array_equal(table.exam_id, [10, 11, 12])
     np.testing.assert_array_equal(table[["predicted_potassium", "mean_potassium",
                                          "std_potassium"]].to_numpy(), score)
     np.testing.assert_array_equal(table.target_potassium, [4.0, 3.5, 6.0])
     np.testing.assert_array_equal(table.gap, [0.5, -0.5, -0.5])
 
 
-def test_one_output_vectors_and_half_precision_scores():
-    """Scores and targets of one column may come as ``(n,)``; bf16/fp16 outputs (mixed
-    precision) become float32 numbers."""
-    class One:
-        target_columns = ["age"]
-        prediction_columns = ["predicted_age"]
-
-        def add_derived_columns(self, table):
-            return table
-
-    scores = torch.tensor([61.5, 40.25], dtype=torch.bfloat16)
-    table = predictions_table([{"exam_id": torch.tensor([8, 9]), "score": scores,
-                                "target": torch.tensor([60.0, 42.0], dtype=torch.float16)}],
-                              One())
-    assert table.columns.tolist() == ["exam_id", "predicted_age", "target_age"]
-    assert table.predicted_age.dtype == np.float32 and table.target_age.dtype == np.float32
-    np.testing.assert_array_equal(table.predicted_age, scores.float().numpy())
-    np.testing.assert_array_equal(table.target_age, [60.0, 42.0])
+def test_an_ensemble_gives_the_members_mean_and_standard_deviation():
+    members = np.array([[[0.2, 0.4]], [[0.4, 0.8]], [[0.6, 0.6]]])
+    table = prediction_rows(Scores(), members, {"exam_id": np.array([7])})
+    assert table.columns.tolist() == ["exam_id", "score_AF", "score_RBBB", "score_AF_sd",
+                                      "score_RBBB_sd"]
+    np.testing.assert_allclose(table.iloc[0, 1:].astype(float),
+                               [0.4, 0.6, 0.2, 0.2], atol=1e-12)
 
 
-@pytest.mark.parametrize("batches", [[], [None, None]], ids=["no_batches", "all_skipped"])
-def test_no_exams_give_an_empty_table_with_the_columns(batches):
-    table = predictions_table(batches, Scores())
+def test_thresholds_give_nullable_labels_and_none_without_a_threshold_or_score():
+    predictions = np.array([[[0.9, 0.1], [0.3, np.nan]]])
+    table = prediction_rows(Scores(), predictions, thresholds={"AF": 0.3, "RBBB": float("nan")})
+    assert table.columns.tolist() == ["score_AF", "score_RBBB", "label_AF", "label_RBBB"]
+    assert table.label_AF.tolist() == [1, 1] and str(table.label_AF.dtype) == "Int64"
+    assert table.label_RBBB.isna().all()  # no threshold chosen (no positives in validation)
+
+
+def test_no_exams_give_the_columns_and_no_rows():
+    table = prediction_rows(Scores(), np.zeros((1, 0, 2), np.float32),
+                            {"exam_id": np.zeros(0, np.int64)}, targets=np.zeros((0, 2)))
     assert table.empty
     assert table.columns.tolist() == ["exam_id", "score_AF", "score_RBBB", "target_AF",
                                       "target_RBBB"]
+
+
+class Member:
+    """A stand-in trained model: a linear network over the mean of each lead, plus the
+    first metadata value when there is one; its raw metadata are standardised by halving."""
+
+    def __init__(self, weight: float):
+        self.objective = Scores()
+        self.net = torch.nn.Module()
+        self.net.forward = lambda x, m=None: (weight * x.mean(dim=-1)[:, :2]
+                                              + (0 if m is None else m[:, :1]))
+        self.net.to = lambda device: self.net
+        self.net.eval = lambda: self.net
+
+    def metadata_inputs(self, raw, batch):
+        assert raw.shape == (batch, 1)
+        return torch.as_tensor(raw / 2, dtype=torch.float32)
+
+
+def test_the_loop_feeds_each_member_and_leaves_the_exams_not_fed_empty():
+    tracings = torch.tensor([[[1.0, 3.0], [0.0, 2.0]], [[-2.0, 0.0], [4.0, 4.0]]])
+    batches = [{"tracing": tracings, "raw_metadata": np.array([[2.0], [-4.0]]),
+                "fed": np.array([True, False])}, None,
+               {"tracing": tracings[:1], "metadata": torch.tensor([[3.0]])}]
+    done = list(inferred([Member(1.0), Member(2.0)], batches, "cpu"))
+    assert len(done) == 2  # the None batch (every exam left out) is passed over
+    first, second = done
+    # member 1: lead means (2, 1) + 2/2 -> sigmoid(3), sigmoid(2); member 2: (4, 2) + 1
+    expected = 1 / (1 + np.exp(-np.array([[3.0, 2.0], [5.0, 3.0]])))
+    np.testing.assert_allclose(first.predictions[:, 0], expected, rtol=1e-6)
+    assert np.isnan(first.predictions[:, 1]).all() and first.predictions.shape == (2, 2, 2)
+    np.testing.assert_allclose(first.outputs[1][0].numpy(), [5.0, 3.0])
+    # the standardised metadata input is fed as it is: 3, not 3/2
+    np.testing.assert_allclose(second.outputs[0].numpy(), [[5.0, 4.0]])
+    assert second.batch is batches[2]
+
+
+def test_an_unknown_device_is_refused_in_one_line():
+    with pytest.raises(ValueError, match=r"^device: 'gpu7' is not a device"):
+        next(inferred([Member(1.0)], [], "gpu7"))

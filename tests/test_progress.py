@@ -51,9 +51,9 @@ def test_training_off_a_terminal_prints_a_line_per_epoch(compose_train, capsys,
     assert any(re.fullmatch(rf"training done  epochs 2/2  elapsed {CLOCK}", line)
                for line in lines)
     predicted = [line for line in lines if line.startswith("predicting ")]
-    assert len(predicted) == 2 and all(re.fullmatch(rf"predicting (\d+)/\1 batches  "
-                                                    rf"elapsed {CLOCK}", line)
-                                       for line in predicted), predicted
+    # the splits as they were split: 120 exams, 30 % each to val and test
+    assert [re.fullmatch(rf"predicting (val|test) (\d+)/\2 exams  elapsed {CLOCK}", line)[1]
+            for line in predicted] == ["val", "test"], predicted
 
 
 def test_the_rich_bar_on_a_terminal_lines_elsewhere(monkeypatch, plain_environment):

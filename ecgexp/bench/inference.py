@@ -1,6 +1,6 @@
-"""Benchmark 3, inference: exams/s of ecgexp's prediction path (``predict`` of the configured
-trainer over the DataModule's test loader, then ``predictions_table``, as ``ecgexp`` and
-``ecgexp-evaluate`` run it) against a plain ``torch.no_grad`` loop over the same exams in
+"""Benchmark 3, inference: exams/s of ecgexp's prediction path (the one inference loop,
+:func:`ecgexp.prediction.table.split_predictions`, over the DataModule's test loader, as
+``ecgexp`` predicts a run's splits) against a plain ``torch.no_grad`` loop over the same exams in
 memory, both at the training batch size; then, on the plain loop, ``torch.inference_mode``
 against ``no_grad``, each evaluation batch size of ``inference.eval_batch_sizes`` (what
 ``loader.eval_batch_size`` would give) against the training batch size and, when
@@ -8,8 +8,8 @@ against ``no_grad``, each evaluation batch size of ``inference.eval_batch_sizes`
 
 ``inference.exams`` exams of the test split are predicted per pass (every batch size must
 divide it). ecgexp's pass is timed from the end of its first batch to the end of its last
-(the steady state: a ``trainer.predict`` call also costs a fixed set-up, reported in the
-details); plain passes are timed whole. The ways are run ``repeats`` times, alternating; the
+(the steady state: a call also costs a fixed set-up, its loader's first batch, reported
+in the details); plain passes are timed whole. The ways are run ``repeats`` times, alternating; the
 best pass counts. Every way's scores must equal the plain ``no_grad`` loop's to float32 rounding
 (same weights, eval mode; other batch sizes and compiled kernels add in another order):
 normwise over all scores, within ``checks.rounding_tolerance`` of the network's longest sum.
@@ -18,16 +18,16 @@ normwise over all scores, within ``checks.rounding_tolerance`` of the network's 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ecgexp.bench.checks import close, longest_reduction
 from ecgexp.bench.common import (
     Context,
-    config_trainer,
     datamodule,
     ecg_module,
     initial_weights,
@@ -35,35 +35,38 @@ from ecgexp.bench.common import (
     raw_tracings,
 )
 from ecgexp.bench.report import Figure, Result
-from ecgexp.tasks.predictions import predictions_table
+from ecgexp.prediction.model import TrainedModel
+from ecgexp.prediction.table import split_predictions
 
 
-class PredictClock(pl.Callback):
-    """Times the end of every prediction batch."""
+def clocked(batches: Iterator, ends: list[float], limit: int) -> Iterator:
+    """The first ``limit`` of ``batches``; ``ends`` gets the time each one is asked for
+    (the previous one done) and the time the loop asks past the last."""
+    for done, batch in enumerate(batches):
+        if done == limit:
+            break
+        ends.append(time.perf_counter())
+        yield batch
+    ends.append(time.perf_counter())
 
-    def __init__(self):
-        self.ends: list[float] = []
 
-    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int,
-                             dataloader_idx: int = 0) -> None:
-        self.ends.append(time.perf_counter())
-
-
-def ecgexp_predictor(train_cfg: DictConfig, net_state: dict, exams: int):
+def ecgexp_predictor(train_cfg: DictConfig, net_state: dict, exams: int, device: str):
     """A function predicting ``exams`` test exams the ecgexp way; returns (steady-state
     exams/s, scores, seconds of the whole call)."""
     dm = datamodule(train_cfg)
     module = ecg_module(train_cfg, net_state, dm.training_targets())
+    card = {"config": OmegaConf.to_container(train_cfg, resolve=True), "thresholds": {}}
+    model = TrainedModel(module.net, module.objective, card, Path("<bench: initial weights>"))
     loader = dm.loader("test")  # one loader: its workers persist from pass to pass
     batch_size = dm.eval_batch_size
 
     def predict() -> tuple[float, np.ndarray, float]:
-        clock = PredictClock()
-        trainer = config_trainer(train_cfg, clock, limit_predict_batches=exams // batch_size)
+        ends: list[float] = []
         started = time.perf_counter()
-        table = predictions_table(trainer.predict(module, loader), module.objective)
+        table = split_predictions(model, clocked(iter(loader), ends, exams // batch_size),
+                                  exams, device=device, progress=False)
         whole = time.perf_counter() - started
-        rate = (exams - batch_size) / (clock.ends[-1] - clock.ends[0])
+        rate = (exams - batch_size) / (ends[-1] - ends[1])
         return rate, table[module.objective.prediction_columns].to_numpy(), whole
 
     return predict
@@ -106,7 +109,7 @@ def run(cfg: DictConfig, context: Context) -> Result:
     tracings = tracings.to(device)
     net = network(train_cfg, net_state).to(device).eval()
 
-    ways = {"ecgexp_predict": ecgexp_predictor(train_cfg, net_state, settings.exams),
+    ways = {"ecgexp_predict": ecgexp_predictor(train_cfg, net_state, settings.exams, device),
             "no_grad": plain_predictor(net, tracings, batch, torch.no_grad, device),
             "inference_mode": plain_predictor(net, tracings, batch, torch.inference_mode,
                                               device)}
@@ -155,6 +158,6 @@ def run(cfg: DictConfig, context: Context) -> Result:
                            "ecgexp_predict_call_setup_s": setup,
                            "longest_reduction": n,
                            "compiled": "compiled" in ways},
-                  notes=[f"ecgexp predict: steady state; each trainer.predict call also "
+                  notes=[f"ecgexp predict: steady state; each call also "
                          f"costs ~{min(setup):.2f} s of set-up", *notes],
                   checks=checks)

@@ -29,6 +29,7 @@ from ecgexp.errors import UserError
 from ecgexp.files import atomic_path, confined_path, make_folder, write_text_atomic
 from ecgexp.interpret.attribution import attribute, gradient_intensity, visible_intensity
 from ecgexp.interpret.ecg_plot import make_ecg_figure, save
+from ecgexp.prediction.inference import inferred
 from ecgexp.prediction.model import TrainedModel, load_model
 from ecgexp.run_folder import (
     RunFolder,
@@ -96,16 +97,14 @@ def batch_of(dataset, positions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor
     return batch["tracing"], batch.get("metadata")
 
 
-@torch.no_grad()
 def network_outputs(model: TrainedModel, dataset, positions: np.ndarray,
                     batch_size: int) -> torch.Tensor:
-    """Every network output ``(n, outputs)`` for the exams at ``positions``, in batches."""
-    outputs = []
-    for start in range(0, len(positions), batch_size):
-        tracings, metadata = batch_of(dataset, positions[start:start + batch_size])
-        outputs.append(model.net(tracings) if metadata is None
-                       else model.net(tracings, metadata))
-    return torch.cat(outputs)
+    """Every network output ``(n, outputs)`` for the exams at ``positions``, in batches of the
+    one inference loop."""
+    batches = ({"tracing": tracing, "metadata": metadata} for tracing, metadata in (
+        batch_of(dataset, positions[start:start + batch_size])
+        for start in range(0, len(positions), batch_size)))
+    return torch.cat([done.outputs[0] for done in inferred([model], batches, model.device)])
 
 
 def explained_value(model: TrainedModel, outputs: torch.Tensor, index: int

@@ -18,10 +18,11 @@ from ecgexp.checkpoints import network_state, read_checkpoint
 from ecgexp.contract import CARD_KEY
 from ecgexp.errors import UserError
 from ecgexp.models.weights import build_model
+from ecgexp.prediction.inference import Inferred, inferred
+from ecgexp.prediction.rows import prediction_rows
 from ecgexp.prediction.screening import screen
 from ecgexp.registry import check_prefixes
 from ecgexp.run_folder import RunFolder, config_as_data
-from ecgexp.tasks.predictions import add_threshold_labels
 
 
 class TrainedModel:
@@ -45,6 +46,11 @@ class TrainedModel:
         self.metadata_statistics = dict(card.get("metadata_statistics") or {})
 
     @property
+    def device(self) -> torch.device:
+        """The device the network is on."""
+        return next(self.net.parameters(), torch.empty(0)).device
+
+    @property
     def metadata_columns(self) -> list[str]:
         return list(self.config.task.get("metadata_columns") or [])
 
@@ -61,9 +67,9 @@ class TrainedModel:
             raise UserError("tracings: NaN or infinite samples; the model takes finite mV")
         return tracings
 
-    def metadata_inputs(self, metadata, batch: int) -> torch.Tensor | None:
-        """``(batch, metadata columns)`` raw values (a table with the columns, or an array in
-        their order) standardised as in training; ``None`` for a model without metadata."""
+    def raw_metadata(self, metadata, batch: int) -> np.ndarray | None:
+        """``(batch, metadata columns)`` raw values, checked (a table with the columns, or an
+        array in their order); ``None`` for a model without metadata."""
         columns = self.metadata_columns
         if not columns:
             if metadata is not None:
@@ -79,24 +85,37 @@ class TrainedModel:
         if values.shape != (batch, len(columns)):
             raise UserError(f"metadata: shape {values.shape}, the model takes ({batch}, "
                             f"{len(columns)}) values of {columns} (raw, as in the exam table)")
+        return values
+
+    def metadata_inputs(self, metadata, batch: int) -> torch.Tensor | None:
+        """The network's metadata input: :meth:`raw_metadata` standardised as in training."""
+        values = self.raw_metadata(metadata, batch)
+        if values is None:
+            return None
+        columns = self.metadata_columns
         for name, statistics in self.metadata_statistics.items():
             column = columns.index(name)
             values[:, column] = (values[:, column] - statistics["mean"]) / statistics["std"]
         return torch.as_tensor(values, dtype=torch.float32)
 
-    @torch.inference_mode()
+    def _inferred(self, tracings: torch.Tensor, metadata, batch_size: int,
+                  fed: np.ndarray | None = None) -> list[Inferred]:
+        """The inference loop over ``tracings`` in batches of ``batch_size``, on the device
+        the network is on."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise UserError(f"batch_size: {batch_size!r} is not a whole number >= 1")
+        raw = self.raw_metadata(metadata, len(tracings))
+        batches = ({"tracing": tracings[start:start + batch_size],
+                    "raw_metadata": None if raw is None else raw[start:start + batch_size],
+                    "fed": None if fed is None else fed[start:start + batch_size]}
+                   for start in range(0, len(tracings), batch_size))
+        return list(inferred([self], batches, self.device))
+
     def outputs(self, tracings, metadata=None, batch_size: int = 64) -> torch.Tensor:
         """Raw network outputs ``(batch, len(objective.output_names))`` of ``(batch, leads,
         samples)`` tracings in mV (and raw metadata values when the model takes some)."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise UserError(f"batch_size: {batch_size!r} is not a whole number >= 1")
-        tracings = self._tracings(tracings)
-        metadata = self.metadata_inputs(metadata, len(tracings))
-        parts = []
-        for start in range(0, len(tracings), batch_size):
-            chunk = tracings[start:start + batch_size]
-            parts.append(self.net(chunk) if metadata is None
-                         else self.net(chunk, metadata[start:start + batch_size]))
+        parts = [done.outputs[0] for done in self._inferred(self._tracings(tracings), metadata,
+                                                            batch_size)]
         return torch.cat(parts) if parts else torch.empty(0, len(self.objective.output_names))
 
     def predict(self, tracings, metadata=None, batch_size: int = 64) -> pd.DataFrame:
@@ -107,12 +126,14 @@ class TrainedModel:
         the training data's, such as uV fed as mV) and ``problem``: an exam that carries no
         ECG gets no prediction and no label, and its ``problem`` says why
         (:mod:`ecgexp.prediction.screening`)."""
-        predictions = self.objective.predict(self.outputs(tracings, metadata, batch_size))
-        table = pd.DataFrame(predictions.numpy(), columns=self.objective.prediction_columns)
-        amplitude, flags, problems = screen(np.asarray(tracings, dtype=np.float32),
-                                            self.contract)
-        table.loc[[bool(p) for p in problems], self.objective.prediction_columns] = np.nan
-        add_threshold_labels(table, self.thresholds)
+        tracings = self._tracings(tracings)
+        amplitude, flags, problems = screen(tracings.numpy(), self.contract)
+        fed = np.array([not problem for problem in problems], dtype=bool)
+        done = self._inferred(tracings, metadata, batch_size, fed)
+        n_columns = len(self.objective.prediction_columns)
+        predictions = (np.concatenate([d.predictions for d in done], axis=1) if done
+                       else np.zeros((1, 0, n_columns), np.float32))
+        table = prediction_rows(self.objective, predictions, thresholds=self.thresholds)
         table["amplitude_mv"], table["flags"], table["problem"] = amplitude, flags, problems
         return table
 

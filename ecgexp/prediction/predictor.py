@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ecgexp.data.hdf5 import consecutive_runs
-from ecgexp.errors import UserError
+from ecgexp.prediction.inference import device_of, inferred
 from ecgexp.prediction.inputs import HDF5Inputs, RecordInputs
 from ecgexp.prediction.screening import exam_flags, no_ecg
 from ecgexp.processes import die_with_parent
@@ -92,20 +92,6 @@ def _start_worker(worker_id: int) -> None:
     die_with_parent()
 
 
-def device_of(name: str) -> torch.device:
-    """``auto`` (a CUDA device when there is one), or a torch device name."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"device: '{name}' is not a device (auto, cpu, cuda, cuda:1)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device: '{name}', but this machine has no CUDA device "
-                        f"(torch.cuda.is_available() is false); set device=cpu or device=auto")
-    return device
-
-
 def predicted_batches(models: Sequence, dataset: PredictionDataset, metadata: np.ndarray | None,
                       batch_size: int = 64, num_workers: int = 0, device: str = "auto",
                       progress: bool = True, start: int = 0) -> Iterator[dict]:
@@ -116,36 +102,31 @@ def predicted_batches(models: Sequence, dataset: PredictionDataset, metadata: np
     ``models`` are :class:`ecgexp.api.TrainedModel` of one task and input contract;
     ``metadata``: ``(exams, columns)`` raw values of their metadata inputs, or ``None``."""
     target = device_of(device)
-    nets = [m.net.to(target) for m in models]
-    n_columns = len(models[0].objective.prediction_columns)
     exams = dataset if start == 0 else Subset(dataset, range(start, len(dataset)))
     loader = DataLoader(exams, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=_as_read, worker_init_fn=_start_worker,
                         pin_memory=target.type == "cuda",
                         persistent_workers=False, prefetch_factor=4 if num_workers else None)
-    with counting("predicting", len(dataset), "exams", completed=start,
-                  show=progress) as advance:
-        for batch in loader:
+
+    def fed(batches: Iterator[dict]) -> Iterator[dict]:
+        """The batches with the exams to feed (a tracing, and every metadata input)."""
+        for batch in batches:
             index = batch["index"].numpy()
             problems = list(batch["problem"])
-            fed = np.array([not p for p in problems], dtype=bool)
+            batch["fed"] = np.array([not p for p in problems], dtype=bool)
             if metadata is not None:
                 complete = np.isfinite(metadata[index]).all(axis=1)
-                problems = [p or ("" if ok else "missing metadata inputs")
-                            for p, ok in zip(problems, complete)]
-                fed &= complete
-            predictions = np.full((len(models), len(index), n_columns), np.nan, np.float32)
-            tracings = batch["tracing"].to(target, non_blocking=True)
-            for member, (model, net) in enumerate(zip(models, nets)):
-                extra = ()
-                if metadata is not None:
-                    values = np.nan_to_num(metadata[index])
-                    extra = (model.metadata_inputs(values, len(index)).to(target),)
-                with torch.inference_mode():
-                    outputs = model.objective.predict(net(tracings, *extra))
-                scores = outputs.float().cpu().numpy()
-                predictions[member, fed] = scores.reshape(len(index), -1)[fed]
-            yield {"index": index, "predictions": predictions,
+                batch["problem"] = [p or ("" if ok else "missing metadata inputs")
+                                    for p, ok in zip(problems, complete)]
+                batch["fed"] &= complete
+                batch["raw_metadata"] = np.nan_to_num(metadata[index])
+            yield batch
+
+    with counting("predicting", len(dataset), "exams", completed=start,
+                  show=progress) as advance:
+        for done in inferred(models, fed(iter(loader)), target):
+            batch = done.batch
+            yield {"index": batch["index"].numpy(), "predictions": done.predictions,
                    "amplitude_mv": np.asarray(batch["amplitude"], dtype=np.float64),
-                   "flags": list(batch["flags"]), "problem": problems}
-            advance(len(index))
+                   "flags": list(batch["flags"]), "problem": list(batch["problem"])}
+            advance(len(batch["index"]))

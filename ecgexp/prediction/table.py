@@ -9,7 +9,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +18,12 @@ import pandas as pd
 from ecgexp.columns import target_of
 from ecgexp.errors import UserError
 from ecgexp.files import atomic_path
+from ecgexp.prediction.inference import inferred
 from ecgexp.prediction.inputs import prediction_exams
 from ecgexp.prediction.predictor import PredictionDataset, predicted_batches
+from ecgexp.prediction.rows import prediction_rows
 from ecgexp.prediction.screening import dataset_flag
-from ecgexp.tasks.predictions import add_threshold_labels
+from ecgexp.progress import counting
 
 log = logging.getLogger(__name__)
 # The rows of an ecgexp-predict in progress: <output> + this suffix.
@@ -85,21 +87,17 @@ class DatasetPredictions:
 
     def rows(self, batch: dict) -> pd.DataFrame:
         """The rows of one batch of :func:`~ecgexp.prediction.predictor.predicted_batches`."""
-        index, members = batch["index"], batch["predictions"]
-        exams = self.exams.iloc[index]
-        out = pd.DataFrame({"exam_id": exams.exam_id.to_numpy()})
+        exams = self.exams.iloc[batch["index"]]
+        identifiers = {"exam_id": exams.exam_id.to_numpy()}
         if "record" in exams:
-            out["record"] = exams.record.to_numpy()
-        columns = self.objective.prediction_columns
-        out[columns] = members.mean(axis=0)
-        if len(self.models) > 1:
-            out[[f"{c}_sd" for c in columns]] = members.std(axis=0, ddof=1)
-        add_threshold_labels(out, self.thresholds)
+            identifiers["record"] = exams.record.to_numpy()
+        targets = None
         if self.with_targets:
-            for name in self.objective.target_columns:
-                values = pd.to_numeric(exams[name], errors="coerce")
-                out[target_of(name)] = values.astype(float).to_numpy()
-            out = self.objective.add_derived_columns(out)
+            targets = np.column_stack([
+                pd.to_numeric(exams[name], errors="coerce").astype(float).to_numpy()
+                for name in self.objective.target_columns])
+        out = prediction_rows(self.objective, batch["predictions"], identifiers,
+                              self.thresholds, targets)
         out["amplitude_mv"] = batch["amplitude_mv"]
         out["flags"] = pd.Series(batch["flags"], dtype=object).to_numpy()
         out["problem"] = pd.Series(batch["problem"], dtype=object).to_numpy()
@@ -114,6 +112,32 @@ class DatasetPredictions:
         if finding:
             log.warning("%s: %s", self.name, finding)
         return finding
+
+
+def split_predictions(model, batches: Iterable[dict | None], n_exams: int,
+                      names: np.ndarray | None = None, device: str = "auto",
+                      description: str = "predicting", progress: bool = True,
+                      autocast=None) -> pd.DataFrame:
+    """A run's own split predicted by ``model`` (its best checkpoint): ``batches`` are the
+    split's loader's (``exam_id``: ids, or positions into ``names`` for exams identified by
+    record names; ``tracing``; ``target``; ``metadata`` standardised as in training), ``None``
+    for a batch whose exams were all left out. Columns: ``exam_id``, the objective's
+    prediction columns, ``target_<name>`` and the derived columns. ``autocast``: the dtype of
+    the run's mixed precision (:func:`~ecgexp.prediction.inference.autocast_dtype`)."""
+    objective, blocks = model.objective, []
+    with counting(description, n_exams, "exams", show=progress) as advance:
+        for done in inferred([model], batches, device, autocast):
+            exam_ids = done.batch["exam_id"].numpy()
+            targets = done.batch["target"].float().numpy()
+            blocks.append(prediction_rows(
+                objective, done.predictions,
+                {"exam_id": exam_ids if names is None else names[exam_ids]}, targets=targets))
+            advance(len(exam_ids))
+    if blocks:
+        return pd.concat(blocks, ignore_index=True)
+    columns = ["exam_id", *objective.prediction_columns,
+               *(target_of(name) for name in objective.target_columns)]
+    return pd.DataFrame(columns=columns)
 
 
 def with_dataset_finding(table: pd.DataFrame, finding: str) -> pd.DataFrame:

@@ -8,7 +8,7 @@ import time
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ProgressBar, RichProgressBar
 
-from ecgexp.progress import CountLines, clock, on_terminal, print_line
+from ecgexp.progress import clock, on_terminal, print_line
 
 
 class EpochSeed(pl.Callback):
@@ -44,8 +44,8 @@ class EpochLines(ProgressBar):
     """Training progress as lines: one when training starts, one per epoch (epoch k/N, the
     optimiser steps so far, time elapsed, the time the remaining epochs take at the mean pace
     so far (early stopping may end sooner), ``train_loss``, ``val_loss`` and the monitored
-    metric with its best so far), one when it ends; the predictions after it as counted work
-    (:class:`CountLines`, in batches)."""
+    metric with its best so far), one when it ends (the predictions of the splits after it
+    count their own lines: :func:`ecgexp.prediction.table.split_predictions`)."""
 
     def __init__(self, monitor: str, mode: str):
         super().__init__()
@@ -54,7 +54,6 @@ class EpochLines(ProgressBar):
         self.enabled = True
         self.started = 0.0
         self.first_epoch = 0
-        self.predicting: CountLines | None = None
 
     def disable(self) -> None:
         self.enabled = False
@@ -91,16 +90,3 @@ class EpochLines(ProgressBar):
         if self.enabled:
             print_line("training done", f"epochs {trainer.current_epoch}/{trainer.max_epochs}",
                        f"elapsed {clock(time.monotonic() - self.started)}")
-
-    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.enabled:
-            self.predicting = CountLines("predicting", sum(trainer.num_predict_batches),
-                                         "batches")
-
-    def on_predict_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
-                             outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        if self.predicting is not None:
-            self.predicting.advance()
-
-    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.predicting = None

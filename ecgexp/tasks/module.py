@@ -84,13 +84,6 @@ class ECGModule(pl.LightningModule):
     def test_step(self, batch: dict | None, batch_idx: int) -> None:
         self._evaluation_step(batch, "test", self.test_metrics)
 
-    def predict_step(self, batch: dict | None, batch_idx: int) -> dict | None:
-        if batch is None:
-            return None
-        outputs = self(batch["tracing"], batch.get("metadata"))
-        return {"exam_id": batch["exam_id"], "target": batch["target"],
-                "score": self.objective.predict(outputs)}
-
     def on_validation_epoch_end(self) -> None:
         monitored = {"val_loss": self.val_loss_mean.compute()}
         self.val_loss_mean.reset()
