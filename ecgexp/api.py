@@ -31,7 +31,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, open_dict
 
 import ecgexp  # noqa: F401  (registers the OmegaConf resolvers)
-from ecgexp.prediction.model import TrainedModel, load_model
+from ecgexp.inference.model import TrainedModel, load_model
 
 
 def compose_config(*overrides: str, config_name: str = "train",

@@ -31,7 +31,7 @@ anything else.
 
 ``run_model`` reads the record (a WFDB path without extension, as ``run_model.py`` passes it),
 brings it to the model's input with the signal steps of its input contract
-(:func:`ecgexp.prediction.inputs.contract_pipeline`, as ``ecgexp-predict`` does) and returns
+(:func:`ecgexp.inference.inputs.contract_pipeline`, as ``ecgexp-predict`` does) and returns
 ``(binary, probability)``: the Chagas score and whether it reaches the threshold chosen on the
 validation split (stored in the checkpoint's model card; 0.5 without one).
 
@@ -147,7 +147,7 @@ def load_model(model_folder: str, verbose: bool):
 
 
 def _pipeline(model):
-    from ecgexp.prediction.inputs import contract_pipeline
+    from ecgexp.inference.inputs import contract_pipeline
 
     if model not in _pipelines:
         _pipelines[model] = contract_pipeline(model.contract)

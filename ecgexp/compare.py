@@ -1,9 +1,9 @@
 """``ecgexp-compare``: two or more runs of one task (``runs=``, or every member of a sweep,
-``multirun=``), or prediction files (:mod:`ecgexp.evaluation.compare_inputs`), compared on
+``multirun=``), or prediction files (:mod:`ecgexp.evaluation.entries`), compared on
 the exams they share, with paired statistics (:mod:`ecgexp.evaluation.significance`), each
 against the first.
 
-``comparison`` (:mod:`ecgexp.evaluation.compare_pairs`): every metric of the task's report
+``comparison`` (:mod:`ecgexp.evaluation.paired`): every metric of the task's report
 (per binary label and their macro mean: AUROC, AP, precision, recall, specificity, F1; per
 regression target: MAE, RMSE, R², Pearson's r; survival: Harrell's and Uno's C,
 time-dependent AUROCs, IBS; ...) for both entries, with the difference's paired bootstrap
@@ -33,16 +33,16 @@ from ecgexp.errors import UserError
 from ecgexp.evaluation import plots
 from ecgexp.evaluation.analyses import figure_path
 from ecgexp.evaluation.calibration import calibration_slope, expected_calibration_error
-from ecgexp.evaluation.compare_inputs import (
+from ecgexp.evaluation.decision_curve import make_decision_curve, net_benefit, treat_all
+from ecgexp.evaluation.entries import (
     Compared,
     check_probabilities,
     compared_entries,
     member_table,
     run_folders,
 )
-from ecgexp.evaluation.compare_pairs import pairwise
-from ecgexp.evaluation.decision_curve import make_decision_curve, net_benefit, treat_all
 from ecgexp.evaluation.outputs import write_table
+from ecgexp.evaluation.paired import pairwise
 from ecgexp.files import check_new_folder, distinct_file_names, staged_folder
 from ecgexp.tasks.objectives import MultiLabel
 

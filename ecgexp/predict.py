@@ -1,6 +1,6 @@
 """``ecgexp-predict``: a trained model (a run folder, a checkpoint, a mean ensemble of runs, or
 published weights with ``model.weights``) -> one CSV of predictions for every exam of a
-dataset, written as it is predicted (:func:`ecgexp.prediction.table.write_dataset_predictions`)."""
+dataset, written as it is predicted (:func:`ecgexp.inference.table.write_dataset_predictions`)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from ecgexp.contract import input_contract
 from ecgexp.errors import UserError
 from ecgexp.evaluation.inputs import load_run, mean_ensemble
 from ecgexp.files import writable_folder
+from ecgexp.inference.inputs import dataset_for
+from ecgexp.inference.loop import device_of
+from ecgexp.inference.model import TrainedModel, load_model
+from ecgexp.inference.table import write_dataset_predictions
 from ecgexp.models.weights import build_model
-from ecgexp.prediction.inference import device_of
-from ecgexp.prediction.inputs import dataset_for
-from ecgexp.prediction.model import TrainedModel, load_model
-from ecgexp.prediction.table import write_dataset_predictions
 from ecgexp.run_folder import RunFolder
 from ecgexp.tasks.build import build_objective
 

@@ -32,13 +32,13 @@ from ecgexp.errors import UserError
 from ecgexp.evaluate import write_run_report
 from ecgexp.evaluation.report import flatten_report, print_report, report_json
 from ecgexp.files import write_text_atomic
+from ecgexp.inference.inputs import dataset_for, prediction_exams
+from ecgexp.inference.loop import autocast_dtype
+from ecgexp.inference.model import TrainedModel, load_model
+from ecgexp.inference.rows import prediction_rows
+from ecgexp.inference.screening import training_amplitude
+from ecgexp.inference.table import dataset_predictions, evaluable, split_predictions
 from ecgexp.models.weights import read_state_dict
-from ecgexp.prediction.inference import autocast_dtype
-from ecgexp.prediction.inputs import dataset_for, prediction_exams
-from ecgexp.prediction.model import TrainedModel, load_model
-from ecgexp.prediction.rows import prediction_rows
-from ecgexp.prediction.screening import training_amplitude
-from ecgexp.prediction.table import dataset_predictions, evaluable, split_predictions
 from ecgexp.provenance import provenance, summary
 from ecgexp.registry import ALLOW_KEY, check_prefixes, check_tree
 from ecgexp.run_folder import RunFolder, claim_folder, resumed, start_checkpoint

@@ -72,7 +72,7 @@ def test_the_finder_sees_a_spelling_in_code_not_in_a_docstring():
 # The modules that call a network: training's forward pass (the LightningModule), the one
 # inference loop, and the benchmarks' plain loops that it is measured against. Attribution
 # (heatmaps) calls networks through ``output_of`` for gradients, not predictions.
-CALLS_NETWORKS = {"tasks/module.py", "prediction/inference.py"}
+CALLS_NETWORKS = {"tasks/module.py", "inference/loop.py"}
 
 
 def network_calls(source: str) -> list[int]:
@@ -85,7 +85,7 @@ def network_calls(source: str) -> list[int]:
 
 def test_one_inference_loop_calls_the_networks():
     """A run's splits, its external sets, ecgexp-predict, the API, the Challenge interface
-    and heatmaps' scores all go through ``ecgexp.prediction.inference.inferred``."""
+    and heatmaps' scores all go through ``ecgexp.inference.loop.inferred``."""
     found = {str(path.relative_to(PACKAGE)): lines for path in sorted(PACKAGE.rglob("*.py"))
              if not path.relative_to(PACKAGE).parts[0] == "bench"
              and (lines := network_calls(path.read_text()))}

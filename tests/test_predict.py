@@ -319,7 +319,7 @@ def test_a_killed_prediction_is_continued_by_the_same_command(run, tmp_path, mon
     Leftovers of another command, or of other exams, are refused with one line."""
     from ecgexp.data.synthetic import write_code15
     from ecgexp.errors import UserError
-    from ecgexp.prediction.table import DatasetPredictions
+    from ecgexp.inference.table import DatasetPredictions
 
     source = tmp_path / "src"
     write_code15(source, n_exams=40, n_parts=1, seed=5)

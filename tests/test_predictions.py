@@ -1,5 +1,5 @@
-"""``ecgexp.prediction.rows.prediction_rows``, the one builder of predictions-table rows, and
-``ecgexp.prediction.inference.inferred``, the one inference loop, on stand-ins.
+"""``ecgexp.inference.rows.prediction_rows``, the one builder of predictions-table rows, and
+``ecgexp.inference.loop.inferred``, the one inference loop, on stand-ins.
 
 The objectives here have only what the table needs (``prediction_columns``,
 ``target_columns``, ``add_derived_columns``, ``predict``), so every expected value is written
@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
-from ecgexp.prediction.inference import inferred
-from ecgexp.prediction.rows import prediction_rows
+from ecgexp.inference.loop import inferred
+from ecgexp.inference.rows import prediction_rows
 
 
 class Scores:

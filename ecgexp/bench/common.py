@@ -23,7 +23,7 @@ from torch import nn
 import ecgexp
 from ecgexp.data.build import build_datamodule
 from ecgexp.data.datamodule import ExamDataModule
-from ecgexp.prediction.model import TrainedModel
+from ecgexp.inference.model import TrainedModel
 from ecgexp.tasks.build import build_module, build_network, build_objective
 from ecgexp.tasks.module import ECGModule
 from ecgexp.tracking import instantiate_loggers

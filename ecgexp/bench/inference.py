@@ -1,5 +1,5 @@
 """Benchmark 3, inference: exams/s of ecgexp's prediction path (the one inference loop,
-:func:`ecgexp.prediction.table.split_predictions`, over the DataModule's test loader, as
+:func:`ecgexp.inference.table.split_predictions`, over the DataModule's test loader, as
 ``ecgexp`` predicts a run's splits) against a plain ``torch.no_grad`` loop over the same exams in
 memory, both at the training batch size; then, on the plain loop, ``torch.inference_mode``
 against ``no_grad``, each evaluation batch size of ``inference.eval_batch_sizes`` (what
@@ -35,8 +35,8 @@ from ecgexp.bench.common import (
     raw_tracings,
 )
 from ecgexp.bench.report import Figure, Result
-from ecgexp.prediction.model import TrainedModel
-from ecgexp.prediction.table import split_predictions
+from ecgexp.inference.model import TrainedModel
+from ecgexp.inference.table import split_predictions
 
 
 def clocked(batches: Iterator, ends: list[float], limit: int) -> Iterator:

@@ -1,5 +1,5 @@
 """Benchmark 3b, predict: exams/s of ``ecgexp-predict``'s path
-(:func:`ecgexp.prediction.table.dataset_predictions`, the whole call: indexing the source,
+(:func:`ecgexp.inference.table.dataset_predictions`, the whole call: indexing the source,
 the worker processes reading and screening the exams, the network, the predictions table)
 against the network alone, on two sources:
 
@@ -71,10 +71,10 @@ from ecgexp.bench.preprocess import record_signals, write_records
 from ecgexp.bench.report import Figure, Result
 from ecgexp.contract import input_contract
 from ecgexp.data.hdf5 import resolve_tracing_files
-from ecgexp.prediction.inputs import contract_pipeline, dataset_for, prediction_exams
-from ecgexp.prediction.model import TrainedModel
-from ecgexp.prediction.screening import amplitude_mv
-from ecgexp.prediction.table import dataset_predictions
+from ecgexp.inference.inputs import contract_pipeline, dataset_for, prediction_exams
+from ecgexp.inference.model import TrainedModel
+from ecgexp.inference.screening import amplitude_mv
+from ecgexp.inference.table import dataset_predictions
 from ecgexp.signal.leads import lead_indices
 
 SIGNAL_STEPS = ("raw_records", "as_stored")

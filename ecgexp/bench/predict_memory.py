@@ -3,7 +3,7 @@ the number of exams (``predict.memory.sizes``, by default 1k and 40k synthetic e
 should stay flat: the exams are read, predicted and screened a batch at a time.
 
 Each size predicts every exam of its synthetic dataset (written beforehand by the suite's
-process) into a CSV through :func:`ecgexp.prediction.table.write_dataset_predictions` (what
+process) into a CSV through :func:`ecgexp.inference.table.write_dataset_predictions` (what
 ``ecgexp-predict`` calls: the rows are written as they are predicted) with ``ecgexp-predict``'s
 default of 2 loader workers, the sizes one after the other in a subprocess of their own
 (``python -m ecgexp.bench.predict_memory``), the smallest first. The peak resident set size
@@ -36,8 +36,8 @@ def predict_every_exam(overrides: list[str], num_workers: int, batch_size: int,
                        output_dir: str, size: int) -> dict:
     """Every exam of the composed dataset predicted; the peak memory since the call began."""
     from ecgexp.contract import input_contract
-    from ecgexp.prediction.inputs import dataset_for
-    from ecgexp.prediction.table import write_dataset_predictions
+    from ecgexp.inference.inputs import dataset_for
+    from ecgexp.inference.table import write_dataset_predictions
 
     with open("/proc/self/clear_refs", "w") as clear:
         clear.write("5")  # resets VmHWM to the current resident size

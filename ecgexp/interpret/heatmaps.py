@@ -27,10 +27,10 @@ from ecgexp.config import run_token
 from ecgexp.data.build import build_datamodule
 from ecgexp.errors import UserError
 from ecgexp.files import atomic_path, confined_path, make_folder, write_text_atomic
+from ecgexp.inference.loop import inferred
+from ecgexp.inference.model import TrainedModel, load_model
 from ecgexp.interpret.attribution import attribute, gradient_intensity, visible_intensity
 from ecgexp.interpret.ecg_plot import make_ecg_figure, save
-from ecgexp.prediction.inference import inferred
-from ecgexp.prediction.model import TrainedModel, load_model
 from ecgexp.run_folder import (
     RunFolder,
     check_links_inside,

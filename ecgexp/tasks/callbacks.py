@@ -45,7 +45,7 @@ class EpochLines(ProgressBar):
     optimiser steps so far, time elapsed, the time the remaining epochs take at the mean pace
     so far (early stopping may end sooner), ``train_loss``, ``val_loss`` and the monitored
     metric with its best so far), one when it ends (the predictions of the splits after it
-    count their own lines: :func:`ecgexp.prediction.table.split_predictions`)."""
+    count their own lines: :func:`ecgexp.inference.table.split_predictions`)."""
 
     def __init__(self, monitor: str, mode: str):
         super().__init__()

@@ -3,7 +3,7 @@ predicts (a run's validation and test splits, its external test sets, ``ecgexp-p
 Python API, the Challenge interface and the benchmarks).
 
 Each path brings its batches (read its own way) and builds its table from what this loop
-yields (:func:`ecgexp.prediction.rows.prediction_rows`); the forward pass, the device, the
+yields (:func:`ecgexp.inference.rows.prediction_rows`); the forward pass, the device, the
 metadata inputs and the objective's ``predict`` are done here alone, in float32 and under
 ``torch.inference_mode``.
 """
@@ -61,7 +61,7 @@ class Inferred:
 
 def inferred(models: Sequence, batches: Iterable[dict | None], device: str | torch.device = "auto",
              autocast: torch.dtype | None = None) -> Iterator[Inferred]:
-    """``models`` (:class:`~ecgexp.prediction.model.TrainedModel` of one task: one, or the
+    """``models`` (:class:`~ecgexp.inference.model.TrainedModel` of one task: one, or the
     members of an ensemble) over ``batches``, in order; a ``None`` batch (every exam of it left
     out by ``dataset.nan_policy=skip``) is passed over.
 

@@ -1,5 +1,5 @@
 """The one builder of predictions-table rows from what the inference loop yields
-(:mod:`ecgexp.prediction.inference`), and of the ``label_*`` columns from thresholds.
+(:mod:`ecgexp.inference.loop`), and of the ``label_*`` columns from thresholds.
 
 Every predictions table (a run's ``predictions_<split>.csv``, its external test sets,
 ``ecgexp-predict``, the Python API) has its columns in this order: the exam's identifiers

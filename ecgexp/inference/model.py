@@ -17,10 +17,10 @@ from omegaconf import OmegaConf
 from ecgexp.checkpoints import network_state, read_checkpoint
 from ecgexp.contract import CARD_KEY
 from ecgexp.errors import UserError
+from ecgexp.inference.loop import Inferred, inferred
+from ecgexp.inference.rows import prediction_rows
+from ecgexp.inference.screening import screen
 from ecgexp.models.weights import build_model
-from ecgexp.prediction.inference import Inferred, inferred
-from ecgexp.prediction.rows import prediction_rows
-from ecgexp.prediction.screening import screen
 from ecgexp.registry import check_prefixes
 from ecgexp.run_folder import RunFolder, config_as_data
 
@@ -125,7 +125,7 @@ class TrainedModel:
         them, ``amplitude_mv``, ``flags`` (what looks wrong: flat leads, an amplitude far from
         the training data's, such as uV fed as mV) and ``problem``: an exam that carries no
         ECG gets no prediction and no label, and its ``problem`` says why
-        (:mod:`ecgexp.prediction.screening`)."""
+        (:mod:`ecgexp.inference.screening`)."""
         tracings = self._tracings(tracings)
         amplitude, flags, problems = screen(tracings.numpy(), self.contract)
         fed = np.array([not problem for problem in problems], dtype=bool)

@@ -18,11 +18,11 @@ import pandas as pd
 from ecgexp.columns import target_of
 from ecgexp.errors import UserError
 from ecgexp.files import atomic_path
-from ecgexp.prediction.inference import inferred
-from ecgexp.prediction.inputs import prediction_exams
-from ecgexp.prediction.predictor import PredictionDataset, predicted_batches
-from ecgexp.prediction.rows import prediction_rows
-from ecgexp.prediction.screening import dataset_flag
+from ecgexp.inference.dataset import PredictionDataset, predicted_batches
+from ecgexp.inference.inputs import prediction_exams
+from ecgexp.inference.loop import inferred
+from ecgexp.inference.rows import prediction_rows
+from ecgexp.inference.screening import dataset_flag
 from ecgexp.progress import counting
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class DatasetPredictions:
     its units (for an ensemble the members' mean, and ``<column>_sd`` their standard
     deviation); ``label_<name>`` = ``score >= threshold`` for each of ``thresholds``; the
     ``target_<name>`` columns when the dataset holds the targets; ``amplitude_mv``, ``flags``
-    (inputs that look wrong for the model, :mod:`~ecgexp.prediction.screening`) and
+    (inputs that look wrong for the model, :mod:`~ecgexp.inference.screening`) and
     ``problem`` (why an exam has no prediction). A finding on the whole dataset (its amplitude
     far from the training data's) is known only once every exam is read:
     :meth:`dataset_finding` gives it, to be prefixed to the flags of every fed exam."""
@@ -86,7 +86,7 @@ class DatasetPredictions:
             yield self.rows(batch)
 
     def rows(self, batch: dict) -> pd.DataFrame:
-        """The rows of one batch of :func:`~ecgexp.prediction.predictor.predicted_batches`."""
+        """The rows of one batch of :func:`~ecgexp.inference.dataset.predicted_batches`."""
         exams = self.exams.iloc[batch["index"]]
         identifiers = {"exam_id": exams.exam_id.to_numpy()}
         if "record" in exams:
@@ -123,7 +123,7 @@ def split_predictions(model, batches: Iterable[dict | None], n_exams: int,
     record names; ``tracing``; ``target``; ``metadata`` standardised as in training), ``None``
     for a batch whose exams were all left out. Columns: ``exam_id``, the objective's
     prediction columns, ``target_<name>`` and the derived columns. ``autocast``: the dtype of
-    the run's mixed precision (:func:`~ecgexp.prediction.inference.autocast_dtype`)."""
+    the run's mixed precision (:func:`~ecgexp.inference.loop.autocast_dtype`)."""
     objective, blocks = model.objective, []
     with counting(description, n_exams, "exams", show=progress) as advance:
         for done in inferred([model], batches, device, autocast):

@@ -14,9 +14,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ecgexp.data.hdf5 import consecutive_runs
-from ecgexp.prediction.inference import device_of, inferred
-from ecgexp.prediction.inputs import HDF5Inputs, RecordInputs
-from ecgexp.prediction.screening import exam_flags, no_ecg
+from ecgexp.inference.inputs import HDF5Inputs, RecordInputs
+from ecgexp.inference.loop import device_of, inferred
+from ecgexp.inference.screening import exam_flags, no_ecg
 from ecgexp.processes import die_with_parent
 from ecgexp.progress import counting
 from ecgexp.signal.pipeline import RecordRejected
