@@ -1,6 +1,6 @@
 """``ecgexp-compare``: two or more runs of one task (``runs=``, or every member of a sweep,
 ``multirun=``), or prediction files (:mod:`ecgexp.evaluation.entries`), compared on
-the exams they share, with paired statistics (:mod:`ecgexp.evaluation.significance`), each
+the exams they share, with paired statistics (:mod:`ecgexp.metrics.significance`), each
 against the first.
 
 ``comparison`` (:mod:`ecgexp.evaluation.paired`): every metric of the task's report
@@ -32,8 +32,6 @@ from ecgexp.config_checks import check
 from ecgexp.errors import UserError
 from ecgexp.evaluation import plots
 from ecgexp.evaluation.analyses import figure_path
-from ecgexp.evaluation.calibration import calibration_slope, expected_calibration_error
-from ecgexp.evaluation.decision_curve import make_decision_curve, net_benefit, treat_all
 from ecgexp.evaluation.entries import (
     Compared,
     check_probabilities,
@@ -44,6 +42,8 @@ from ecgexp.evaluation.entries import (
 from ecgexp.evaluation.outputs import write_table
 from ecgexp.evaluation.paired import pairwise
 from ecgexp.files import check_new_folder, distinct_file_names, staged_folder
+from ecgexp.metrics.calibration import calibration_slope, expected_calibration_error
+from ecgexp.metrics.decision_curve import net_benefit, treat_all
 from ecgexp.tasks.objectives import MultiLabel
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ def plot_decision_curve(curves: pd.DataFrame, first: pd.DataFrame, label: str,
     by_run = {name: group.net_benefit.to_numpy()
               for name, group in rows.groupby("run", sort=False)}
     thresholds = rows.threshold.drop_duplicates().to_numpy()
-    figure = make_decision_curve(by_run, first[target_of(label)].to_numpy().astype(int),
+    figure = plots.make_decision_curve(by_run, first[target_of(label)].to_numpy().astype(int),
                                  thresholds, label)
     return plots.save(figure, figure_path(out, "decision_curve", label))
 

@@ -18,7 +18,6 @@ from torchmetrics.functional.classification import (
 
 from ecgexp.evaluation.agreement import cohen_kappa, mcnemar
 from ecgexp.evaluation.binary import detection_metrics
-from ecgexp.evaluation.calibration import expected_calibration_error, reliability_table
 from ecgexp.metrics.bootstrap import (
     Resamples,
     bootstrap,
@@ -29,6 +28,7 @@ from ecgexp.metrics.bootstrap import (
     published_interval,
     resample_counts,
 )
+from ecgexp.metrics.calibration import expected_calibration_error, reliability_table
 from ecgexp.metrics.confusion import confusion_counts, rates
 
 ANNOTATIONS = FIXTURES / "code_test" / "annotations"

@@ -8,7 +8,7 @@ import pytest
 from scipy.optimize import minimize_scalar
 from scipy.special import expit, log_expit, logit
 
-from ecgexp.evaluation.calibration import calibration_slope
+from ecgexp.metrics.calibration import calibration_slope
 
 
 def _sample(n: int, intercept: float, slope: float, seed: int = 0):

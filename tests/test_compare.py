@@ -16,10 +16,10 @@ from sklearn.metrics import roc_auc_score
 
 from ecgexp.compare import compare
 from ecgexp.errors import UserError
-from ecgexp.evaluation.calibration import calibration_slope, expected_calibration_error
-from ecgexp.evaluation.decision_curve import net_benefit, treat_all
 from ecgexp.evaluation.paired import pairwise
 from ecgexp.evaluation.report import flatten_report
+from ecgexp.metrics.calibration import calibration_slope, expected_calibration_error
+from ecgexp.metrics.decision_curve import net_benefit, treat_all
 from ecgexp.tasks.survival import CoxSurvival
 
 

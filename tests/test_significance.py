@@ -1,4 +1,4 @@
-"""Paired comparison statistics (``ecgexp.evaluation.significance``) against computations made
+"""Paired comparison statistics (``ecgexp.metrics.significance``) against computations made
 here and a published example: DeLong's placements and variances by their definition (every
 positive-negative pair) and pROC's worked aSAH example (variances, covariances, Z and p of
 ``roc.test``), p-values that are uniform when two models are equally good, a paired
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecgexp.evaluation.significance import delong_test, holm
 from ecgexp.metrics.bootstrap import Resamples, paired_bootstrap
+from ecgexp.metrics.significance import delong_test, holm
 
 
 def _delong_by_pairs(a, b, targets):

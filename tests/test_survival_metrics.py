@@ -17,7 +17,7 @@ from sksurv.metrics import integrated_brier_score as sksurv_ibs
 from sksurv.nonparametric import CensoringDistributionEstimator, SurvivalFunctionEstimator
 from sksurv.util import Surv
 
-from ecgexp.evaluation import survival_metrics as sm
+from ecgexp.metrics import survival as sm
 
 HORIZONS = [1.0, 2.0, 4.0]
 SEEDS = range(4)

@@ -31,7 +31,6 @@ from omegaconf import DictConfig
 from ecgexp.columns import score_of, survival_at, target_of
 from ecgexp.evaluation import plots
 from ecgexp.evaluation.binary import undefined_threshold
-from ecgexp.evaluation.calibration import expected_calibration_error, reliability_table
 from ecgexp.evaluation.multiclass import class_indices, probabilities_of
 from ecgexp.evaluation.report import flatten_report
 from ecgexp.evaluation.stratify import age_bands, sex_groups, stratified
@@ -42,14 +41,15 @@ from ecgexp.evaluation.survival import (
     kaplan_meier,
     score_bins,
 )
-from ecgexp.evaluation.survival_metrics import kaplan_meier_at
 from ecgexp.evaluation.survival_report import survival_arrays, survival_metrics
 from ecgexp.files import confined_path
 from ecgexp.metrics.bootstrap import Resamples, bootstrap, per_resample, threshold_statistic
+from ecgexp.metrics.calibration import expected_calibration_error, reliability_table
 from ecgexp.metrics.confusion import METRICS as THRESHOLD_METRICS
 from ecgexp.metrics.errors import METRICS as REGRESSION_METRICS
 from ecgexp.metrics.errors import regression_errors
 from ecgexp.metrics.ranking import Ranking
+from ecgexp.metrics.survival import kaplan_meier_at
 
 
 @dataclass

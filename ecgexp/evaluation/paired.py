@@ -29,11 +29,11 @@ from ecgexp.evaluation.binary import (
     undefined_threshold,
 )
 from ecgexp.evaluation.report import is_count
-from ecgexp.evaluation.significance import delong_test, holm
 from ecgexp.evaluation.tables import first_line
 from ecgexp.metrics.bootstrap import Resamples, paired_bootstrap, per_resample
 from ecgexp.metrics.confusion import rates, threshold_confusion
 from ecgexp.metrics.ranking import Ranking
+from ecgexp.metrics.significance import delong_test, holm
 
 log = logging.getLogger(__name__)
 

@@ -24,6 +24,7 @@ from torchmetrics.functional.classification import (
 )
 
 from ecgexp.figures import save_figure
+from ecgexp.metrics.decision_curve import checked_thresholds, treat_all
 
 DPI = 100
 # Fixed margins (fractions of the figure) of the figures drawn for every label and split, whose
@@ -212,3 +213,24 @@ def make_hazard_ratios(table: pd.DataFrame) -> Figure:
     return figure
 
 
+def make_decision_curve(curves: Mapping[str, np.ndarray], targets, thresholds,
+                        label: str) -> Figure:
+    """Net benefit against the threshold probability: one line per model of ``curves``
+    (``{name: net_benefit(...)}`` at ``thresholds``), treat all and treat none. The y axis
+    spans from a little below 0 to a little above the largest net benefit (treat all falls
+    steeply at high thresholds and is cut off)."""
+    thresholds = checked_thresholds(thresholds)
+    everyone = treat_all(targets, thresholds)
+    figure = Figure(figsize=(7, 5), layout="constrained")
+    axes = figure.subplots()
+    for name, values in curves.items():
+        axes.plot(thresholds, values, label=name)
+    axes.plot(thresholds, everyone, color="grey", linestyle="--", label="treat all")
+    axes.axhline(0, color="black", linewidth=1, label="treat none")
+    top = max(0.01, *(float(np.max(v)) for v in [*curves.values(), everyone]))
+    axes.set(title=f"Decision curve: {label}", xlabel="threshold probability",
+             ylabel="net benefit", xlim=(thresholds.min(), thresholds.max()),
+             ylim=(-0.1 * top, 1.1 * top))
+    axes.legend(loc="upper right", fontsize="small")
+    axes.grid(alpha=0.3)
+    return figure

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ecgexp.columns import RISK, target_of
-from ecgexp.evaluation.survival_metrics import (
+from ecgexp.metrics.survival import (
     brier_scores,
     harrell_c,
     integrated_brier_score,

@@ -11,5 +11,12 @@ many times, computed without repeating them, so one pass serves a chunk of resam
   bounded per chunk), intervals and the paired bootstrap;
 - :mod:`~ecgexp.metrics.confusion`: confusion counts and the rates at fixed thresholds;
 - :mod:`~ecgexp.metrics.ranking`: AUROC and average precision;
-- :mod:`~ecgexp.metrics.errors`: MAE, RMSE, R² and Pearson's r of a regression.
+- :mod:`~ecgexp.metrics.errors`: MAE, RMSE, R² and Pearson's r of a regression;
+- :mod:`~ecgexp.metrics.calibration`: reliability tables, the expected calibration error and
+  the calibration slope of probabilities;
+- :mod:`~ecgexp.metrics.decision_curve`: the net benefit of decision curves;
+- :mod:`~ecgexp.metrics.significance`: DeLong's test of two AUROCs and Holm's correction;
+- :mod:`~ecgexp.metrics.survival`: concordance (Harrell, Uno), time-dependent AUROC, Brier
+  scores and Kaplan-Meier estimates of time-to-event predictions;
+- :mod:`~ecgexp.metrics.weights`: the exam weights every weighted metric accepts.
 """

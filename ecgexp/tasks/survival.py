@@ -14,7 +14,7 @@ out by the data module, as for any task.
 Both predict ``risk_score`` (higher: earlier event expected); the discrete-time model adds
 ``survival_at_<h>``, the survival probability at each configured horizon. Reports hold Harrell's
 and Uno's C, the time-dependent AUROC at the horizons and, with survival curves, the Brier
-score at the horizons and its integral (:mod:`ecgexp.evaluation.survival_metrics`).
+score at the horizons and its integral (:mod:`ecgexp.metrics.survival`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from torchmetrics.utilities import dim_zero_cat
 
 from ecgexp.columns import RISK, survival_at
 from ecgexp.errors import UserError
-from ecgexp.evaluation.survival_metrics import harrell_c
 from ecgexp.evaluation.survival_report import survival_report
+from ecgexp.metrics.survival import harrell_c
 from ecgexp.tasks.cox import TIES, cox_loss
 from ecgexp.tasks.objectives import Objective
 

@@ -13,13 +13,10 @@ treating none (0).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
-from matplotlib.figure import Figure
 
 
-def _checked_thresholds(thresholds) -> np.ndarray:
+def checked_thresholds(thresholds) -> np.ndarray:
     thresholds = np.asarray(thresholds, dtype=np.float64)
     if thresholds.ndim != 1 or not np.all((thresholds > 0) & (thresholds < 1)):
         raise ValueError("decision curve: thresholds must be a 1-D array of probabilities "
@@ -37,7 +34,7 @@ def _checked_targets(targets) -> np.ndarray:
 def net_benefit(probabilities, targets, thresholds) -> np.ndarray:
     """The net benefit ``(len(thresholds),)`` of treating the exams with ``probabilities >=
     pt``, for each threshold ``pt`` in (0, 1); ``targets`` 0/1, one per exam."""
-    targets, thresholds = _checked_targets(targets), _checked_thresholds(thresholds)
+    targets, thresholds = _checked_targets(targets), checked_thresholds(thresholds)
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if probabilities.shape != targets.shape or np.isnan(probabilities).any():
         raise ValueError(f"decision curve: expected one probability (no NaN) per target; got "
@@ -50,29 +47,6 @@ def net_benefit(probabilities, targets, thresholds) -> np.ndarray:
 
 def treat_all(targets, thresholds) -> np.ndarray:
     """The net benefit ``(len(thresholds),)`` of treating every exam."""
-    targets, thresholds = _checked_targets(targets), _checked_thresholds(thresholds)
+    targets, thresholds = _checked_targets(targets), checked_thresholds(thresholds)
     prevalence = targets.mean()
     return prevalence - (1 - prevalence) * thresholds / (1 - thresholds)
-
-
-def make_decision_curve(curves: Mapping[str, np.ndarray], targets, thresholds,
-                        label: str) -> Figure:
-    """Net benefit against the threshold probability: one line per model of ``curves``
-    (``{name: net_benefit(...)}`` at ``thresholds``), treat all and treat none. The y axis
-    spans from a little below 0 to a little above the largest net benefit (treat all falls
-    steeply at high thresholds and is cut off)."""
-    thresholds = _checked_thresholds(thresholds)
-    everyone = treat_all(targets, thresholds)
-    figure = Figure(figsize=(7, 5), layout="constrained")
-    axes = figure.subplots()
-    for name, values in curves.items():
-        axes.plot(thresholds, values, label=name)
-    axes.plot(thresholds, everyone, color="grey", linestyle="--", label="treat all")
-    axes.axhline(0, color="black", linewidth=1, label="treat none")
-    top = max(0.01, *(float(np.max(v)) for v in [*curves.values(), everyone]))
-    axes.set(title=f"Decision curve: {label}", xlabel="threshold probability",
-             ylabel="net benefit", xlim=(thresholds.min(), thresholds.max()),
-             ylim=(-0.1 * top, 1.1 * top))
-    axes.legend(loc="upper right", fontsize="small")
-    axes.grid(alpha=0.3)
-    return figure
