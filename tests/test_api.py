@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import QUARTER_LENGTHS
+from helpers.configs import QUARTER_LENGTHS
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -125,7 +125,7 @@ def test_inputs_without_an_ecg_get_no_label_and_wrong_units_a_flag(api_run):
     no score and no label, and a problem that says why; the uV exam a flag (its amplitude
     ratio, computed here from the model card's training amplitude)."""
     import wfdb
-    from conftest import FIXTURES
+    from helpers.records import FIXTURES
 
     model = load_model(api_run[0])
     signal = wfdb.rdrecord(str(FIXTURES / "code15_wfdb" / "1111")).p_signal  # 2934 x 12, mV

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import run_in_process
+from helpers.commands import run_in_process
 from hydra import compose, initialize_config_dir
 from torch.utils.data import DataLoader
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import FIXTURES
+from helpers.records import FIXTURES
 from scipy.stats import chi2
 from torchmetrics.functional.classification import (
     binary_calibration_error,

@@ -5,7 +5,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import QUARTER_LENGTHS
+from helpers.configs import QUARTER_LENGTHS
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 import wfdb
-from conftest import FIXTURES, QUARTER_LENGTHS, compose_in, header_fields, run_in_process
+from helpers.commands import run_in_process
+from helpers.configs import QUARTER_LENGTHS, compose_in
+from helpers.records import FIXTURES, header_fields
 from omegaconf import OmegaConf
 
 from ecgexp.challenge import OVERRIDES_ENV, load_model, run_model, train_model
@@ -235,7 +237,7 @@ def test_whole_predicted_folder_exported_for_the_scorer(challenge, tmp_path):
     its label at the run's validation threshold; a second export into the folder is refused
     and leaves it as it was."""
     import pandas as pd
-    from conftest import compose_evaluate
+    from helpers.configs import compose_evaluate
 
     from ecgexp.evaluate import evaluate
     from ecgexp.predict import predict

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SHORT_RUN, compose_config, compose_in
+from helpers.configs import SHORT_RUN, compose_config, compose_in
 from omegaconf import open_dict
 
 from ecgexp.checkpoints import read_checkpoint, save_atomic

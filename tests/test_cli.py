@@ -11,7 +11,9 @@ from pathlib import Path
 import h5py
 import pandas as pd
 import pytest
-from conftest import SHORT_RUN, run, run_folders, run_in_process
+from helpers.commands import run, run_in_process
+from helpers.configs import SHORT_RUN
+from helpers.runs import run_folders
 
 LABELS = ["1dAVb", "RBBB", "LBBB", "SB", "AF", "ST"]
 # SHORT_RUN with two training batches and no logger, for runs whose history nobody reads

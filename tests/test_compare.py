@@ -10,7 +10,8 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FIXTURES, compose_config
+from helpers.configs import compose_config
+from helpers.records import FIXTURES
 from scipy.stats import chi2
 from sklearn.metrics import roc_auc_score
 
@@ -65,7 +66,7 @@ def test_scores_missing_in_a_file_are_named_not_called_other_splits(task_run, tm
     ("split=val", None),  # the split group: compared_split names the split compared
 ])
 def test_compare_settings_by_their_keys(task_run, tmp_path, override, message):
-    from conftest import run_in_process
+    from helpers.commands import run_in_process
 
     a = task_run("chagas", into=tmp_path / "a")
     if message:
@@ -388,7 +389,7 @@ def test_regression_pairs_compare_every_regression_metric():
 def test_the_comparison_is_a_wandb_run(task_run, tmp_path, monkeypatch):
     """``report_logger=wandb`` (offline): a run of job type ``compare`` named by
     ``wandb.name``, holding the tables and the decision-curve figure."""
-    from test_loggers import items, of_type, wandb_records
+    from helpers.wandb_log import items, of_type, wandb_records
 
     for name in ("DIR", "DATA_DIR", "CACHE_DIR", "CONFIG_DIR"):
         monkeypatch.setenv(f"WANDB_{name}", str(tmp_path / f"wandb_{name.lower()}"))

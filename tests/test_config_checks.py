@@ -1,7 +1,8 @@
 """Bad values and typos fail at start-up, with the key named, before any folder is created."""
 
 import pytest
-from conftest import SHORT_RUN, compose_in, run_in_process
+from helpers.commands import run_in_process
+from helpers.configs import SHORT_RUN, compose_in
 from omegaconf import OmegaConf
 
 from ecgexp.config_checks import check

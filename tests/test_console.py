@@ -6,7 +6,8 @@ import re
 import warnings
 
 import pytest
-from conftest import CONF_DIR, call_entry_point, entry_point
+from helpers.commands import call_entry_point, entry_point
+from helpers.configs import CONF_DIR
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
@@ -88,7 +89,7 @@ def test_help_starts_with_what_the_command_does_and_examples(command, monkeypatc
 
 
 def test_predict_without_a_dataset_says_how_to_choose_one(tmp_path):
-    from conftest import run_in_process
+    from helpers.commands import run_in_process
 
     result = run_in_process("ecgexp-predict", tmp_path, "run=x", "output=y.csv")
     assert result.returncode == 2

@@ -18,7 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import wfdb
-from conftest import FIXTURES, QUARTER_LENGTHS, run_in_process
+from helpers.commands import run_in_process
+from helpers.configs import QUARTER_LENGTHS
+from helpers.records import FIXTURES
 from omegaconf import open_dict
 from scipy.signal import resample_poly
 

@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import code15_exams, damaged
+from helpers.records import code15_exams, damaged
 
 import ecgexp.data.hdf5 as hdf5
 from ecgexp.data.datamodule import ExamDataModule

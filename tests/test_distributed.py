@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import CONF_DIR, SHORT_RUN, compose_in, run, run_folders
+from helpers.commands import run
+from helpers.configs import CONF_DIR, SHORT_RUN, compose_in
+from helpers.runs import run_folders
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 

@@ -13,7 +13,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
-from conftest import CONF_DIR
+from helpers.configs import CONF_DIR
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 

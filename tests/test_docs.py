@@ -4,7 +4,7 @@ README's links lead to files.
 
 A runnable command is a line of a fenced block right after a line ``<!-- runnable -->`` in
 README.md or docs/*.md. It runs through the console script's entry point in this process
-(``conftest.run_in_process``: its arguments, working directory, output and exit status as a
+(``helpers.commands.run_in_process``: its arguments, working directory, output and exit status as a
 process would have them, without 6 s of imports), from a fresh folder in which ``tests/data``
 is the repository's, so that a command written for the root of a clone runs verbatim.
 """
@@ -19,7 +19,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import CONF_DIR, FIXTURES, run_in_process
+from helpers.commands import run_in_process
+from helpers.configs import CONF_DIR
+from helpers.records import FIXTURES
 
 REPO = Path(__file__).resolve().parents[1]
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FIXTURES, TASKS, compose_evaluate
+from helpers.configs import TASKS, compose_evaluate
+from helpers.records import FIXTURES
 from hydra.utils import instantiate
 from matplotlib.image import imread
 from omegaconf import OmegaConf

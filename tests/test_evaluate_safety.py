@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SHORT_RUN, compose_config
+from helpers.configs import SHORT_RUN, compose_config
 from omegaconf import OmegaConf, open_dict
 
 from ecgexp.errors import UserError, reported

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FIXTURES
+from helpers.records import FIXTURES
 
 from ecgexp.evaluation.binary import (
     binary_report,

@@ -7,7 +7,8 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TASKS, compose_config, run_in_process
+from helpers.commands import run_in_process
+from helpers.configs import TASKS, compose_config
 from hydra.utils import instantiate
 from matplotlib.image import imread
 from omegaconf import OmegaConf

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import run_in_process
+from helpers.commands import run_in_process
 
 from ecgexp.models.keras import convert
 from ecgexp.models.resnet1d import ResNet1d

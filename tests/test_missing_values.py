@@ -19,7 +19,8 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FIXTURES, QUARTER_LENGTHS, compose_in
+from helpers.configs import QUARTER_LENGTHS, compose_in
+from helpers.records import FIXTURES
 
 from ecgexp.data.build import build_datamodule
 from ecgexp.data.convert import convert

@@ -7,7 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import SHORT_RUN, run_in_process
+from helpers.commands import run_in_process
+from helpers.configs import SHORT_RUN
 
 from ecgexp.errors import UserError
 from ecgexp.run_folder import claim_folder

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import torch
 import wfdb
-from conftest import EXTERNAL, FIXTURES, QUARTER_LENGTHS, code15_exams, compose_in
+from helpers.configs import EXTERNAL, QUARTER_LENGTHS, compose_in
+from helpers.records import FIXTURES, code15_exams
 
 from ecgexp.predict import predict
 
@@ -151,7 +152,7 @@ def test_ensemble_is_the_mean_of_its_members(task_run, tmp_path):
 
 
 def test_external_test_sets_reported_by_name(task_run, tmp_path):
-    from conftest import compose_evaluate
+    from helpers.configs import compose_evaluate
 
     from ecgexp.evaluate import evaluate
 
@@ -177,7 +178,7 @@ def test_published_weights_on_a_code_test_layout(run, tmp_path):
     """Weights ecgexp wrote, as a bare state dict, on a synthetic CODE-test layout
     (``ecg_tracings.hdf5`` without ids + row-order annotations): predictions equal the
     network's forward pass, ``ecgexp-evaluate`` at fixed thresholds equals F1 computed here."""
-    from conftest import compose_evaluate
+    from helpers.configs import compose_evaluate
 
     from ecgexp.api import load_model
     from ecgexp.evaluate import evaluate
@@ -233,7 +234,7 @@ def _external_files(folder, n_leads: int = 12, bad_label: bool = False,
                                   "label_two"])
 def test_external_sets_are_checked_before_training(tmp_path, case):
     """Each fault stops the run at start-up, naming test_datasets.<name>: no run folder."""
-    from conftest import SHORT_RUN
+    from helpers.configs import SHORT_RUN
 
     from ecgexp.errors import UserError
     from ecgexp.train import train

@@ -5,7 +5,7 @@ import re
 import sys
 
 import pytest
-from conftest import QUARTER_LENGTHS
+from helpers.configs import QUARTER_LENGTHS
 from pytorch_lightning.callbacks import RichProgressBar
 
 from ecgexp import progress

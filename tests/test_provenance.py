@@ -10,7 +10,9 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
-from conftest import SHORT_RUN, run_folders, run_in_process
+from helpers.commands import run_in_process
+from helpers.configs import SHORT_RUN
+from helpers.runs import run_folders
 
 from ecgexp.provenance import git_commit, host, provenance, sampled_sha256, summary
 

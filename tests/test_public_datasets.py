@@ -8,7 +8,8 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FIXTURES, QUARTER_LENGTHS, compose_in, header_fields
+from helpers.configs import QUARTER_LENGTHS, compose_in
+from helpers.records import FIXTURES, header_fields
 from hydra.utils import instantiate
 
 from ecgexp.data.convert import convert

@@ -17,7 +17,9 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FIXTURES, compose_in, run_in_process
+from helpers.commands import run_in_process
+from helpers.configs import compose_in
+from helpers.records import FIXTURES
 from hydra.utils import instantiate
 
 from ecgexp.data.build import build_datamodule

@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 import wfdb
-from conftest import FIXTURES
+from helpers.records import FIXTURES
 
 from ecgexp.signal.leads import normalise_lead_name
 from ecgexp.signal.readers import (

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import CONF_DIR, compose_config, compose_in, run_in_process
+from helpers.commands import run_in_process
+from helpers.configs import CONF_DIR, compose_config, compose_in
 
 from ecgexp import challenge
 from ecgexp.api import load_model
@@ -417,7 +418,7 @@ def own_model_run(tmp_path_factory):
     the ``ecgexp`` command with mylab on PYTHONPATH."""
     root = tmp_path_factory.mktemp("own_model")
     write_package(root / "lib")
-    from conftest import SHORT_RUN
+    from helpers.configs import SHORT_RUN
 
     env = {"PYTHONPATH": str(root / "lib")}
     sys.path.insert(0, env["PYTHONPATH"])  # as PYTHONPATH does for a new process

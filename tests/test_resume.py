@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import QUARTER_LENGTHS, run_in_process
+from helpers.commands import run_in_process
+from helpers.configs import QUARTER_LENGTHS
 
 from ecgexp.data.datamodule import ExamDataModule
 from ecgexp.data.source import HDF5Source

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SHORT_RUN, compose_config, compose_in, run_in_process
+from helpers.commands import run_in_process
+from helpers.configs import SHORT_RUN, compose_config, compose_in
 from hydra.utils import instantiate
 from pytorch_lightning.callbacks import ProgressBar
 

@@ -6,8 +6,8 @@ test_learning.py so that the two files run on both workers."""
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import built_once
-from test_learning import HALF_LENGTHS, cohort_overrides, train_task
+from helpers.learning import HALF_LENGTHS, cohort_overrides, train_task
+from helpers.runs import built_once
 
 from ecgexp.data.synthetic import write_code15
 

@@ -4,7 +4,9 @@ import json
 
 import pytest
 import yaml
-from conftest import CONF_DIR, SHORT_RUN, TASKS, run_folders, run_in_process
+from helpers.commands import run_in_process
+from helpers.configs import CONF_DIR, SHORT_RUN, TASKS
+from helpers.runs import run_folders
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 

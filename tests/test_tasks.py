@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import QUARTER_LENGTHS, TASKS, compose_evaluate, compose_in, run_in_process
+from helpers.commands import run_in_process
+from helpers.configs import QUARTER_LENGTHS, TASKS, compose_evaluate, compose_in
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import QUARTER_LENGTHS
+from helpers.configs import QUARTER_LENGTHS
 from omegaconf import open_dict
 
 from ecgexp.train import train

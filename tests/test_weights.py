@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import run_in_process
+from helpers.commands import run_in_process
 from hydra.utils import instantiate
 
 from ecgexp.models.resnet1d import ResNet1d
