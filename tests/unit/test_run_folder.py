@@ -140,7 +140,7 @@ def test_overrides_that_change_the_run_are_refused(trained_run, tmp_path):
 def test_resume_needs_a_run_folder(tmp_path):
     with pytest.raises(UserError, match=rf"^resume: '{tmp_path}' is not a run folder"):
         train(compose_in(tmp_path, f"resume={tmp_path}"))
-    (tmp_path / "config.yaml").write_text((Path(__file__).parent / "conftest.py").read_text())
+    (tmp_path / "config.yaml").write_text((Path(__file__).parents[1] / "conftest.py").read_text())
     with pytest.raises(UserError, match=r"^resume: .*config.yaml' is not a readable config"):
         train(compose_in(tmp_path, f"resume={tmp_path}"))
 

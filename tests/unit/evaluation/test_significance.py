@@ -54,7 +54,7 @@ def test_delong_equals_its_definition_with_ties():
     assert result["p_value"] == pytest.approx(math.erfc(abs(z) / math.sqrt(2)))
 
 
-ASAH = json.loads((Path(__file__).parent / "reference" / "proc_asah_delong.json").read_text())
+ASAH = json.loads((Path(__file__).parents[2] / "reference" / "proc_asah_delong.json").read_text())
 
 
 def _asah_scores(marker):

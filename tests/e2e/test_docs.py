@@ -23,7 +23,7 @@ from helpers.commands import run_in_process
 from helpers.configs import CONF_DIR
 from helpers.records import FIXTURES
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 MARKER = "<!-- runnable -->"
 SCRIPTS = Path(sys.executable).parent
