@@ -73,22 +73,33 @@ def tmpfs(tmp_path):
 
 
 # The test files that take longest (seconds of test time on 2 cores, measured with
-# --durations=0), run first: `make test` hands whole files to the two xdist workers in
-# collection order (--dist loadfile --no-loadscope-reorder), so that the long ones do not start
-# last and leave one worker idle at the end.
-LONGEST_FIRST = ("test_learning.py", "test_survival_learning.py", "test_heatmap.py",
-                 "test_convert.py", "test_distributed.py", "test_evaluate.py", "test_loggers.py",
-                 "test_attribution.py", "test_registry.py", "test_predict.py",
-                 "test_run_folder.py", "test_compare.py", "test_resume.py", "test_bench.py",
-                 "test_memory.py", "test_cli.py", "test_console.py", "test_challenge.py",
-                 "test_synthetic.py", "test_config_checks.py", "test_public_datasets.py",
-                 "test_tasks.py", "test_experiments.py", "test_sweeps.py", "test_quality.py",
-                 "test_no_overwrite.py", "test_evaluate_safety.py", "test_train.py")
+# --durations=0), by their paths under tests/, run first: `make test` hands whole files to the
+# two xdist workers in collection order (--dist loadfile --no-loadscope-reorder), so that the
+# long ones do not start last and leave one worker idle at the end (tests/unit/test_layout.py
+# checks that each is there).
+LONGEST_FIRST = ("e2e/test_learning.py", "e2e/test_survival_learning.py",
+                 "unit/interpret/test_heatmaps.py", "unit/data/test_convert.py",
+                 "e2e/test_distributed.py", "e2e/test_evaluate.py", "e2e/test_loggers.py",
+                 "unit/interpret/test_attribution.py", "unit/test_registry.py",
+                 "e2e/test_predict.py", "unit/test_run_folder.py", "e2e/test_compare.py",
+                 "e2e/test_resume.py", "e2e/test_bench.py", "e2e/test_memory.py",
+                 "e2e/test_cli.py", "unit/test_console.py", "unit/test_challenge.py",
+                 "unit/data/test_synthetic.py", "unit/test_config_checks.py",
+                 "e2e/test_public_datasets.py", "e2e/test_tasks.py", "e2e/test_experiments.py",
+                 "e2e/test_sweeps.py", "unit/signal/test_quality.py", "e2e/test_no_overwrite.py",
+                 "unit/test_evaluate.py", "unit/test_train.py")
+
+TESTS = Path(__file__).resolve().parent
 
 
 def pytest_collection_modifyitems(items):
     rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: else as found
+
+    def under_tests(item) -> str:
+        path = Path(item.path).resolve()
+        return path.relative_to(TESTS).as_posix() if path.is_relative_to(TESTS) else str(path)
+
+    items.sort(key=lambda item: rank.get(under_tests(item), len(rank)))  # stable: else as found
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """Every task of the config tree builds the common network from its objective, composes and
-runs; a new task is one YAML file. (That every task learns: tests/test_learning.py.)"""
+runs; a new task is one YAML file. (That every task learns: tests/e2e/test_learning.py.)"""
 
 import json
 from pathlib import Path

@@ -333,7 +333,7 @@ def test_compare_files_are_checked(tmp_path, labels_csv):
 
 def test_a_report_never_overwrites_files_it_did_not_write(trained, tmp_path):
     """A folder of other files is refused, byte-identical (an earlier report too:
-    test_no_overwrite.py)."""
+    tests/e2e/test_no_overwrite.py)."""
     settings = [f"run={trained}", "dataset_attributes=false", *FAST]
     theirs = tmp_path / "results"
     theirs.mkdir()

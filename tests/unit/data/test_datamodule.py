@@ -1,6 +1,6 @@
 """Data layer: HDF5 layouts (docs/studies.md §4), label joins, split rules, loaders and bad inputs,
 through ``HDF5Source`` and ``ExamDataModule``. The checks of the file readers themselves are
-tested in tests/test_hdf5.py (``ecgexp.data.hdf5``) and tests/test_labels.py
+tested in tests/unit/data/test_hdf5.py (``ecgexp.data.hdf5``) and tests/unit/data/test_labels.py
 (``ecgexp.data.labels``).
 
 Every test writes its own small HDF5/CSV files under ``tmp_path``. Tracing values encode their
@@ -37,7 +37,7 @@ from ecgexp.errors import UserError
 
 N_SAMPLES = 4096
 # The encoded tracings are constant in time (no ECG amplitudes), so the set-up check of their
-# units is off here; tests/test_data_files.py tests it on real and synthetic exams.
+# units is off here; tests/unit/data/test_source.py tests it on real and synthetic exams.
 UNCHECKED = {"amplitude_range": None}
 CANONICAL = ["DI", "DII", "DIII", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6"]
 

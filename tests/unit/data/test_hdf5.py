@@ -96,7 +96,7 @@ def test_globs_sort_parts_naturally_and_lists_keep_their_order(tmp_path):
 
 
 def test_missing_hdf5_file(tmp_path):
-    """Moved from tests/test_data.py (there through ``HDF5Source.load``)."""
+    """Moved from tests/unit/data/test_datamodule.py (there through ``HDF5Source.load``)."""
     write(tmp_path / "tracings.hdf5", tracings(2))
     for missing in (tmp_path / "nowhere" / "exams.hdf5", tmp_path / "exams_part*.hdf5",
                     tmp_path):  # a folder is no file
@@ -131,7 +131,8 @@ def test_index_lists_each_exam_with_its_file_and_row(tmp_path):
 
 
 def test_duplicate_exam_ids_across_files(tmp_path):
-    """Moved from tests/test_data.py (the tracing half of ``test_duplicate_exam_ids``)."""
+    """Moved from tests/unit/data/test_datamodule.py (the tracing half of
+    ``test_duplicate_exam_ids``)."""
     files = [write(tmp_path / "exams_part0.hdf5", tracings(3), np.array([1, 2, 3])),
              write(tmp_path / "exams_part1.hdf5", tracings(3), np.array([3, 4, 5]))]
     with pytest.raises(ValueError) as info:
@@ -141,7 +142,7 @@ def test_duplicate_exam_ids_across_files(tmp_path):
 
 
 def test_missing_hdf5_dataset_names(tmp_path):
-    """Moved from tests/test_data.py (there through ``HDF5Source.load``)."""
+    """Moved from tests/unit/data/test_datamodule.py (there through ``HDF5Source.load``)."""
     path = write(tmp_path / "tracings.hdf5", tracings(4), np.arange(4))
     with pytest.raises(KeyError) as info:
         index([path], name="signal")
@@ -154,7 +155,7 @@ def test_missing_hdf5_dataset_names(tmp_path):
 
 
 def test_wrong_tracing_shapes(tmp_path):
-    """Moved from tests/test_data.py (there through ``HDF5Source.load``)."""
+    """Moved from tests/unit/data/test_datamodule.py (there through ``HDF5Source.load``)."""
     path = write(tmp_path / "t.hdf5", tracings(5, leads=8), np.arange(5))
     with pytest.raises(ValueError) as info:
         index([path])
@@ -314,7 +315,7 @@ def real():
 
 
 def test_scan_reads_only_the_exams_in_the_table_in_blocks(tmp_path, real):
-    """Moved from tests/test_data_files.py."""
+    """Moved from tests/unit/data/test_source.py."""
     ids, millivolts = real
     tracings = damaged(millivolts)
     path = write(tmp_path / "data" / "exams.hdf5", tracings, ids)

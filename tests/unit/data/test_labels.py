@@ -88,7 +88,7 @@ def test_read_csv_table_names_an_unparsable_file(tmp_path):
 
 
 def test_missing_label_csv(tmp_path):
-    """Moved from tests/test_data.py (there through ``HDF5Source.load``)."""
+    """Moved from tests/unit/data/test_datamodule.py (there through ``HDF5Source.load``)."""
     missing = tmp_path / "no_labels.csv"
     with pytest.raises(FileNotFoundError) as info:
         read_label_table(missing, "exam_id", ["y"])
@@ -112,7 +112,7 @@ def test_read_label_table_renames_and_takes_the_exam_id(tmp_path):
 
 
 def test_label_csv_without_target_or_id_column(tmp_path):
-    """Moved from tests/test_data.py (there through ``HDF5Source.load``)."""
+    """Moved from tests/unit/data/test_datamodule.py (there through ``HDF5Source.load``)."""
     path = write_csv(tmp_path / "labels.csv", "exam_id,y\n1,0.5\n2,1.0\n")
     with pytest.raises(KeyError) as info:
         read_label_table(path, "exam_id", ["y", "AF"])
@@ -248,7 +248,7 @@ def test_row_order_pairs_rows_and_takes_ids_from_the_labels():
 
 
 def test_row_order_length_mismatch():
-    """Moved from tests/test_data.py (there through ``HDF5Source.load``)."""
+    """Moved from tests/unit/data/test_datamodule.py (there through ``HDF5Source.load``)."""
     with pytest.raises(ValueError) as info:
         join_labels(tracing_index(np.arange(10)), pd.DataFrame({"y": np.arange(9.0)}),
                     "row_order", "labels.csv")
@@ -258,8 +258,8 @@ def test_row_order_length_mismatch():
 
 @pytest.mark.parametrize("join", ["exam_id", "row_order"])
 def test_duplicate_exam_ids_in_the_labels(join):
-    """Moved from tests/test_data.py (the label half of ``test_duplicate_exam_ids`` and
-    ``test_duplicate_exam_ids_row_order``)."""
+    """Moved from tests/unit/data/test_datamodule.py (the label half of
+    ``test_duplicate_exam_ids`` and ``test_duplicate_exam_ids_row_order``)."""
     labels = pd.DataFrame({"exam_id": [1, 2, 2, 4, 5], "y": 1.0})
     with pytest.raises(ValueError) as info:
         join_labels(tracing_index([1, 2, 3, 4, 5]), labels, join, "labels.csv")

@@ -6,7 +6,7 @@ Tracings are the 153 real CODE-15% exams of ``tests/data/code15_wfdb`` (read wit
 wfdb, converted to mV and zero-padded to (4096, 12) float32 as CODE-15% stores them), written
 to HDF5 under ``tmp_path``; every expectation is derived from those arrays, not from the code
 under test. Every error is checked by its text: the config key and the file it names. How the
-scan reads, caches and judges the rows of one file is tested in tests/test_hdf5.py.
+scan reads, caches and judges the rows of one file is tested in tests/unit/data/test_hdf5.py.
 """
 
 from __future__ import annotations
