@@ -1,0 +1,18 @@
+"""Helpers shared by the test files (importable as ``helpers``: ``pythonpath = ["tests"]`` in
+pyproject.toml). Fixtures and pytest hooks stay in ``tests/conftest.py``; what a test imports
+by name lives here, by theme:
+
+- :mod:`helpers.configs`: the config tree (``CONF_DIR``, ``TASKS``), composing it
+  (``compose_in``, ``compose_config``, ``compose_evaluate``) and the overrides of short runs
+  (``SHORT_RUN``, ``TINY_RUN``, ``QUARTER_LENGTHS``, ``EXTERNAL``);
+- :mod:`helpers.commands`: console scripts in a new process (``run``) or in this one
+  (``run_in_process``, ``call_entry_point``, ``entry_point``);
+- :mod:`helpers.records`: the real records of ``tests/data`` (``FIXTURES``, ``REFERENCE``,
+  ``code15_exams``, ``header_fields``) and damaged copies (``damaged``);
+- :mod:`helpers.runs`: what is built once per session for every worker (``built_once``) and
+  the run folders a command wrote (``run_folders``);
+- :mod:`helpers.learning`: the training set-up the learning checks share (tests/e2e);
+- :mod:`helpers.wandb_log`: the records of an offline W&B run, read without wandb's reader;
+- :mod:`helpers.hydra_cache`: the per-process caches of Hydra's config parsing and option
+  listing, installed by ``tests/conftest.py``.
+"""
