@@ -1,10 +1,10 @@
-"""``ecgexp.evaluation.decision_curve``: net benefit (Vickers & Elkin 2006) counted here exam by
-exam, the treat-all reference, and the figure's lines and axes."""
+"""``ecgexp.metrics.decision_curve``: net benefit (Vickers & Elkin 2006) counted here exam by
+exam, and the treat-all reference."""
 
 import numpy as np
 import pytest
 
-from ecgexp.evaluation.decision_curve import make_decision_curve, net_benefit, treat_all
+from ecgexp.metrics.decision_curve import net_benefit, treat_all
 
 PROBABILITIES = np.array([0.05, 0.15, 0.3, 0.3, 0.55, 0.7, 0.8, 0.95])
 TARGETS = np.array([0, 0, 1, 0, 0, 1, 1, 1])
@@ -49,18 +49,3 @@ def test_treating_every_exam_is_the_treat_all_reference():
 def test_bad_inputs_are_named(probabilities, targets, thresholds, message):
     with pytest.raises(ValueError, match=rf"^decision curve: .*{message}"):
         net_benefit(probabilities, targets, thresholds)
-
-
-def test_the_figure_has_a_line_per_model_and_the_two_references():
-    thresholds = np.linspace(0.05, 0.6, 12)
-    curve = net_benefit(PROBABILITIES, TARGETS, thresholds)
-    figure = make_decision_curve({"model a": curve}, TARGETS, thresholds, "AF")
-    (axes,) = figure.axes
-    lines = {line.get_label(): line for line in axes.get_lines()}
-    assert set(lines) == {"model a", "treat all", "treat none"}
-    np.testing.assert_allclose(lines["model a"].get_ydata(), curve)
-    np.testing.assert_allclose(lines["treat all"].get_ydata(), treat_all(TARGETS, thresholds))
-    top = max(curve.max(), treat_all(TARGETS, thresholds).max())
-    assert axes.get_ylim() == pytest.approx((-0.1 * top, 1.1 * top))
-    assert axes.get_xlim() == pytest.approx((0.05, 0.6))
-    assert axes.get_title() == "Decision curve: AF"
