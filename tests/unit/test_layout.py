@@ -54,10 +54,9 @@ KNOWN_GAPS = {
     # The commands' own modules, tested end to end: tests/e2e/test_compare.py,
     # tests/e2e/test_predict.py, tests/e2e/test_loggers.py (tracking).
     "compare.py", "predict.py", "tracking.py",
-    # Tested through another file: tests/unit/test_api.py and tests/unit/test_registry.py
-    # (contract: the model card), tests/unit/test_console.py and tests/e2e/test_cli.py
+    # Tested through another file: tests/unit/test_console.py and tests/e2e/test_cli.py
     # (startup), tests/unit/data/test_convert.py (processes).
-    "contract.py", "startup.py", "processes.py",
+    "startup.py", "processes.py",
     # Raw-record datasets: tests/e2e/test_public_datasets.py, tests/e2e/test_missing_values.py,
     # tests/unit/signal/test_quality.py, tests/unit/data/test_convert.py.
     "data/record_source.py", "data/ptbxl.py", "data/synthetic_source.py",
