@@ -64,8 +64,6 @@ KNOWN_GAPS = {
     # tests/unit/evaluation/test_task_reports.py and tests/unit/tasks/test_multiclass.py.
     "evaluation/analyses.py", "evaluation/entries.py", "evaluation/paired.py",
     "evaluation/inputs.py", "evaluation/multiclass.py",
-    # The SignalPipeline: tests/unit/signal/test_filters.py.
-    "signal/pipeline.py",
     # Task pieces: tests/unit/tasks/test_objectives.py (regression objectives),
     # tests/e2e/test_tasks.py and tests/e2e/test_experiments.py (build).
     "tasks/regression.py", "tasks/build.py",
