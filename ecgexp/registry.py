@@ -32,6 +32,10 @@ from ecgexp.errors import UserError
 CLASSES = frozenset({
     # networks, objectives and their callbacks
     "ecgexp.models.resnet1d.ResNet1d",
+    "ecgexp.models.ptbxl.FCNWang",
+    "ecgexp.models.ptbxl.ResNet1dWang",
+    "ecgexp.models.ptbxl.Inception1d",
+    "ecgexp.models.ptbxl.LSTM1d",
     "ecgexp.tasks.objectives.Binary",
     "ecgexp.tasks.objectives.MultiLabel",
     "ecgexp.tasks.multiclass.MultiClass",

@@ -162,7 +162,8 @@ def extract_heatmaps(cfg: DictConfig) -> dict:
         positions, outputs = order, every[torch.as_tensor(order, dtype=torch.long)]
     column, predictions = explained_value(model, outputs, index)
     tracings, metadata = batch_of(dataset, positions)
-    maps = attribute(cfg.method, model.net, tracings, index, layer=cfg.layer,
+    layer = cfg.layer if cfg.layer is not None else getattr(model.net, "gradcam_layer", None)
+    maps = attribute(cfg.method, model.net, tracings, index, layer=layer,
                      metadata=metadata, batch_size=cfg.batch_size, **_method_options(cfg))
     if cfg.intensity:
         maps = gradient_intensity(maps)
@@ -181,7 +182,7 @@ def extract_heatmaps(cfg: DictConfig) -> dict:
         handle.create_dataset("output", data=outputs[:, index].numpy().astype(np.float32))
         handle.create_dataset("prediction", data=predictions.astype(np.float32))
         handle.create_dataset("tracings", data=tracings.numpy())
-        handle.attrs.update({"method": cfg.method, "layer": str(cfg.layer),
+        handle.attrs.update({"method": cfg.method, "layer": str(layer),
                              "target": str(cfg.target), "output_index": index,
                              "output_name": model.objective.output_names[index],
                              "prediction_column": column, "units": model.objective.units,

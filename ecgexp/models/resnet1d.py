@@ -29,9 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-HEADS = ("linear", "gaussian", "coral")
-# Metadata branch of ResNet1dMetaData: n_metadata -> 64 -> 128 -> META_FEATURES.
-META_FEATURES = 512
+from ecgexp.models.heads import ECGNetwork
 
 
 def _downsample(n_samples_in: int, n_samples_out: int) -> int:
@@ -113,27 +111,12 @@ class ResBlock1d(nn.Module):
         return x, y
 
 
-class ResNet1d(nn.Module):
+class ResNet1d(ECGNetwork):
     """Residual network for ECG tracings.
 
     The trunk (stem and residual blocks) gives ``F = filters * length`` features of the last
-    block (5120 by default). The head maps them to the output:
-
-    - ``linear``: ``lin`` = Linear(F, n_outputs); output ``(batch, n_outputs)``.
-    - ``gaussian``: ``lin`` = Linear(F, n_outputs) gives the means, ``lin_log_var_1`` =
-      Linear(F, hidden), ReLU, ``lin_log_var_2`` = Linear(hidden, n_outputs) the log-variances;
-      output ``(batch, 2 * n_outputs)`` = ``[means, log_variances]``.
-    - ``coral``: ``lin`` = Linear(F, 1, bias=False), one weight vector shared by the
-      ``n_outputs = K - 1`` logits, plus ``lin_bias`` of shape ``(1, n_outputs)``; output
-      ``lin(features) + lin_bias``, ``(batch, n_outputs)``. ``sigmoid(logit k)`` is
-      ``P(class > k)``.
-
-    With ``n_metadata > 0`` the metadata goes through ``meta_to_features`` (Linear(n_metadata,
-    64), ReLU, Linear(64, 128), ReLU, Linear(128, 512)) and is concatenated with the features;
-    ``combined_lin`` = Sequential(Linear(F + 512, H), ReLU, Linear(H, n_outputs)) with
-    ``H = (F + 512) // 2`` then gives the output of the linear head and ``lin`` is an Identity,
-    as in the published ``ResNet1dMetaData``. For the gaussian and coral heads ``combined_lin``
-    stops after the ReLU and the head above is applied to its ``H`` features.
+    block (5120 by default); the task's head (linear, gaussian, coral, metadata fusion) is
+    :class:`ecgexp.models.heads.ECGNetwork`'s, with the published parameter names.
 
     Args:
         in_leads: number of input leads (12, or 8 for the electrolyte study).
@@ -156,30 +139,24 @@ class ResNet1d(nn.Module):
             head's input width (F, or H with metadata; the published model uses 5120).
     """
 
+    # The layer of the published heatmaps (ecg-heatmaps).
+    gradcam_layer = "resblock1d_2.conv1"
+
     def __init__(self, in_leads: int = 12, n_samples: int = 4096, n_outputs: int = 1,
                  blocks: Sequence[Sequence[int]] = ((64, 4096), (128, 1024), (196, 256),
                                                     (256, 64), (320, 16)),
                  kernel_size: int = 17, dropout: float = 0.8, stem_relu: bool = False,
                  head: str = "linear", n_metadata: int = 0, gaussian_hidden: int | None = None,
                  stem: Sequence[int] | None = None, bn_eps: float = 1e-5):
-        super().__init__()
+        super().__init__(in_leads, n_samples, head, n_metadata, gaussian_hidden)
         if not blocks:
             raise ValueError("model.blocks: at least one (filters, length) block is needed")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"model.dropout: a drop probability in [0, 1) is needed, "
                              f"got {dropout}")
-        if head not in HEADS:
-            raise ValueError(f"model.head: expected one of {', '.join(HEADS)}, got {head!r}")
-        if n_metadata < 0:
-            raise ValueError(f"model.n_metadata: a count >= 0 is needed, got {n_metadata}")
-        if gaussian_hidden is not None and (head != "gaussian" or gaussian_hidden < 1):
-            raise ValueError(f"model.gaussian_hidden: a width >= 1 for head=gaussian is needed, "
-                             f"got {gaussian_hidden} with head={head}")
         if stem is not None and len(stem) != 2:
             raise ValueError(f"model.stem: a [filters, length] pair or null is needed, got {stem}")
         blocks = [(int(filters), int(length)) for filters, length in blocks]
-        self.in_leads, self.n_samples = in_leads, n_samples
-        self.head, self.n_metadata = head, n_metadata
         filters_out, length_out = blocks[0] if stem is None else (int(stem[0]), int(stem[1]))
         self.conv1 = conv1d(in_leads, filters_out, kernel_size,
                             stride=_downsample(n_samples, length_out))
@@ -191,81 +168,13 @@ class ResNet1d(nn.Module):
                                kernel_size, dropout, bn_eps)
             self.add_module(f"resblock1d_{i}", block)
             filters_out, length_out = filters, length
-        n_head_in = filters_out * length_out
-        if n_metadata:
-            n_head_in = self._build_metadata_fusion(n_head_in, n_outputs)
-        self._build_head(n_head_in, n_outputs, gaussian_hidden)
-
-    def _build_metadata_fusion(self, n_features: int, n_outputs: int) -> int:
-        """Add ``meta_to_features`` and ``combined_lin``; return the head's input width."""
-        self.meta_to_features = nn.Sequential(
-            nn.Linear(self.n_metadata, 64), nn.ReLU(), nn.Linear(64, 128), nn.ReLU(),
-            nn.Linear(128, META_FEATURES))
-        n_hidden = (n_features + META_FEATURES) // 2
-        layers = [nn.Linear(n_features + META_FEATURES, n_hidden), nn.ReLU()]
-        if self.head == "linear":  # published ResNet1dMetaData: combined_lin.2 is the output
-            layers.append(nn.Linear(n_hidden, n_outputs))
-        self.combined_lin = nn.Sequential(*layers)
-        return n_outputs if self.head == "linear" else n_hidden
-
-    def _build_head(self, n_in: int, n_outputs: int, gaussian_hidden: int | None) -> None:
-        if self.head == "linear":
-            self.lin = nn.Identity() if self.n_metadata else nn.Linear(n_in, n_outputs)
-        elif self.head == "gaussian":
-            hidden = n_in if gaussian_hidden is None else gaussian_hidden
-            self.lin = nn.Linear(n_in, n_outputs)
-            self.lin_log_var_1 = nn.Linear(n_in, hidden)
-            self.lin_log_var_2 = nn.Linear(hidden, n_outputs)
-        else:
-            self.lin = nn.Linear(n_in, 1, bias=False)
-            # CORAL's initialisation: decreasing biases (K-1)/(K-1), ..., 1/(K-1), not zeros.
-            self.lin_bias = nn.Parameter(torch.arange(n_outputs, 0, -1).float()[None] / n_outputs)
-
-    @property
-    def output_layer(self) -> nn.Linear | None:
-        """The linear layer whose outputs are the network's (linear head: ``lin``, or
-        ``combined_lin``'s last with metadata); None for the gaussian and coral heads."""
-        if self.head != "linear":
-            return None
-        return self.combined_lin[-1] if self.n_metadata else self.lin
+        self.build_head(filters_out * length_out, n_outputs, gaussian_hidden)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Flattened last-block features ``(batch, filters * length)``, channel-major."""
-        if x.shape[1:] != (self.in_leads, self.n_samples):
-            raise ValueError(
-                f"ResNet1d expects (batch, {self.in_leads}, {self.n_samples}) tracings, "
-                f"got {tuple(x.shape)}"
-            )
+        self.check_input(x)
         x = self.stem_activation(self.bn1(self.conv1(x)))
         y = x
         for i in range(self.n_blocks):
             x, y = getattr(self, f"resblock1d_{i}")(x, y)
         return x.flatten(1)
-
-    def _check_metadata(self, metadata: torch.Tensor | None, batch: int) -> None:
-        if not self.n_metadata:
-            if metadata is not None:
-                raise ValueError("ResNet1d was built without metadata (model.n_metadata=0) "
-                                 "but metadata was given")
-            return
-        expected = (batch, self.n_metadata)
-        if metadata is None or tuple(metadata.shape) != expected:
-            got = None if metadata is None else tuple(metadata.shape)
-            raise ValueError(f"ResNet1d expects metadata of shape {expected} "
-                             f"(model.n_metadata={self.n_metadata}), got {got}")
-
-    def _head_output(self, h: torch.Tensor) -> torch.Tensor:
-        if self.head == "gaussian":
-            log_var = self.lin_log_var_2(torch.relu(self.lin_log_var_1(h)))
-            return torch.cat([self.lin(h), log_var], dim=1)
-        if self.head == "coral":
-            return self.lin(h) + self.lin_bias
-        return self.lin(h)
-
-    def forward(self, x: torch.Tensor, metadata: torch.Tensor | None = None) -> torch.Tensor:
-        self._check_metadata(metadata, x.shape[0])
-        h = self.features(x)
-        if self.n_metadata:
-            meta = self.meta_to_features(metadata.to(h.dtype))
-            h = self.combined_lin(torch.cat([h, meta], dim=1))
-        return self._head_output(h)

@@ -39,7 +39,8 @@ class Objective(ABC):
 
     - ``target_columns``: exam-table columns stacked into the batch target (declared once, as
       the objective's arguments); ``binary_columns``: those that must hold 0/1.
-    - ``n_outputs`` and ``head``: the network's head (``ResNet1d(n_outputs=..., head=...)``).
+    - ``n_outputs`` and ``head``: the network's head (every network takes ``n_outputs`` and
+      ``head``: :mod:`ecgexp.models.heads`).
     - ``output_names``: one name per network output (e.g. ``mean_k``, ``log_variance_k``);
       ``output_columns``: the prediction column that shows each output in the task's units.
     - ``fit(targets)``: statistics of the training split (``state``: plain numbers, stored in
@@ -59,7 +60,7 @@ class Objective(ABC):
     - ``units``: the target's units (plot axes, figure titles), ``""`` for probabilities.
     """
 
-    # The network head the objective's outputs come from (ecgexp.models.resnet1d.HEADS).
+    # The network head the objective's outputs come from (ecgexp.models.heads.HEADS).
     head = "linear"
     # The analyses of ecgexp.evaluation.analyses that ecgexp-evaluate runs for this task.
     analyses: tuple[str, ...] = ("strata",)
@@ -75,7 +76,7 @@ class Objective(ABC):
     @property
     @abstractmethod
     def n_outputs(self) -> int:
-        """Outputs per head branch, as ``ResNet1d(n_outputs=...)`` takes it."""
+        """Outputs per head branch, as every network takes ``n_outputs``."""
 
     @property
     @abstractmethod

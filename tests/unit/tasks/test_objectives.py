@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from ecgexp.errors import PACKAGE_DIR, UserError
 from ecgexp.evaluation.analyses import ANALYSES
-from ecgexp.models.resnet1d import HEADS
+from ecgexp.models.heads import HEADS
 from ecgexp.tasks.loss_weights import inverse_frequency_weights
 from ecgexp.tasks.multiclass import MultiClass
 from ecgexp.tasks.objectives import Binary, MultiLabel, Objective
