@@ -10,7 +10,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from ecgexp.data.record_source import RecordFolderSource
 from ecgexp.data.source import CombinedSource, HDF5Source
-from ecgexp.models.resnet1d import ResNet1d
+from ecgexp.models.heads import ECGNetwork
 from ecgexp.tasks.build import build_network
 
 GROUPS = ["dataset", "preprocessing", "model", "task", "trainer", "logger", "callbacks",
@@ -37,7 +37,7 @@ def test_primary_config_has_every_group(compose_train):
 def test_model_options_instantiate(compose_train, option):
     cfg = compose_train(f"model={option}")
     net = build_network(cfg)
-    assert isinstance(net, ResNet1d) and net.lin.out_features == 6
+    assert isinstance(net, ECGNetwork) and net.output_layer.out_features == 6  # six labels
 
 
 @pytest.mark.parametrize("option", [o for o in options("dataset") if o != "synthetic"])

@@ -128,7 +128,9 @@ def test_evaluate_help_lists_no_training_group(monkeypatch, capsys):
 def test_help_groups_outside_hydra_marks_nothing(monkeypatch):
     monkeypatch.setattr(HydraConfig.instance(), "cfg", None)
     text = console.help_groups("model", "paths")
-    assert re.search(r"^  model +resnet1d, resnet1d_keras, resnet1d_small$", text, re.M)
+    # the options of a group, wrapped under the group's column
+    assert re.search(r"^  model +fcn_wang, inception1d, lstm, lstm_bidir, resnet1d, "
+                     r"resnet1d_keras,\n {9}resnet1d_small, resnet1d_wang$", text, re.M)
     assert "*" not in text
 
 
