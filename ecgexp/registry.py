@@ -36,6 +36,7 @@ CLASSES = frozenset({
     "ecgexp.models.ptbxl.ResNet1dWang",
     "ecgexp.models.ptbxl.Inception1d",
     "ecgexp.models.ptbxl.LSTM1d",
+    "ecgexp.models.ptbxl.XResNet1d",
     "ecgexp.tasks.objectives.Binary",
     "ecgexp.tasks.objectives.MultiLabel",
     "ecgexp.tasks.multiclass.MultiClass",

@@ -1,7 +1,8 @@
 """Backbones of the PTB-XL benchmark (Strodthoff et al., "Deep learning for ECG analysis:
 benchmarks and insights from PTB-XL", IEEE JBHI 25(5), 2021; the architectures of its code,
 ``code/models/`` of github.com/helme/ecg_ptbxl_benchmarking, written here in plain torch):
-``fcn_wang``, ``resnet1d_wang``, ``inception1d``, ``lstm`` and ``lstm_bidir``.
+``fcn_wang``, ``resnet1d_wang``, ``xresnet1d50``, ``xresnet1d101``, ``inception1d``, ``lstm``
+and ``lstm_bidir``.
 
 Each takes the one model signature (:class:`ecgexp.models.heads.ECGNetwork`) and ends as the
 benchmark's models do: concat pooling of the last feature map (max, then mean over time; the
@@ -139,6 +140,72 @@ class ResNet1dWang(BenchmarkNetwork):
                               else None)  # the last convolution
         self.pool = ConcatPool1d()
         self.finish(2 * planes)
+
+
+def conv_bn(n_in: int, n_out: int, kernel_size: int, stride: int = 1, relu: bool = True,
+            zero: bool = False) -> nn.Sequential:
+    """fastai's ``ConvLayer``: a convolution (Kaiming-normal weights, no bias), BatchNorm (its
+    bias 1e-3; its weight 0 when ``zero``: the last of a residual path, 1 otherwise), ReLU."""
+    layer = conv(n_in, n_out, kernel_size, stride)
+    nn.init.kaiming_normal_(layer.weight)
+    norm = nn.BatchNorm1d(n_out)
+    nn.init.constant_(norm.weight, 0.0 if zero else 1.0)
+    nn.init.constant_(norm.bias, 1e-3)
+    return nn.Sequential(layer, norm, *([nn.ReLU()] if relu else []))
+
+
+class XResBlock1d(nn.Module):
+    """fastai's bottleneck ``ResBlock`` (expansion 4): 1x1 to ``width``, ``kernel_size`` (with
+    the stride), 1x1 to ``4 * width`` (its BatchNorm starting at 0); the identity path
+    average-pools (stride 2) and takes a 1x1 convolution where the width changes."""
+
+    def __init__(self, n_in: int, width: int, stride: int, kernel_size: int, expansion: int = 4):
+        super().__init__()
+        n_out = width * expansion
+        self.convs = nn.Sequential(conv_bn(n_in, width, 1),
+                                   conv_bn(width, width, kernel_size, stride),
+                                   conv_bn(width, n_out, 1, relu=False, zero=True))
+        identity: list[nn.Module] = []
+        if stride != 1:
+            identity.append(nn.AvgPool1d(2, ceil_mode=True))
+        if n_in != n_out:
+            identity.append(conv_bn(n_in, n_out, 1, relu=False))
+        self.idpath = nn.Sequential(*identity)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.convs(x) + self.idpath(x))
+
+
+class XResNet1d(BenchmarkNetwork):
+    """``xresnet1d50`` (``layers=[3, 4, 6, 3]``) and ``xresnet1d101`` (``[3, 4, 23, 3]``):
+    fastai's XResNet in 1-D as the benchmark runs it: a stem of three convolutions (32, 32, 64
+    filters, kernel 5, the first with stride 2) and max pooling, then bottleneck blocks of
+    width 64 (256 channels out) with kernel 5, each stage after the first halving the length."""
+
+    def __init__(self, in_leads: int = 12, n_samples: int = 1000, n_outputs: int = 1,
+                 head: str = "linear", n_metadata: int = 0, gaussian_hidden: int | None = None,
+                 layers: Sequence[int] = (3, 4, 6, 3), width: int = 64, kernel_size: int = 5,
+                 stem_sizes: Sequence[int] = (32, 32, 64),
+                 lin_ftrs_head: Sequence[int] = (128,), ps_head: float = 0.5):
+        super().__init__(in_leads, n_samples, n_outputs, head, n_metadata, gaussian_hidden,
+                         lin_ftrs_head, ps_head)
+        sizes = [in_leads, *(int(s) for s in stem_sizes)]
+        stem = [conv_bn(sizes[i], sizes[i + 1], kernel_size, stride=2 if i == 0 else 1)
+                for i in range(len(sizes) - 1)]
+        stages, n_in = [], sizes[-1]
+        for stage, n_blocks in enumerate(layers):
+            blocks = []
+            for i in range(int(n_blocks)):
+                blocks.append(XResBlock1d(n_in, width, 2 if stage and not i else 1,
+                                          kernel_size))
+                n_in = width * 4
+            stages.append(nn.Sequential(*blocks))
+        self.body = nn.Sequential(*stem, nn.MaxPool1d(3, stride=2, padding=1), *stages)
+        last = len(self.body) - 1
+        self.gradcam_layer = f"body.{last}.{len(stages[-1]) - 1}.convs.2.0"  # the last convolution
+        self.pool = ConcatPool1d()
+        self.finish(2 * n_in)
 
 
 class InceptionBlock1d(nn.Module):

@@ -21,6 +21,7 @@ from ecgexp.train import train
 NARROW = {
     "fcn_wang": ["model.filters=[8,8,8]"],
     "resnet1d_wang": ["model.planes=8"],
+    "xresnet1d50": ["model.width=4", "model.stem_sizes=[4,4,16]", "model.layers=[1,1,1,1]"],
     "inception1d": ["model.filters=4", "model.bottleneck=4"],
     "lstm": ["model.hidden=4"],
     "lstm_bidir": ["model.hidden=4"],

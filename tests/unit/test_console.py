@@ -130,7 +130,8 @@ def test_help_groups_outside_hydra_marks_nothing(monkeypatch):
     text = console.help_groups("model", "paths")
     # the options of a group, wrapped under the group's column
     assert re.search(r"^  model +fcn_wang, inception1d, lstm, lstm_bidir, resnet1d, "
-                     r"resnet1d_keras,\n {9}resnet1d_small, resnet1d_wang$", text, re.M)
+                     r"resnet1d_keras,\n {9}resnet1d_small, resnet1d_wang, xresnet1d101, "
+                     r"xresnet1d50$", text, re.M)
     assert "*" not in text
 
 

@@ -16,12 +16,14 @@ from omegaconf import OmegaConf, open_dict
 from torch.utils.flop_counter import FlopCounterMode
 
 from ecgexp.interpret.attribution import attribute
-from ecgexp.models.ptbxl import FCNWang, Inception1d, LSTM1d, ResNet1dWang
+from ecgexp.models.ptbxl import FCNWang, Inception1d, LSTM1d, ResNet1dWang, XResNet1d
 from ecgexp.models.weights import build_model
 from ecgexp.tasks.build import build_objective
 
-MODELS = ["fcn_wang", "resnet1d_wang", "inception1d", "lstm", "lstm_bidir"]
+MODELS = ["fcn_wang", "resnet1d_wang", "xresnet1d50", "xresnet1d101", "inception1d", "lstm",
+          "lstm_bidir"]
 CLASSES = {"fcn_wang": (FCNWang, {}), "resnet1d_wang": (ResNet1dWang, {}),
+           "xresnet1d50": (XResNet1d, {}), "xresnet1d101": (XResNet1d, {"layers": [3, 4, 23, 3]}),
            "inception1d": (Inception1d, {}), "lstm": (LSTM1d, {}),
            "lstm_bidir": (LSTM1d, {"bidirectional": True})}
 OUTPUTS = 71  # PTB-XL "all": the width the configs' counts are stated for
@@ -40,6 +42,19 @@ def head(pooled):
     return bn(pooled) + linear(pooled, 128) + bn(128) + linear(128, OUTPUTS)
 
 
+def xresnet(layers):
+    """Stem (32, 32, 64 filters, kernel 5), then bottleneck blocks: 1x1 to 64, kernel 5,
+    1x1 to 256, each convolution with BatchNorm; a 1x1 identity convolution where the input is
+    not 256 wide (the first block only)."""
+    total = 12 * 32 * 5 + bn(32) + 32 * 32 * 5 + bn(32) + 32 * 64 * 5 + bn(64)
+    n_in = 64
+    for _ in range(sum(layers)):
+        total += n_in * 64 + bn(64) + 64 * 64 * 5 + bn(64) + 64 * 256 + bn(256)
+        total += n_in * 256 + bn(256) if n_in != 256 else 0
+        n_in = 256
+    return total + head(512)
+
+
 def lstm_layer(n_in, h):  # four gates: input and hidden weights, two biases
     return 4 * h * (n_in + h) + 8 * h
 
@@ -51,6 +66,8 @@ BY_HAND = {
     + 3 * (128 * 128 * 5 + bn(128) + 128 * 128 * 3 + bn(128))  # three basic blocks
     + 2 * (128 * 128 + bn(128))  # the strided stages' 1x1 shortcuts
     + head(256),
+    "xresnet1d50": xresnet([3, 4, 6, 3]),
+    "xresnet1d101": xresnet([3, 4, 23, 3]),
     "inception1d": sum(n_in * 32 + 32 * 32 * (39 + 19 + 9) + n_in * 32 + bn(128)
                        for n_in in [12, 128, 128, 128, 128, 128])
     + 12 * 128 + bn(128) + 128 * 128 + bn(128)  # the two shortcuts
@@ -80,6 +97,11 @@ def test_parameters_are_the_benchmarks_and_the_configs_state_them(name):
     assert sum(p.numel() for p in net.parameters()) == BY_HAND[name] == stated(name)["params"]
     config = yaml.safe_load((CONF_DIR / "model" / f"{name}.yaml").read_text())
     assert config["_target_"] == f"ecgexp.models.ptbxl.{type(net).__name__}"
+    # the network the config's own architecture arguments build is the one counted
+    arguments = {key: value for key, value in config.items() if key not in (
+        "_target_", "in_leads", "n_samples", "n_metadata", "weights", "weights_trusted")}
+    built = type(net)(in_leads=12, n_samples=1000, n_outputs=OUTPUTS, **arguments)
+    assert sum(p.numel() for p in built.parameters()) == BY_HAND[name]
 
 
 def counted_flops(net, n_samples: int) -> int:
@@ -88,7 +110,8 @@ def counted_flops(net, n_samples: int) -> int:
     return counter.get_total_flops()
 
 
-@pytest.mark.parametrize("name", ["fcn_wang", "resnet1d_wang", "inception1d"])
+@pytest.mark.parametrize("name", ["fcn_wang", "resnet1d_wang", "xresnet1d50", "xresnet1d101",
+                                  "inception1d"])
 def test_the_stated_flops_are_counted(name):
     for n_samples in (1000, 4096):
         counted = counted_flops(network(name, n_samples), n_samples) / 1e9
@@ -144,7 +167,7 @@ def test_every_task_runs_on_every_model(compose_train):
         objective = build_objective(cfg.task)
         n_metadata = len(cfg.task.get("metadata_columns") or [])
         metadata = torch.zeros(2, n_metadata) if n_metadata else None
-        for model in MODELS:
+        for model in (m for m in MODELS if m != "xresnet1d101"):  # xresnet1d50's class and head
             with open_dict(cfg):
                 cfg.model = OmegaConf.load(CONF_DIR / "model" / f"{model}.yaml")
             net = build_model(cfg.model, objective).eval()
@@ -154,7 +177,7 @@ def test_every_task_runs_on_every_model(compose_train):
             assert net.n_metadata == n_metadata and net.head == objective.head, (task, model)
 
 
-@pytest.mark.parametrize("name", ["fcn_wang", "resnet1d_wang", "inception1d"])
+@pytest.mark.parametrize("name", ["fcn_wang", "resnet1d_wang", "xresnet1d50", "inception1d"])
 def test_grad_cam_explains_the_last_convolutional_layer_by_default(name):
     net = network(name, n_samples=128).eval()
     maps = attribute("gradcam", net, torch.randn(2, 12, 128), 0, layer=net.gradcam_layer)
