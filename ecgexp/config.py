@@ -6,7 +6,10 @@
 - ``run_label``: the experiment (or else the task) a run folder is named after;
 - ``run_dir``: ``hydra.run.dir``: the folder given to ``resume=``, else the new run folder;
 - ``hydra_subdir``: ``hydra.output_subdir``: ``.hydra``, or none for a resumed run, so that
-  the original run's Hydra files are kept (the restart is recorded in ``provenance.json``).
+  the original run's Hydra files are kept (the restart is recorded in ``provenance.json``);
+- ``fed_rate``: the rate (Hz) of the tracings a dataset feeds the network
+  (``${fed_rate:${dataset}}``): its signal pipeline's for raw records, else the rate its HDF5
+  tracings are stored at.
 """
 
 import os
@@ -30,12 +33,18 @@ def _run_dir(resume, new_folder):
     return str(resume) if resume else new_folder
 
 
+def _fed_rate(dataset):
+    pipeline = dataset.get("pipeline")
+    return float((pipeline or dataset)["sampling_rate"])
+
+
 def _hydra_subdir(resume):
     return None if resume else ".hydra"
 
 
 for _name, _resolver in {"len": lambda sequence: len(sequence), "run_token": run_token,
                          "run_label": _run_label,
-                         "run_dir": _run_dir, "hydra_subdir": _hydra_subdir}.items():
+                         "run_dir": _run_dir, "hydra_subdir": _hydra_subdir,
+                         "fed_rate": _fed_rate}.items():
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _resolver)

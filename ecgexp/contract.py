@@ -11,12 +11,18 @@ The card holds plain values only (read with ``torch.load(weights_only=True)``):
   fitted on the training split;
 - ``thresholds``: ``{label: threshold}`` chosen on validation (added to the best checkpoint
   when the run has evaluated its validation predictions);
-- ``input_contract``: what a user must feed the network (:func:`input_contract`).
+- ``input_contract``: what a user must feed the network (:func:`input_contract`);
+- ``weights``: what the network started from (:func:`starting_weights`).
 """
 
 from __future__ import annotations
 
+import json
+
 from omegaconf import DictConfig, OmegaConf
+
+from ecgexp.models.pretrained import encoder_module
+from ecgexp.models.weights import file_sha256
 
 CARD_KEY = "ecgexp"
 CARD_FORMAT = 1
@@ -53,6 +59,21 @@ def input_contract(cfg: DictConfig, source) -> dict:
             "dataset": str(getattr(source, "name", cfg.dataset.get("name", "")))}
 
 
+def starting_weights(cfg: DictConfig) -> dict:
+    """``{"file", "sha256"}`` of ``model.weights`` (both None: random initialisation), with
+    ``random_encoder`` true for the random-weights baseline of a pretrained encoder, and the
+    encoder's published input contract when the model is one."""
+    path = cfg.model.get("weights")
+    random = bool(cfg.get("finetune", {}).get("random_encoder", False))
+    record = {"file": None, "sha256": None, "random_encoder": random}
+    if path and not random:
+        record.update(file=str(path), sha256=file_sha256(path))
+    if cfg.model.get("encoder"):
+        contract = encoder_module(cfg.model.encoder).CONTRACT
+        record["encoder_contract"] = json.loads(json.dumps(contract))  # plain lists
+    return record
+
+
 def model_card(cfg: DictConfig, source, metadata_statistics: dict,
                amplitude_mv: float | None = None) -> dict:
     """The card a run's checkpoints carry (thresholds are added after validation);
@@ -61,4 +82,4 @@ def model_card(cfg: DictConfig, source, metadata_statistics: dict,
     contract = {**input_contract(cfg, source), "amplitude_mv": amplitude_mv}
     return {"format": CARD_FORMAT, "config": OmegaConf.to_container(cfg, resolve=True),
             "metadata_statistics": dict(metadata_statistics),
-            "input_contract": contract, "thresholds": {}}
+            "input_contract": contract, "thresholds": {}, "weights": starting_weights(cfg)}

@@ -37,6 +37,8 @@ CLASSES = frozenset({
     "ecgexp.models.ptbxl.Inception1d",
     "ecgexp.models.ptbxl.LSTM1d",
     "ecgexp.models.ptbxl.XResNet1d",
+    "ecgexp.models.transformer.Transformer1d",
+    "ecgexp.models.pretrained.PretrainedEncoder",
     "ecgexp.tasks.objectives.Binary",
     "ecgexp.tasks.objectives.MultiLabel",
     "ecgexp.tasks.multiclass.MultiClass",

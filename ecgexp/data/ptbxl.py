@@ -2,7 +2,12 @@
 per ECG: ``ecg_id``, ``patient_id``, ``age``, ``sex`` 0 male / 1 female, ``scp_codes`` as a
 dict of SCP-ECG statement -> likelihood %, ``strat_fold`` 1-10, ``filename_lr`` /
 ``filename_hr``) and ``scp_statements.csv`` (per statement: ``diagnostic``, ``form``,
-``rhythm`` flags and ``diagnostic_class``, the superclass) beside the WFDB records."""
+``rhythm`` flags, ``diagnostic_subclass`` and ``diagnostic_class``) beside the WFDB records.
+
+The label sets are those of the PTB-XL benchmark (Strodthoff et al., IEEE JBHI 2021,
+``compute_label_aggregations``): ``all`` (every statement), ``diagnostic``, ``subdiagnostic``
+(the diagnostic statements' subclasses), ``superdiagnostic`` (their classes), ``form`` and
+``rhythm``; and ``code6``, the six CODE labels."""
 
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from ecgexp.errors import UserError
 
 log = logging.getLogger(__name__)
 
-LEVELS = ("code6", "superclass", "diagnostic", "form", "rhythm")
+LEVELS = ("code6", "all", "diagnostic", "subdiagnostic", "superdiagnostic", "form", "rhythm")
 # PTB-XL statements of the six CODE labels.
 CODE6 = {"1dAVb": "1AVB", "RBBB": "CRBBB", "LBBB": "CLBBB", "SB": "SBRAD", "AF": "AFIB",
          "ST": "STACH"}
@@ -35,16 +40,20 @@ class PTBXLSource(RecordFolderSource):
     id is ``ecg_id``):
         sampling_rate: 500 (``filename_hr``) or 100 (``filename_lr``) Hz records.
         label_level: ``code6`` (the six CODE labels: 1AVB, CRBBB, CLBBB, SBRAD, AFIB, STACH),
-            ``superclass`` (NORM, MI, STTC, CD, HYP), ``diagnostic``, ``form`` or ``rhythm``
-            (one column per statement of that kind).
+            ``all`` (one column per statement), ``diagnostic``, ``form`` or ``rhythm`` (one
+            per statement of that kind), ``subdiagnostic`` (one per ``diagnostic_subclass``)
+            or ``superdiagnostic`` (NORM, MI, STTC, CD, HYP: ``diagnostic_class``).
         min_likelihood: a statement counts when its likelihood (%) is at least this (rhythm
             and form statements carry 0).
         folds: split -> strat_fold numbers (the recommended 1-8 / 9 / 10).
+        drop_unlabelled: leave out the ECGs with no statement of the label set (the
+            benchmark's ``select_data``).
     """
 
     def __init__(self, *args, sampling_rate: int = 500, label_level: str = "code6",
                  min_likelihood: float = 0.0,
-                 folds: Mapping[str, Sequence[int]] | None = None, **kwargs):
+                 folds: Mapping[str, Sequence[int]] | None = None,
+                 drop_unlabelled: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         if int(sampling_rate) not in (100, 500):
             raise UserError(f"dataset.sampling_rate: {sampling_rate}; PTB-XL has 500 Hz "
@@ -54,6 +63,7 @@ class PTBXLSource(RecordFolderSource):
                             f"{', '.join(LEVELS)}")
         self.sampling_rate, self.label_level = int(sampling_rate), label_level
         self.min_likelihood = float(min_likelihood)
+        self.drop_unlabelled = bool(drop_unlabelled)
         self.folds = {k: [int(f) for f in v] for k, v in
                       (folds or {"train": range(1, 9), "val": [9], "test": [10]}).items()}
 
@@ -119,8 +129,14 @@ class PTBXLSource(RecordFolderSource):
             "file_index": np.arange(len(database)), "row": 0,
             "patient_id": database.patient_id, "strat_fold": database.strat_fold,
             "age": database.get("age"), "is_male": 1 - database.get("sex", np.nan)})
-        for label, statements in self._labels().items():
+        labels = self._labels()
+        for label, statements in labels.items():
             table[label] = chosen.map(lambda c, s=statements: int(bool(c & s)))
+        if self.drop_unlabelled:
+            labelled = table[list(labels)].any(axis=1)
+            log.info("dataset.drop_unlabelled: %d of %d ECGs have no %s statement and are left "
+                     "out", int((~labelled).sum()), len(table), self.label_level)
+            table = table[labelled].reset_index(drop=True)
         return table.rename(columns=self.rename_columns)
 
     def _labels(self) -> dict[str, set[str]]:
@@ -131,8 +147,12 @@ class PTBXLSource(RecordFolderSource):
         statements = read_csv_table(path, "dataset.path", "PTB-XL's scp_statements.csv "
                                                           "belongs beside ptbxl_database.csv")
         statements = statements.set_index(statements.columns[0])
-        if self.label_level == "superclass":
-            classes = statements.diagnostic_class.dropna()
+        if self.label_level == "all":
+            return {code: {code} for code in statements.index}
+        if self.label_level in ("subdiagnostic", "superdiagnostic"):
+            column = ("diagnostic_subclass" if self.label_level == "subdiagnostic"
+                      else "diagnostic_class")
+            classes = statements.loc[statements.diagnostic.fillna(0) == 1, column].dropna()
             return {c: set(classes.index[classes == c]) for c in sorted(classes.unique())}
         flagged = statements.index[statements[self.label_level].fillna(0) == 1]
         return {code: {code} for code in flagged}

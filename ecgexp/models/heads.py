@@ -29,6 +29,9 @@ import torch
 from torch import nn
 
 HEADS = ("linear", "gaussian", "coral")
+# The modules :meth:`ECGNetwork.build_head` adds: what a linear probe trains.
+HEAD_MODULES = ("lin", "lin_log_var_1", "lin_log_var_2", "lin_bias", "meta_to_features",
+                "combined_lin")
 # Metadata branch of ResNet1dMetaData: n_metadata -> 64 -> 128 -> META_FEATURES.
 META_FEATURES = 512
 

@@ -5,7 +5,10 @@ Accepted files, all read with ``torch.load``:
 - the published ``model.pth`` of the PyTorch studies, ``{'epoch', 'model': state_dict,
   'valid_loss', 'optimizer'}``, and ``ecgexp-convert-keras`` outputs (``{'model', 'config'}``);
 - a bare ``state_dict``;
-- an ecgexp (Lightning) checkpoint, whose ``state_dict`` holds the network under ``net.``.
+- an ecgexp (Lightning) checkpoint, whose ``state_dict`` holds the network under ``net.``;
+- for a pretrained encoder (:class:`ecgexp.models.pretrained.PretrainedEncoder`), its published
+  checkpoint: the keys are mapped from the published layout (``published_state``) and must
+  fit the encoder exactly; the task's head starts at random.
 
 Files are read by :func:`ecgexp.checkpoints.read_checkpoint` with ``weights_only=True``, which
 refuses pickled objects other than tensors and plain containers. The published ``model.pth``
@@ -16,6 +19,7 @@ its state dict alone.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -64,11 +68,26 @@ def _listed(items: list[str]) -> str:
     return ", ".join(items[:MAX_LISTED]) + more
 
 
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a weights file (recorded in the model card)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def load_weights(model: nn.Module, path: str | Path, trusted: bool = False) -> None:
     """Loads the weights stored in ``path`` into ``model``; every key must match in name and
-    shape, else one error lists the missing, unexpected and mismatched keys."""
+    shape, else one error lists the missing, unexpected and mismatched keys. A pretrained
+    encoder's published checkpoint (keys not the network's) is mapped to the encoder's keys
+    and must fit them all; the head is not in it."""
     stored = read_state_dict(path, trusted)
     expected = model.state_dict()
+    published = hasattr(model, "published_state") and not set(stored) <= set(expected)
+    if published:
+        stored = model.published_state(stored)
+        expected = {k: v for k, v in expected.items() if k.startswith("encoder.")}
     missing = [key for key in expected if key not in stored]
     unexpected = [key for key in stored if key not in expected]
     mismatched = [f"{key}: file {tuple(stored[key].shape)} vs model {tuple(value.shape)}"
@@ -78,9 +97,14 @@ def load_weights(model: nn.Module, path: str | Path, trusted: bool = False) -> N
         problems = [f"{name} ({len(keys)}): {_listed(keys)}" for name, keys in
                     [("shape mismatches", mismatched), ("missing in the file", missing),
                      ("unexpected in the file", unexpected)] if keys]
-        raise UserError(
-            f"model.weights: '{path}' does not fit the configured model;\n  "
-            + "\n  ".join(problems)
-            + f"\nSet the model as the weights were trained: check {SHAPE_KEYS}.")
-    model.load_state_dict(stored, strict=True)
-    log.info("model.weights: loaded %d tensors from %s", len(stored), path)
+        hint = ("model.encoder_options: the published sizes; the file: the published "
+                "checkpoint of model.encoder" if published else f"check {SHAPE_KEYS}")
+        raise UserError(f"model.weights: '{path}' does not fit the configured model: "
+                        + "; ".join(problems)
+                        + f". Set the model as the weights were trained ({hint})")
+    model.load_state_dict(stored, strict=not published)
+    if published:
+        log.warning("model.weights: %s's published weights, licence: %s", model.encoder_name,
+                    model.contract["licence"])
+    log.info("model.weights: loaded %d tensors from %s%s", len(stored), path,
+             " (the published encoder; the head starts at random)" if published else "")

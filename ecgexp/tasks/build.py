@@ -7,6 +7,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from ecgexp.models.finetune import FineTuning
 from ecgexp.models.weights import build_model
 from ecgexp.tasks.module import ECGModule
 
@@ -45,7 +46,8 @@ def build_module(cfg: DictConfig, objective=None, with_weights: bool = True,
     ``cfg.task`` unless given), optimiser, LR scheduler, monitored value and the model card
     its checkpoints carry."""
     objective = build_objective(cfg.task) if objective is None else objective
-    return ECGModule(build_network(cfg, objective, with_weights), objective,
-                     instantiate(cfg.optimizer),
+    finetune = FineTuning.from_config(cfg.get("finetune"))
+    return ECGModule(build_network(cfg, objective, with_weights and not finetune.random_encoder),
+                     objective, instantiate(cfg.optimizer),
                      instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
-                     monitor=cfg.task.monitor, card=card)
+                     monitor=cfg.task.monitor, card=card, finetune=finetune)

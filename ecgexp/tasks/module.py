@@ -11,6 +11,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import MeanMetric
 
 from ecgexp.contract import CARD_KEY
+from ecgexp.models.finetune import FineTuning
 
 
 class ECGModule(pl.LightningModule):
@@ -29,13 +30,16 @@ class ECGModule(pl.LightningModule):
         monitor: the value the scheduler follows: ``val_loss`` or a validation metric
             (``val_<metric>``).
         card: the model card (:mod:`ecgexp.contract`) every checkpoint carries, or None.
+        finetune: which parameters train, at which learning rates
+            (:class:`ecgexp.models.finetune.FineTuning`; None: all, at the optimiser's).
     """
 
     def __init__(self, net: nn.Module, objective, optimizer: Callable,
                  scheduler: Callable | None = None, monitor: str = "val_loss",
-                 card: dict | None = None):
+                 card: dict | None = None, finetune: FineTuning | None = None):
         super().__init__()
         self.card = card
+        self.finetune = finetune or FineTuning()
         self.net = net
         self.objective = objective
         self.optimizer_factory = optimizer
@@ -63,7 +67,7 @@ class ECGModule(pl.LightningModule):
         self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True,
                  batch_size=len(batch["exam_id"]), sync_dist=True)
         if batch_idx == 0:
-            self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=False,
+            self.log("lr", self.trainer.optimizers[0].param_groups[-1]["lr"], on_step=False,
                      on_epoch=True, batch_size=1)
         return loss
 
@@ -110,8 +114,14 @@ class ECGModule(pl.LightningModule):
         self.objective.load_state(checkpoint.get("objective_state", {}))
         self._scheduler_state = checkpoint.get("lr_scheduler_state")
 
+    def on_train_epoch_start(self) -> None:
+        for module in self.finetune.frozen_modules(self.net):
+            module.eval()
+
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=self.parameters())
+        lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
+        optimizer = self.optimizer_factory(
+            params=self.finetune.parameter_groups(self.net, lr))
         if self.scheduler_factory is not None:
             self.scheduler = self.scheduler_factory(optimizer=optimizer)
             if self._scheduler_state is not None:

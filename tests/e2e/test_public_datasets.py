@@ -215,7 +215,7 @@ def test_ptbxl_likelihood_threshold_and_superclasses(ptbxl, tmp_path):
     _, strict = _ptbxl_table(ptbxl, tmp_path / "a", "dataset.min_likelihood=60")
     assert strict.loc[3, "1dAVb"] == 0 and strict.loc[2, "AF"] == 0  # 50 % and rhythm (0 %)
     assert strict.loc[2, "LBBB"] == 1
-    _, classes = _ptbxl_table(ptbxl, tmp_path / "b", "dataset.label_level=superclass")
+    _, classes = _ptbxl_table(ptbxl, tmp_path / "b", "dataset.label_level=superdiagnostic")
     assert classes[["CD", "MI", "NORM"]].to_dict("index") == {
         1: {"CD": 0, "MI": 0, "NORM": 1}, 2: {"CD": 1, "MI": 0, "NORM": 0},
         3: {"CD": 1, "MI": 1, "NORM": 0}, 4: {"CD": 1, "MI": 0, "NORM": 0}}

@@ -101,7 +101,8 @@ def test_the_model_card_is_plain_data_read_with_weights_only(api_run):
     card = stored["ecgexp"]
     assert card["config"]["task"]["name"] == "abnormality"
     assert set(card) == {"format", "config", "metadata_statistics", "input_contract",
-                         "thresholds"}
+                         "thresholds", "weights"}
+    assert card["weights"] == {"file": None, "sha256": None, "random_encoder": False}
     assert card["input_contract"]["signal_steps"]["applied"].startswith("as stored")
     last = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["ecgexp"]
     assert last["input_contract"] == card["input_contract"]

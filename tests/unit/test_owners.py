@@ -4,7 +4,7 @@ in ``ecgexp/columns.py`` and the files of a run folder only in ``ecgexp/run_fold
 Read from the source with ``ast``: every string constant and every literal part of an f-string,
 docstrings left out (they describe the names; they do not build them). Config keys that share
 a prefix with a column (``label_columns``, ``score_edges``, ``label_files``) are not column
-names.
+names, nor are the parameter-name prefixes of the published encoders (``label_embedding.``).
 """
 
 import ast
@@ -16,7 +16,8 @@ import ecgexp
 PACKAGE = Path(ecgexp.__file__).parent
 COLUMN = re.compile(r"^(score|target|label|predicted|prob|mean|std|survival_at)_|^risk_score$")
 NOT_COLUMNS = {"label_columns", "score_edges", "label_files", "mean_probability",
-               "mean_interval_width", "target_column", "target_columns", "label_columns: "}
+               "mean_interval_width", "target_column", "target_columns", "label_columns: ",
+               "target_glu.", "label_embedding."}
 # File names, not W&B keys (``predictions_test``, ``training_statistics.<name>``) nor the
 # quality files of a converted dataset (``<name>_quality.csv``).
 RUN_FILE = re.compile(r"config\.yaml|metrics\.json|training_statistics\.json|provenance\.json|"

@@ -1,12 +1,18 @@
 """``ecgexp.models.heads.ECGNetwork``: the task's head on any backbone, on a stand-in backbone
-whose features are each lead's mean; outputs recomputed here from the layers' weights."""
+whose features are each lead's mean; outputs recomputed here from the layers' weights; and
+every task's head on every model of the config tree."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from helpers.configs import CONF_DIR, TASKS
+from helpers.models import NARROW, model_names
+from omegaconf import OmegaConf, open_dict
 
 from ecgexp.models.heads import HEADS, ECGNetwork
+from ecgexp.models.weights import build_model
+from ecgexp.tasks.build import build_objective
 
 
 class MeanLeads(ECGNetwork):
@@ -78,3 +84,30 @@ def test_wrong_inputs_and_settings_are_named():
         MeanLeads(gaussian_hidden=4)
     with pytest.raises(ValueError, match=r"^model.n_metadata: a count >= 0 is needed, got -1$"):
         MeanLeads(n_metadata=-1)
+
+
+def test_every_task_runs_on_every_model(compose_train):
+    """Each task's objective builds each model's head (width, head kind, metadata fusion) and a
+    forward pass gives the objective's outputs. A task's config is composed once; each model's
+    file (narrowed to a tiny size) then takes the place of its model group (its interpolations
+    resolve in the task's config, as Hydra's composition would)."""
+    for task in TASKS:
+        cfg = compose_train(f"task={task}", "dataset.n_samples=64")
+        objective = build_objective(cfg.task)
+        n_metadata = len(cfg.task.get("metadata_columns") or [])
+        metadata = torch.zeros(2, n_metadata) if n_metadata else None
+        for model in model_names():
+            settings = OmegaConf.load(CONF_DIR / "model" / f"{model}.yaml")
+            if "defaults" in settings:  # a variant of another model's file
+                base = OmegaConf.load(CONF_DIR / "model" / f"{settings.defaults[0]}.yaml")
+                settings = OmegaConf.merge(base, settings)
+                del settings["defaults"]
+            tiny = OmegaConf.from_dotlist([o.removeprefix("model.") for o in NARROW[model]])
+            with open_dict(cfg):
+                cfg.model = OmegaConf.merge(settings, tiny)
+            net = build_model(cfg.model, objective).eval()
+            with torch.no_grad():
+                outputs = net(torch.randn(2, cfg.model.in_leads, cfg.model.n_samples), metadata)
+            assert outputs.shape == (2, len(objective.output_names)), (task, model)
+            assert isinstance(net, ECGNetwork), model
+            assert net.n_metadata == n_metadata and net.head == objective.head, (task, model)

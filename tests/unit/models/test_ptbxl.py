@@ -1,7 +1,8 @@
 """``ecgexp.models.ptbxl``: the PTB-XL benchmark's backbones. Their parameter counts against
 sums written layer by layer from the benchmark's definitions, the FLOPs their configs state
 against ``FlopCounterMode`` (and, for the LSTMs, against an LSTM unrolled here step by step on
-the model's own weights), every task on every model, and the default Grad-CAM layers."""
+the model's own weights), and the default Grad-CAM layers (every task on every model:
+tests/unit/models/test_heads.py)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers.configs import CONF_DIR, TASKS
-from omegaconf import OmegaConf, open_dict
+from helpers.configs import CONF_DIR
 from torch.utils.flop_counter import FlopCounterMode
 
 from ecgexp.interpret.attribution import attribute
 from ecgexp.models.ptbxl import FCNWang, Inception1d, LSTM1d, ResNet1dWang, XResNet1d
-from ecgexp.models.weights import build_model
-from ecgexp.tasks.build import build_objective
 
 MODELS = ["fcn_wang", "resnet1d_wang", "xresnet1d50", "xresnet1d101", "inception1d", "lstm",
           "lstm_bidir"]
@@ -155,26 +153,6 @@ def test_the_lstm_is_an_lstm_and_its_stated_flops_are_its_matrix_products(name):
     for n_samples in (1000, 4096):
         assert (per_step * n_samples + head_flops) / 1e9 == pytest.approx(
             stated(name)[f"gflop_{n_samples}"], rel=5e-3)
-
-
-def test_every_task_runs_on_every_model(compose_train):
-    """Each task's objective builds each model's head (width, head kind, metadata fusion) and a
-    forward pass gives the objective's outputs. A task's config is composed once; each model's
-    file then takes the place of its model group (its interpolations resolve in the task's
-    config, as Hydra's composition would)."""
-    for task in TASKS:
-        cfg = compose_train(f"task={task}", "dataset.n_samples=64")
-        objective = build_objective(cfg.task)
-        n_metadata = len(cfg.task.get("metadata_columns") or [])
-        metadata = torch.zeros(2, n_metadata) if n_metadata else None
-        for model in (m for m in MODELS if m != "xresnet1d101"):  # xresnet1d50's class and head
-            with open_dict(cfg):
-                cfg.model = OmegaConf.load(CONF_DIR / "model" / f"{model}.yaml")
-            net = build_model(cfg.model, objective).eval()
-            with torch.no_grad():
-                outputs = net(torch.randn(2, cfg.model.in_leads, 64), metadata)
-            assert outputs.shape == (2, len(objective.output_names)), (task, model)
-            assert net.n_metadata == n_metadata and net.head == objective.head, (task, model)
 
 
 @pytest.mark.parametrize("name", ["fcn_wang", "resnet1d_wang", "xresnet1d50", "inception1d"])
