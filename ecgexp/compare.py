@@ -1,7 +1,8 @@
 """``ecgexp-compare``: two or more runs of one task (``runs=``, or every member of a sweep,
 ``multirun=``), or prediction files (:mod:`ecgexp.evaluation.entries`), compared on
 the exams they share, with paired statistics (:mod:`ecgexp.metrics.significance`), each
-against the first.
+against the first (``reference=first``) or against the run of the best validation metric
+(``reference=best``).
 
 ``comparison`` (:mod:`ecgexp.evaluation.paired`): every metric of the task's report
 (per binary label and their macro mean: AUROC, AP, precision, recall, specificity, F1; per
@@ -34,6 +35,7 @@ from ecgexp.evaluation import plots
 from ecgexp.evaluation.analyses import figure_path
 from ecgexp.evaluation.entries import (
     Compared,
+    best_first,
     check_probabilities,
     compared_entries,
     member_table,
@@ -58,6 +60,8 @@ def compare(cfg: DictConfig) -> pd.DataFrame:
     check(cfg, "compare")  # also when called from Python, without the command's callback
     thresholds_grid = decision_thresholds(cfg)
     entries, key = run_folders(cfg)
+    if cfg.get("reference", "first") == "best":
+        entries = best_first(entries, key)
     out = Path(cfg.output_dir)
     check_new_folder(out, "output_dir", "comparison")
     written = {"members": member_table(entries, cfg.compared_split)} if key == "multirun" else {}

@@ -121,7 +121,8 @@ RULES: dict[str, dict[str, Rule]] = {
                 "decision_curve.thresholds.start": open_fraction,
                 "decision_curve.thresholds.stop": open_fraction,
                 "decision_curve.thresholds.step": open_fraction,
-                "report_logger": optional(choice("wandb")), "allow_modules": prefixes_problem},
+                "report_logger": optional(choice("wandb")), "allow_modules": prefixes_problem,
+                "reference": choice("first", "best")},
     "synth": {"n_exams": whole(1), "n_parts": whole(1), "seed": whole(0)},
 }
 

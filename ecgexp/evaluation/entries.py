@@ -169,6 +169,38 @@ def run_folders(cfg: DictConfig) -> tuple[list[Path], str]:
     return runs, key
 
 
+def best_first(entries: list[Path], key: str) -> list[Path]:
+    """``entries`` with the best run first (``reference=best``): the best validation value of
+    the runs' ``optimized_metric`` (their ``config.yaml``, e.g. ``val/macro/auroc``, higher
+    better unless ``optimized_direction`` is ``minimize``), from each ``metrics.json``."""
+    values, settings = [], set()
+    for entry in entries:
+        if not entry.is_dir():
+            raise UserError(f"reference: '{entry}' is a file; reference=best ranks run folders "
+                            f"by their validation metric: compare run folders, or "
+                            f"reference=first")
+        config = yaml.safe_load(RunFolder(entry).config.read_text()) or {}
+        metric, direction = config.get("optimized_metric"), config.get("optimized_direction")
+        if not metric or not str(metric).startswith("val/"):
+            raise UserError(f"reference: the run '{entry}' has no validation optimized_metric "
+                            f"(its config.yaml: {metric!r}); reference=best needs one "
+                            f"(task.optimized_metric, e.g. val/macro/auroc), or reference=first")
+        settings.add((metric, direction))
+        value = flatten_report(member_metrics(entry)).get(metric, float("nan"))
+        values.append(-value if direction == "minimize" else value)
+    if len(settings) > 1:
+        raise UserError(f"reference: the {key} optimise different metrics "
+                        f"({', '.join(sorted(m for m, _ in settings))}); reference=best ranks "
+                        f"runs of one task")
+    if np.all(np.isnan(values)):
+        raise UserError(f"reference: no run of {key} has a finite {settings.pop()[0]} in its "
+                        f"metrics.json; reference=first")
+    best = int(np.nanargmax(values))
+    log.info("reference=best: %s (%s %.4f)", entries[best], settings.pop()[0],
+             abs(values[best]))
+    return [entries[best], *entries[:best], *entries[best + 1:]]
+
+
 def aligned(tables: list[pd.DataFrame], entries: list[Path], allow_partial: bool,
             key: str = "runs") -> list[pd.DataFrame]:
     """The tables restricted to their shared exams, in one exam order; refused with the

@@ -38,9 +38,9 @@ def prediction_rows(objective, predictions: np.ndarray, identifiers: dict | None
     add_threshold_labels(table, thresholds or {})
     if targets is not None:
         targets = np.asarray(targets).reshape(len(table), len(objective.target_columns))
-        for i, name in enumerate(objective.target_columns):
-            table[target_of(name)] = targets[:, i]
-        table = objective.add_derived_columns(table)
+        target_columns = pd.DataFrame(targets, index=table.index, columns=[
+            target_of(name) for name in objective.target_columns])
+        table = objective.add_derived_columns(pd.concat([table, target_columns], axis=1))
     return table
 
 

@@ -30,11 +30,14 @@ from torch import nn
 
 from ecgexp.checkpoints import network_state, read_checkpoint
 from ecgexp.errors import UserError
+from ecgexp.models.windows import SlidingWindows
 
 log = logging.getLogger(__name__)
 
 # Config keys that say where weights come from; they are not constructor arguments.
 WEIGHT_KEYS = ("weights", "weights_trusted")
+# ``model.crop``: {window, stride, aggregate} in samples (ecgexp/models/windows.py); null: none.
+CROP_KEY = "crop"
 # The config keys that usually make a weights file and a model disagree.
 SHAPE_KEYS = ("model.blocks, model.stem, model.kernel_size, the task's objective (outputs, head), "
               "model.n_metadata, preprocessing.leads (model.in_leads)")
@@ -43,14 +46,22 @@ MAX_LISTED = 10
 
 def build_model(model_cfg: DictConfig, objective=None, with_weights: bool = True) -> nn.Module:
     """The network of a ``model`` config, with the output width and head of ``objective``
-    (its ``n_outputs`` and ``head``) when given; with ``model.weights`` set (and
-    ``with_weights``), started from that file. ``with_weights=False`` when other weights follow
+    (its ``n_outputs`` and ``head``) when given, wrapped in :class:`SlidingWindows` when
+    ``model.crop`` is set; with ``model.weights`` set (and ``with_weights``), started from
+    that file. ``with_weights=False`` when other weights follow
     (a checkpoint)."""
     settings = OmegaConf.to_container(model_cfg, resolve=True)
     weights, trusted = (settings.pop(key, None) for key in WEIGHT_KEYS)
+    crop = settings.pop(CROP_KEY, None)
     if objective is not None:
         settings.update(n_outputs=objective.n_outputs, head=objective.head)
-    model = instantiate(settings)
+    if crop:
+        n_samples = settings["n_samples"]
+        model = SlidingWindows(instantiate({**settings, "n_samples": crop["window"]}),
+                               n_samples, crop["window"], crop["stride"],
+                               crop.get("aggregate", "max"))
+    else:
+        model = instantiate(settings)
     if with_weights and weights:
         load_weights(model, weights, trusted=bool(trusted))
     return model
