@@ -44,6 +44,7 @@ from ecgexp.registry import ALLOW_KEY, check_prefixes, check_tree
 from ecgexp.run_folder import RunFolder, claim_folder, resumed, start_checkpoint
 from ecgexp.tasks.build import build_module, build_objective
 from ecgexp.tasks.checkpoint_io import CheckpointFiles
+from ecgexp.tasks.embeddings import cache_embeddings
 from ecgexp.tasks.module import ECGModule
 from ecgexp.tracking import (
     instantiate_loggers,
@@ -248,6 +249,7 @@ def _train(cfg: DictConfig, output_dir: Path, start: tuple[Path, int] | None,
     card = model_card(cfg, datamodule.source, statistics["metadata"],
                       training_amplitude(datamodule.datasets["train"]))
     module = build_module(cfg, objective, card=card)
+    cache_embeddings(cfg, module.net, datamodule, card["weights"])
     _check_optimized_metric(module, datamodule, cfg.get("optimized_metric"))
     loggers = instantiate_loggers(cfg)
     if start is not None:

@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 from lightning_fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader, Sampler
 
-from ecgexp.data.dataset import ExamDataset, collate_exams
+from ecgexp.data.dataset import EmbeddingDataset, ExamDataset, collate_exams
 from ecgexp.data.hdf5 import TracingReader
 from ecgexp.data.samplers import EpochShuffleSampler, ShardSampler
 from ecgexp.data.source import AMPLITUDE_RANGE_MV, HDF5Source, screen_tracings
@@ -161,6 +161,9 @@ class ExamDataModule(pl.LightningDataModule):
         self.table: pd.DataFrame | None = None
         self.reader: TracingReader | None = None
         self.datasets: dict[str, ExamDataset] = {}
+        # A linear probe's cached embeddings of the train and val splits, fed while fitting
+        # (ecgexp/tasks/embeddings.py); the splits are still predicted from their tracings.
+        self.embedded: dict[str, EmbeddingDataset] = {}
         self.fitted_metadata = dict(metadata_statistics or {})
         self.metadata_statistics: dict[str, dict[str, float]] = {}
 
@@ -235,18 +238,21 @@ class ExamDataModule(pl.LightningDataModule):
             return {"rank": 0, "world_size": 1}
         return {"rank": self.trainer.global_rank, "world_size": self.trainer.world_size}
 
-    def loader(self, split: str, shuffle: bool = False, shard: bool = False) -> DataLoader:
+    def loader(self, split: str, shuffle: bool = False, shard: bool = False,
+               embedded: bool = False) -> DataLoader:
         """Batches of one split: shuffled with ``seed + epoch`` (``batch_size``) when
         ``shuffle``, else in order (``eval_batch_size``); with ``shard`` only this process's
-        share of it (all of it in a single process)."""
-        dataset = self.datasets[split]
+        share of it (all of it in a single process); with ``embedded`` its cached embeddings
+        when it has some."""
+        dataset = self.embedded.get(split, self.datasets[split]) if embedded else (
+            self.datasets[split])
         if shuffle:
             sampler = EpochShuffleSampler(len(dataset), self.seed, **self._shard())
             return self._data_loader(dataset, batch_size=self.batch_size, sampler=sampler)
         sampler = ShardSampler(len(dataset), **(self._shard() if shard else {}))
         return self._data_loader(dataset, batch_size=self.eval_batch_size, sampler=sampler)
 
-    def _data_loader(self, dataset: ExamDataset, **batching) -> DataLoader:
+    def _data_loader(self, dataset: ExamDataset | EmbeddingDataset, **batching) -> DataLoader:
         """A loader of whole batches (``ExamDataset.__getitems__``) with the worker settings,
         started at its first batch (``FirstBatchDataLoader``), its workers started by
         ``start_worker``."""
@@ -263,14 +269,15 @@ class ExamDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         if self.sampler is None:
-            return self.loader("train", shuffle=True)
+            return self.loader("train", shuffle=True, embedded=True)
         train_rows = self.table[self.table.split == "train"].reset_index(drop=True)
         batch_sampler = self.sampler(table=train_rows, batch_size=self.batch_size,
                                      seed=self.seed, **self._shard())
-        return self._data_loader(self.datasets["train"], batch_sampler=batch_sampler)
+        return self._data_loader(self.embedded.get("train", self.datasets["train"]),
+                                 batch_sampler=batch_sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return self.loader("val", shard=True)
+        return self.loader("val", shard=True, embedded=True)
 
     def test_dataloader(self) -> DataLoader:
         return self.loader("test", shard=True)

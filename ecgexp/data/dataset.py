@@ -136,6 +136,29 @@ class ExamDataset(Dataset):
         return None
 
 
+class EmbeddingDataset(Dataset):
+    """A split's exams as a frozen backbone's embeddings (a linear probe on cached features):
+    items ``{"features": (F,) float32, "target", "exam_id"}`` (and ``"metadata"``), batches
+    through ``__getitems__`` as :class:`ExamDataset`'s, in its exam order."""
+
+    def __init__(self, features: torch.Tensor, exams: ExamDataset):
+        if len(features) != len(exams):
+            raise ValueError(f"{len(features)} embeddings for {len(exams)} exams")
+        self.features, self.exams = features.float(), exams
+
+    def __len__(self) -> int:
+        return len(self.exams)
+
+    def __getitems__(self, items: Sequence[int]) -> dict[str, torch.Tensor]:
+        kept = np.asarray(items, dtype=np.int64).reshape(-1)
+        batch = {"features": self.features[kept],
+                 "target": torch.from_numpy(self.exams.targets[kept]),
+                 "exam_id": torch.from_numpy(self.exams.keys[kept])}
+        if self.exams.metadata is not None:
+            batch["metadata"] = torch.from_numpy(self.exams.metadata[kept])
+        return batch
+
+
 def integer_ids(exam_ids: pd.Series) -> np.ndarray:
     """``exam_ids`` as int64 when they are integers, else as an object array of names."""
     if pd.api.types.is_integer_dtype(exam_ids):

@@ -1,6 +1,7 @@
 """The one inference loop: trained networks over batches of exams, for every path that
 predicts (a run's validation and test splits, its external test sets, ``ecgexp-predict``, the
-Python API, the Challenge interface and the benchmarks).
+Python API, the Challenge interface and the benchmarks), and a frozen backbone's embeddings
+(:func:`embedded`, a linear probe's cache).
 
 Each path brings its batches (read its own way) and builds its table from what this loop
 yields (:func:`ecgexp.inference.rows.prediction_rows`); the forward pass, the device, the
@@ -96,3 +97,18 @@ def inferred(models: Sequence, batches: Iterable[dict | None], device: str | tor
             outputs.append(raw.cpu())
             predictions[member, fed] = scores.reshape(n, -1)[fed]
         yield Inferred(batch, outputs, predictions)
+
+
+def embedded(net: torch.nn.Module, batches: Iterable[dict | None],
+             device: str | torch.device = "auto") -> torch.Tensor:
+    """``(exams, F)`` float32 backbone features (``net.features``) of the exams of
+    ``batches`` (``"tracing"``: ``(batch, leads, samples)`` mV), in order, on the CPU."""
+    target = device if isinstance(device, torch.device) else device_of(device)
+    net = net.to(target).eval()
+    found = []
+    with torch.inference_mode():
+        for batch in batches:
+            if batch is not None:
+                tracings = torch.as_tensor(batch["tracing"]).to(target, torch.float32)
+                found.append(net.features(tracings).float().cpu())
+    return torch.cat(found)

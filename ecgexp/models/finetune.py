@@ -11,7 +11,9 @@ alone on a frozen backbone, or with layer-wise learning-rate decay.
 ``freeze_until``: the layer groups up to and including this one (an index, 0 the input side,
 or a parameter-name prefix of a group) are frozen, in ``full`` and ``llrd``.
 ``random_encoder``: the architecture without its pretrained weights (``model.weights`` is not
-loaded): the baseline a pretrained encoder must beat.
+loaded): the baseline a pretrained encoder must beat. ``cache_embeddings``: a linear probe
+embeds each exam once and trains the head on the cached embeddings
+(:mod:`ecgexp.tasks.embeddings`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class FineTuning:
     freeze_until: int | str | None = None
     layer_decay: float = 0.75
     random_encoder: bool = False
+    cache_embeddings: bool = True
 
     @classmethod
     def from_config(cls, settings: Mapping | None) -> FineTuning:
@@ -41,7 +44,7 @@ class FineTuning:
         unknown = sorted(set(settings) - set(cls.__dataclass_fields__))
         if unknown:
             raise UserError(f"finetune.{unknown[0]}: not a fine-tuning setting (mode, "
-                            f"freeze_until, layer_decay, random_encoder)")
+                            f"freeze_until, layer_decay, random_encoder, cache_embeddings)")
         tuning = cls(**settings)
         if tuning.mode not in MODES:
             raise UserError(f"finetune.mode: '{tuning.mode}' is not one of {', '.join(MODES)} "

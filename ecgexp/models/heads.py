@@ -121,7 +121,11 @@ class ECGNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor, metadata: torch.Tensor | None = None) -> torch.Tensor:
         self._check_metadata(metadata, x.shape[0])
-        h = self.features(x)
+        return self.head_outputs(self.features(x), metadata)
+
+    def head_outputs(self, h: torch.Tensor, metadata: torch.Tensor | None = None
+                     ) -> torch.Tensor:
+        """The head on ``(batch, F)`` backbone features (a linear probe's cached embeddings)."""
         if self.n_metadata:
             meta = self.meta_to_features(metadata.to(h.dtype))
             h = self.combined_lin(torch.cat([h, meta], dim=1))

@@ -57,7 +57,10 @@ class ECGModule(pl.LightningModule):
         return self.net(tracings) if metadata is None else self.net(tracings, metadata)
 
     def model_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        outputs = self(batch["tracing"], batch.get("metadata"))
+        if "features" in batch:  # a linear probe's cached embeddings: the head alone
+            outputs = self.net.head_outputs(batch["features"], batch.get("metadata"))
+        else:
+            outputs = self(batch["tracing"], batch.get("metadata"))
         return self.objective.loss(outputs, batch["target"]), outputs
 
     def training_step(self, batch: dict | None, batch_idx: int) -> torch.Tensor | None:
