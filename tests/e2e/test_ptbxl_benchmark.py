@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,35 @@ def test_the_label_sets_folds_and_records_of_the_benchmark(ptbxl, tmp_path):
             expected_columns = set(statements.index[statements[level] == 1])
         assert set(cfg.task.objective.target_columns) == expected_columns
         assert len(expected_columns) == count, level
+
+
+# The benchmark's leaderboard (github.com/helme/ecg_ptbxl_benchmarking README), test macro AUROC.
+LEADERBOARD = {
+    "all": {"inception1d": 0.925, "xresnet1d101": 0.925, "resnet1d_wang": 0.919,
+            "fcn_wang": 0.918, "lstm_bidir": 0.914, "lstm": 0.907},
+    "rhythm": {"xresnet1d101": 0.957, "inception1d": 0.953, "lstm": 0.953, "lstm_bidir": 0.949,
+               "resnet1d_wang": 0.946, "fcn_wang": 0.931},
+}
+
+
+def test_the_experiments_hold_the_benchmarks_settings_and_numbers(ptbxl, tmp_path):
+    """fastai_model's defaults: 2.5 s input at 100 Hz, validation windows every input // 2,
+    max aggregation, batch 128, lr 1e-2, weight decay 1e-2, 50 epochs; folds 1-8 / 9 / 10."""
+    from helpers.configs import CONF_DIR
+
+    cfg = compose_in(tmp_path, "experiment=ptbxl_rhythm", f"dataset.path={ptbxl}")
+    assert cfg.preprocessing.sampling_rate == cfg.dataset.sampling_rate == 100
+    assert cfg.dataset.n_samples == 1000 and cfg.preprocessing.baseline_removal is False
+    assert dict(cfg.model.crop) == {"window": 250, "stride": 125, "aggregate": "max"}
+    assert (cfg.loader.batch_size, cfg.optimizer.lr, cfg.optimizer.weight_decay,
+            cfg.trainer.max_epochs) == (128, 1e-2, 1e-2, 50)
+    assert cfg.optimizer._target_ == "torch.optim.AdamW" and cfg.dataset.drop_unlabelled
+    assert {k: list(v) for k, v in cfg.dataset.folds.items()} == {
+        "train": [1, 2, 3, 4, 5, 6, 7, 8], "val": [9], "test": [10]}
+    for level, published in LEADERBOARD.items():
+        header = (CONF_DIR / "experiment" / f"ptbxl_{level}.yaml").read_text()
+        rows = dict(re.findall(r"^#   (\w+) +(0\.\d{3})$", header, re.MULTILINE))
+        assert {model: float(auroc) for model, auroc in rows.items()} == published
 
 
 def test_ptbxl_all_trains_xresnet1d101_on_crops_and_tests_on_windows(ptbxl, tmp_path):
