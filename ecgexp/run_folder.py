@@ -4,10 +4,10 @@ reading its config as data, owning it.
 Layout (:class:`RunFolder`): ``config.yaml`` (the resolved config),
 ``checkpoints/{best,last}.ckpt``, ``predictions_<split>.csv``, ``metrics.json``,
 ``training_statistics.json``, ``provenance.json``, ``quality.csv``, ``history/metrics.csv``
-(Lightning's CSV logger), ``report/`` and ``heatmaps/`` (``ecgexp-evaluate``,
-``ecgexp-heatmap``) and the lock file ``.ecgexp.lock``. Old run folders load as they are: a
-``cli.log`` (the log's name before the commands were modules of their own) or a ``ckpt`` key
-in their config is ignored.
+(Lightning's CSV logger), ``report/``, ``heatmaps/`` and ``export/`` (``ecgexp-evaluate``,
+``ecgexp-heatmap``, ``ecgexp-export``) and the lock file ``.ecgexp.lock``. Old run folders
+load as they are: a ``cli.log`` (the log's name before the commands were modules of their
+own) or a ``ckpt`` key in their config is ignored.
 
 Its dataset is found where the run found it (:func:`located_dataset`) and never created. A run
 claims its folder (:func:`claim_folder`) and continues in it (:func:`resumed`,
@@ -104,6 +104,11 @@ class RunFolder:
     def heatmaps(self) -> Path:
         """``heatmaps/``, one folder per ``ecgexp-heatmap`` extraction."""
         return self.path / "heatmaps"
+
+    @property
+    def export(self) -> Path:
+        """``export/``, where ``ecgexp-export`` writes by default."""
+        return self.path / "export"
 
     @property
     def lock(self) -> Path:

@@ -179,11 +179,12 @@ def best_first(entries: list[Path], key: str) -> list[Path]:
             raise UserError(f"reference: '{entry}' is a file; reference=best ranks run folders "
                             f"by their validation metric: compare run folders, or "
                             f"reference=first")
-        config = yaml.safe_load(RunFolder(entry).config.read_text()) or {}
+        folder = RunFolder(entry)
+        config = yaml.safe_load(folder.config.read_text()) or {}
         metric, direction = config.get("optimized_metric"), config.get("optimized_direction")
         if not metric or not str(metric).startswith("val/"):
             raise UserError(f"reference: the run '{entry}' has no validation optimized_metric "
-                            f"(its config.yaml: {metric!r}); reference=best needs one "
+                            f"({folder.config.name}: {metric!r}); reference=best needs one "
                             f"(task.optimized_metric, e.g. val/macro/auroc), or reference=first")
         settings.add((metric, direction))
         value = flatten_report(member_metrics(entry)).get(metric, float("nan"))
@@ -194,7 +195,7 @@ def best_first(entries: list[Path], key: str) -> list[Path]:
                         f"runs of one task")
     if np.all(np.isnan(values)):
         raise UserError(f"reference: no run of {key} has a finite {settings.pop()[0]} in its "
-                        f"metrics.json; reference=first")
+                        f"{RunFolder(entries[0]).metrics.name}; reference=first")
     best = int(np.nanargmax(values))
     log.info("reference=best: %s (%s %.4f)", entries[best], settings.pop()[0],
              abs(values[best]))

@@ -125,6 +125,6 @@ class EncoderInput(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.resample(x.index_select(1, self.lead_index))
-        windows = x.unfold(-1, self.window, self.stride)[:, :, :self.n_windows]
+        windows = x.unfold(2, self.window, self.stride)[:, :, :self.n_windows]
         windows = windows.permute(0, 2, 1, 3).reshape(-1, x.shape[1], self.window)
         return self.normalise(windows)

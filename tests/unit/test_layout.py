@@ -49,7 +49,7 @@ KNOWN_GAPS = {
     # Console scripts' entry points (a few lines each): run by tests/e2e/test_cli.py and by
     # every test calling helpers.commands.run_in_process.
     "commands/bench.py", "commands/compare.py", "commands/convert_keras.py",
-    "commands/evaluate.py", "commands/heatmap.py", "commands/predict.py",
+    "commands/evaluate.py", "commands/export.py", "commands/heatmap.py", "commands/predict.py",
     "commands/preprocess.py", "commands/synth.py", "commands/train.py",
     # The commands' own modules, tested end to end: tests/e2e/test_compare.py,
     # tests/e2e/test_predict.py, tests/e2e/test_loggers.py (tracking).

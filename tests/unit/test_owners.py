@@ -71,9 +71,12 @@ def test_the_finder_sees_a_spelling_in_code_not_in_a_docstring():
 
 
 # The modules that call a network: training's forward pass (the LightningModule), the one
-# inference loop, and the benchmarks' plain loops that it is measured against. Attribution
-# (heatmaps) calls networks through ``output_of`` for gradients, not predictions.
-CALLS_NETWORKS = {"tasks/module.py", "inference/loop.py"}
+# inference loop, the export's check of the exported file against the network, the crops'
+# wrapper (a network calling the network it wraps), and the benchmarks' plain loops that it is
+# measured against. Attribution (heatmaps) calls networks through ``output_of`` for gradients,
+# not predictions.
+CALLS_NETWORKS = {"tasks/module.py", "inference/loop.py", "inference/export.py",
+                  "models/windows.py"}
 
 
 def network_calls(source: str) -> list[int]:

@@ -455,6 +455,7 @@ def test_your_own_model_goes_through_every_command_when_allowed(own_model_run, t
         "ecgexp-predict": [f"run={folder}", *exams, f"output={tmp_path / 'p.csv'}"],
         "ecgexp-compare": [f"runs=[{folder},{folder}]", f"output_dir={tmp_path / 'cmp'}",
                            "bootstrap.n_resamples=20"],
+        "ecgexp-export": [f"run={folder}", f"output_dir={tmp_path / 'export'}"],
     }
     for command, args in commands.items():
         refused = run_in_process(command, tmp_path, *args, env=env)
@@ -468,6 +469,7 @@ def test_your_own_model_goes_through_every_command_when_allowed(own_model_run, t
     import pandas as pd
 
     assert pd.read_csv(tmp_path / "p.csv").exam_id.tolist() == [1, 2, 3]
+    assert {p.name for p in (tmp_path / "export").iterdir()} == {"model.onnx", "model.onnx.json"}
     with pytest.raises(UserError, match="allow_modules=\\[mylab\\]"):
         load_model(folder)
     model = load_model(folder, allow_modules=["mylab"])
