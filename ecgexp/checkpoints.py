@@ -22,6 +22,7 @@ import os
 import pickle
 import re
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,30 @@ def network_state(stored: Any, path: str | Path, key: str) -> dict[str, torch.Te
         return stored
     raise UserError(f"{key}: '{path}' holds no state dict (expected a dict of tensors, or one "
                     f"under 'model' or a checkpoint's 'state_dict')")
+
+
+def unwrapped_state(stored: Any, wrappers: tuple[str, ...], what: str) -> Mapping:
+    """The state dict inside a published encoder file's wrappers (``{"state_dict": ...}``,
+    ``{"model": ...}``, nested in the order given); one line naming ``what`` (``an ECG-FM
+    checkpoint``) when there is none."""
+    for key in wrappers:
+        if isinstance(stored, Mapping) and isinstance(stored.get(key), Mapping):
+            stored = stored[key]
+    if not isinstance(stored, Mapping):
+        raise UserError(f"model.weights: {what} holds a state dict, got {type(stored).__name__}")
+    return stored
+
+
+def renamed_keys(state: Mapping, prefixes: tuple[str, ...], dropped: tuple[str, ...]) -> dict:
+    """``state`` with the ``prefixes`` stripped from its keys (in order) and the keys that
+    then start with one of ``dropped`` left out."""
+    kept = {}
+    for name, value in state.items():
+        for prefix in prefixes:
+            name = name.removeprefix(prefix)
+        if not name.startswith(dropped):
+            kept[name] = value
+    return kept
 
 
 def save_atomic(checkpoint: dict, path: str | Path) -> None:

@@ -23,7 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_only
 
-from ecgexp.checkpoints import add_to_checkpoint
+from ecgexp.checkpoints import add_to_checkpoint, read_checkpoint
 from ecgexp.contract import CARD_KEY, input_contract, model_card
 from ecgexp.data.build import build_datamodule
 from ecgexp.data.datamodule import ExamDataModule
@@ -168,8 +168,12 @@ def train(cfg: DictConfig) -> dict[str, float] | None:
     check_tree(OmegaConf.to_container(cfg, resolve=True), "the config", "train", allow_modules,
                from_file=False)  # what the run folder will name must read back
     start = start_checkpoint(cfg)
-    if cfg.model.get("weights"):  # read and checked before anything is written
-        read_state_dict(cfg.model.weights, trusted=bool(cfg.model.get("weights_trusted")))
+    if cfg.model.get("weights"):  # read (a state dict's layout checked) before anything is written
+        trusted = bool(cfg.model.get("weights_trusted"))
+        if cfg.model.get("encoder"):  # a published encoder's file: its own layout
+            read_checkpoint(cfg.model.weights, "model.weights", trusted=trusted)
+        else:
+            read_state_dict(cfg.model.weights, trusted=trusted)
     pl.seed_everything(cfg.seed, workers=True)
     objective = build_objective(cfg.task)
     _check_monitor(cfg.task.monitor, objective)

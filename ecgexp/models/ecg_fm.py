@@ -40,7 +40,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from ecgexp.errors import UserError
+from ecgexp.checkpoints import unwrapped_state
 
 # Modules of the published pretraining model (Wav2Vec2CMSCModel) that only its pretraining
 # uses: the mask embedding, the Gumbel quantizer of the targets and the projections of the
@@ -294,12 +294,7 @@ def from_published(state: Mapping) -> dict:
     fine-tuned file's ``encoder.`` stripped, the :data:`PRETRAINING_ONLY` modules and the
     :data:`HEAD` dropped, 2025 weight-norm names renamed. Any other key is kept, for the
     caller's strict load to report; nothing here checks that every encoder key is present."""
-    for key in STATE_KEYS:
-        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
-            state = state[key]
-    if not isinstance(state, Mapping):
-        raise UserError(f"model.weights: an ECG-FM checkpoint holds a state dict, got "
-                        f"{type(state).__name__}")
+    state = unwrapped_state(state, STATE_KEYS, "an ECG-FM checkpoint")
     # The fine-tuned model nests the whole encoder (whose own keys include encoder.layers.*)
     # under encoder.: its feature extractor shows it.
     finetuned = any(name.startswith(FINETUNED_PREFIX + "feature_extractor.") for name in state)

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from ecgexp.errors import UserError
+from ecgexp.checkpoints import renamed_keys, unwrapped_state
 
 # ECGFounder is trained supervised: no pretraining-only module, only the 150-label head.
 PRETRAINING_ONLY: tuple[str, ...] = ()
@@ -190,16 +190,5 @@ def from_published(state: Mapping) -> dict:
     or the bare state dict, with or without a ``module.`` prefix): the :data:`HEAD` dropped.
     Any other key is kept, for the caller's strict load to report; nothing here checks that
     every encoder key is present."""
-    for key in STATE_KEYS:
-        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
-            state = state[key]
-    if not isinstance(state, Mapping):
-        raise UserError(f"model.weights: an ECGFounder checkpoint holds a state dict, got "
-                        f"{type(state).__name__}")
-    encoder = {}
-    for name, value in state.items():
-        for prefix in PREFIXES:
-            name = name.removeprefix(prefix)
-        if not name.startswith(PRETRAINING_ONLY + HEAD):
-            encoder[name] = value
-    return encoder
+    return renamed_keys(unwrapped_state(state, STATE_KEYS, "an ECGFounder checkpoint"),
+                        PREFIXES, PRETRAINING_ONLY + HEAD)

@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from ecgexp.checkpoints import unwrapped_state
 from ecgexp.errors import UserError
 
 # The published sizes (code/pretrain.py --largeness).
@@ -152,12 +153,7 @@ def from_published(state: Mapping) -> dict:
     :data:`PRETRAINING_ONLY` keys and the :data:`HEAD` dropped, torch < 2.1 weight-norm names
     renamed. Any other key is kept, for the caller's strict load to report; nothing here
     checks that every encoder key is present."""
-    for key in STATE_KEYS:
-        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
-            state = state[key]
-    if not isinstance(state, Mapping):
-        raise UserError(f"model.weights: a HuBERT-ECG checkpoint holds a state dict, got "
-                        f"{type(state).__name__}")
+    state = unwrapped_state(state, STATE_KEYS, "a HuBERT-ECG checkpoint")
     encoder = {}
     for name, value in state.items():
         name = name.removeprefix(FINETUNED_PREFIX)

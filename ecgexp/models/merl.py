@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from ecgexp.errors import UserError
+from ecgexp.checkpoints import renamed_keys, unwrapped_state
 
 # Keys of the published whole model (ECGCLIP) that only its pretraining uses: the 1x1
 # projection and attention pooling of the zero-shot branch, the uni-modal projections, the
@@ -131,16 +131,5 @@ def from_published(state: Mapping) -> dict:
     ``module.`` and ``ecg_encoder.`` prefixes stripped, the :data:`PRETRAINING_ONLY` modules
     and the :data:`HEAD` dropped. Any other key is kept, for the caller's strict load to
     report; nothing here checks that every encoder key is present."""
-    for key in STATE_KEYS:
-        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
-            state = state[key]
-    if not isinstance(state, Mapping):
-        raise UserError(f"model.weights: a MERL checkpoint holds a state dict, got "
-                        f"{type(state).__name__}")
-    encoder = {}
-    for name, value in state.items():
-        for prefix in PREFIXES:
-            name = name.removeprefix(prefix)
-        if not name.startswith(PRETRAINING_ONLY + HEAD):
-            encoder[name] = value
-    return encoder
+    return renamed_keys(unwrapped_state(state, STATE_KEYS, "a MERL checkpoint"), PREFIXES,
+                        PRETRAINING_ONLY + HEAD)

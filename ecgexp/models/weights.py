@@ -93,10 +93,18 @@ def load_weights(model: nn.Module, path: str | Path, trusted: bool = False) -> N
     shape, else one error lists the missing, unexpected and mismatched keys. A pretrained
     encoder's published checkpoint (keys not the network's) is mapped to the encoder's keys
     and must fit them all; the head is not in it."""
-    stored = read_state_dict(path, trusted)
+    stored = read_checkpoint(path, "model.weights", trusted=trusted)
     expected = model.state_dict()
-    published = hasattr(model, "published_state") and not set(stored) <= set(expected)
-    if published:
+    published = False
+    if hasattr(model, "published_state"):  # an ecgexp layout of this network, or a published one
+        try:
+            state = network_state(stored, path, "model.weights")
+        except UserError:
+            state = {}
+        published = not state or not set(state) <= set(expected)
+    if not published:
+        stored = network_state(stored, path, "model.weights")
+    else:
         stored = model.published_state(stored)
         expected = {k: v for k, v in expected.items() if k.startswith("encoder.")}
     missing = [key for key in expected if key not in stored]

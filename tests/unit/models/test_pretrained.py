@@ -60,6 +60,23 @@ def test_a_published_checkpoint_loads_into_the_encoder_and_is_hashed(compose_tra
         "file": None, "sha256": None, "random_encoder": True, "encoder_contract": None}
 
 
+def test_ecgfounders_state_dict_file_loads_though_it_looks_like_a_lightning_checkpoint(
+        compose_train, tmp_path):
+    """ECGFounder's files are ``{"state_dict": ...}`` without ecgexp's ``net.`` keys."""
+    from ecgexp.models.ecgfounder import ECGFounder
+
+    options = {"base_filters": 4, "filters": [4, 8], "blocks": [1, 2], "kernel_size": 3,
+               "groups_width": 4}
+    encoder = ECGFounder(**options)
+    path = tmp_path / "12_lead_ECGFounder.pth"
+    torch.save({"state_dict": {**{f"module.{k}": v for k, v in encoder.state_dict().items()},
+                               "module.dense.weight": torch.zeros(150, 8)}}, path)
+    net = build_network(compose_train("experiment=demo", "model=ecgfounder",
+                                      *NARROW["ecgfounder"], f"model.weights={path}"))
+    for key, value in encoder.state_dict().items():
+        assert torch.equal(net.state_dict()[f"encoder.{key}"], value), key
+
+
 def test_a_checkpoint_that_does_not_fit_is_named_in_one_line(compose_train, tmp_path):
     path = tmp_path / "resnet18_ckpt.pth"
     published_merl(path, **{"ecg_encoder.layer9.weight": torch.zeros(1)})
