@@ -5,6 +5,9 @@ Each benchmark also checks that its two sides computed the same thing (``checks`
 the computation is the same, else within float32 rounding) and records the differences seen.
 
 training    1. ecgexp's training loop vs a plain PyTorch loop (samples/s)
+backbones   1c. the same for every model config (and linear probes of the encoders)
+probe       1d. a linear-probe epoch on cached embeddings vs running the frozen encoder
+dropout     1b. ecgexp's Dropout vs torch's nn.Dropout (CPU training steps/s)
 data        2. the DataModule's shuffled batches vs raw h5py reads and the model's consumption
 inference   3. ecgexp predict vs a plain no_grad loop; inference_mode, eval batch, compile
 preprocess  4. parallel conversion vs serial; cached vs fresh filter designs

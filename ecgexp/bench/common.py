@@ -24,6 +24,7 @@ import ecgexp
 from ecgexp.data.build import build_datamodule
 from ecgexp.data.datamodule import ExamDataModule
 from ecgexp.inference.model import TrainedModel
+from ecgexp.models.finetune import FineTuning
 from ecgexp.tasks.build import build_module, build_network, build_objective
 from ecgexp.tasks.module import ECGModule
 from ecgexp.tracking import instantiate_loggers
@@ -128,13 +129,19 @@ def raw_tracings(dm: ExamDataModule, split: str, positions: np.ndarray) -> np.nd
 class PlainLoop:
     """The plain PyTorch training loop the framework is compared with: the same network,
     weights, optimiser and BCE loss, over in-memory ``(exams, leads, samples)`` tensors.
-    ``bf16`` runs the forward pass under bfloat16 autocast; ``compile`` wraps the network in
-    ``torch.compile``."""
+    It trains the parameters the ``finetune`` config trains, at its learning rates, with the
+    modules it freezes in eval mode (``FineTuning``, as ``ECGModule`` does; ``full``: every
+    parameter at ``optimizer.lr``). ``bf16`` runs the forward pass under bfloat16 autocast;
+    ``compile`` wraps the network in ``torch.compile``."""
 
     def __init__(self, train_cfg: DictConfig, net_state: dict, device: str = "cpu",
                  bf16: bool = False, compile: bool = False):
         net = network(train_cfg, net_state).to(device).train()
-        self.optimizer = instantiate(train_cfg.optimizer)(params=net.parameters())
+        tuning = FineTuning.from_config(train_cfg.get("finetune"))
+        self.optimizer = instantiate(train_cfg.optimizer)(
+            params=tuning.parameter_groups(net, train_cfg.optimizer.get("lr")))
+        for module in tuning.frozen_modules(net):
+            module.eval()
         self.net = torch.compile(net) if compile else net
         self.device, self.bf16 = device, bf16
 

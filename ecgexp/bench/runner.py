@@ -45,8 +45,8 @@ from ecgexp.bench.report import (
 )
 
 # Modules of ecgexp.bench with a ``run(cfg, context) -> Result``, in suite order.
-BENCHMARKS = ("training", "dropout", "data", "inference", "predict", "preprocess", "bootstrap",
-              "reports", "heatmap", "gpu", "scaling")
+BENCHMARKS = ("training", "backbones", "probe", "dropout", "data", "inference", "predict",
+              "preprocess", "bootstrap", "reports", "heatmap", "gpu", "scaling")
 
 
 def check_names(names: Sequence[str]) -> list[str]:

@@ -50,7 +50,9 @@ TINY = ["exams=240", "training.warmup=1", "training.steps=2", "training.rounds=1
         "bootstrap.resamples=50", "bootstrap.repeats=1", "heatmap.exams=4",
         "heatmap.loop_exams=2", "heatmap.batch_sizes=[2,4]", "scaling.sizes=[60]",
         "reports.sizes=[300,600]", "reports.largest=null",
-        "reports.labels=1", "isolate=false"]
+        "reports.labels=1", "isolate=false", "backbones.models=[resnet1d_small]",
+        "backbones.linear_probe=[resnet1d_small]", "probe.model=resnet1d_small",
+        "probe.exams=96", "probe.batch_size=16", "probe.warmup=1"]
 SMALL_TRAINING = ["model=resnet1d_small", "loader.batch_size=8", "loader.num_workers=0"]
 
 
@@ -125,6 +127,7 @@ def test_suite_writes_results_with_ratios(tmp_path):
                 assert figure["met"] is expected
     training = written["benchmarks"]["training"]["details"]
     assert 0 < training["forward_gflop_per_exam"] < training["training_gflop_per_exam"]
+    backbone_figures_are_counted(written["benchmarks"]["backbones"])
     assert written["benchmarks"]["bootstrap"]["details"]["data"].startswith("CODE-test")
     scaling = written["benchmarks"]["scaling"]["details"]["per_size"]
     assert all(size["main_peak_rss_kib"] > 0 for size in scaling.values())
@@ -141,11 +144,11 @@ def test_figure_ratio_and_target_directions():
 def test_unknown_benchmark_lists_valid_names(tmp_path):
     assert check_names(["scaling", "training"]) == ["training", "scaling"]
     with pytest.raises(ValueError,
-                       match="'trainig'.*valid names: training, dropout, data, inference"):
+                       match="'trainig'.*valid names: training, backbones, probe, dropout, data"):
         check_names(["trainig"])
     finished = run_in_process("ecgexp-bench", tmp_path, "trainig")
     assert finished.returncode != 0
-    assert "valid names: training, dropout, data, inference" in finished.stderr
+    assert "valid names: training, backbones, probe, dropout, data" in finished.stderr
 
 
 @pytest.mark.parametrize("argv, key, many, expected", [
@@ -173,6 +176,121 @@ def test_gpu_benchmark_records_skip_without_cuda(monkeypatch, tmp_path):
     assert entry["status"] == "skipped" and entry["figures"] == []
     assert entry["reason"] == "no CUDA device (torch.cuda.is_available() is false)"
     assert gpu.__doc__  # the module documents what it would measure
+
+
+# --------------------------------------------------------------------------------------------
+# backbones: benchmark 1 per model config
+
+
+def backbone_figures_are_counted(entry: dict) -> None:
+    """The suite's tiny run (TINY: resnet1d_small trained whole and as a linear probe, one
+    timed step each): each has its figure and its four checks, and FLOPs per exam that agree
+    with flops.py's independent count (passes on one exam: an eval-mode forward, a training
+    step on a copy) of the config's network (6 labels)."""
+    measured = entry["details"]["backbones"]
+    assert list(measured) == ["resnet1d_small", "resnet1d_small (linear_probe)"]
+    assert [figure["target"]["value"] for figure in entry["figures"]] == [0.95, 0.95]
+    for label in measured:
+        own = [check for check in entry["checks"] if check["name"].startswith(f"{label}: ")]
+        assert len(own) == 4, own  # batch, loss, gradients, weights
+        assert [len(measured[label]["step_s"][side][0]) for side in ("plain", "ecgexp")] == [1, 1]
+    small = ResNet1d(n_samples=4096, n_outputs=6, kernel_size=9, dropout=0.2,
+                     blocks=[[16, 1024], [32, 256], [48, 64], [64, 16]])
+    full, probe = measured["resnet1d_small"], measured["resnet1d_small (linear_probe)"]
+    assert full["forward_gflop_per_exam"] * 1e9 == pytest.approx(forward_flops(small, 12, 4096),
+                                                                 rel=1e-12)
+    assert full["training_gflop_per_exam"] * 1e9 == pytest.approx(
+        training_flops(small, 12, 4096), rel=1e-12)
+    assert full["first_step"]["trained_parameters"] == sum(p.numel() for p in small.parameters())
+    assert probe["forward_gflop_per_exam"] == full["forward_gflop_per_exam"]
+    # The probe trains the head alone, Linear(64 filters x 16 samples -> 6 labels): its
+    # backward pass is that layer's weight gradient.
+    assert probe["first_step"]["trained_parameters"] == 64 * 16 * 6 + 6
+    assert (probe["training_gflop_per_exam"] - probe["forward_gflop_per_exam"]) * 1e9 \
+        == pytest.approx(2 * 64 * 16 * 6)
+
+
+def test_a_backbone_that_raises_is_a_failed_check_and_the_others_still_run(monkeypatch,
+                                                                           tmp_path):
+    from omegaconf import OmegaConf
+
+    from ecgexp.bench import backbones
+
+    def measure(context, settings, device, model, finetune):
+        if model == "broken":
+            raise RuntimeError("not enough memory\n(more)")
+        return (Figure(f"{model}: samples/s", 2.0, 2.0, "samples/s", "plain", 0.95),
+                [checks.exact(f"{model}: batch", 1.0, 1.0, "the same")], {"model": model})
+
+    monkeypatch.setattr(backbones, "measure", measure)
+    cfg = OmegaConf.create({"device": "cpu", "backbones": {
+        "models": ["broken", "fine"], "linear_probe": ["broken"], "batch_size": 2, "warmup": 1,
+        "steps": 1, "rounds": 1, "check_exams": 2, "overrides": []}})
+    entry = run_benchmark("backbones", cfg, Context(cfg, tmp_path))
+    assert entry["status"] == "failed" and len(entry["figures"]) == 1
+    assert [(check["name"], check["passed"]) for check in entry["checks"]] == [
+        ("broken: ran (RuntimeError: not enough memory (more))", False), ("fine: batch", True),
+        ("broken (linear_probe): ran (RuntimeError: not enough memory (more))", False)]
+    assert entry["details"]["backbones"]["broken (linear_probe)"].items() >= {
+        "model": "broken", "finetune": "linear_probe",
+        "error": "RuntimeError: not enough memory (more)"}.items()
+
+
+def test_fused_lstm_flops_are_its_matrix_products():
+    """FlopCounterMode sees nothing of torch's fused CPU LSTM; ``backbones.flop_counter``
+    counts the products of the LSTM's equations, per step, layer and direction the 4 gates of
+    ``W_ih x + W_hh h``, and twice as many backward (the weights' gradients and those of the
+    inputs and states)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ecgexp.bench.backbones import flop_counter
+
+    batch, steps, inputs, hidden = 2, 5, 3, 4
+    lstm = torch.nn.LSTM(inputs, hidden, num_layers=2, batch_first=True, bidirectional=True)
+    x = torch.randn(batch, steps, inputs)
+    gates = 4 * hidden
+    by_hand = 2 * batch * steps * 2 * (gates * (inputs + hidden)  # layer 1, both directions
+                                       + gates * (2 * hidden + hidden))  # layer 2
+    for counter, expected in ((FlopCounterMode(display=False), 0), (flop_counter(), by_hand)):
+        with counter:
+            out = lstm(x)[0]
+        assert counter.get_total_flops() == expected
+        with counter:  # entering again starts from zero
+            out.sum().backward()
+        assert counter.get_total_flops() == 2 * expected
+
+
+def test_attention_and_grouped_convolution_flops_by_hand():
+    """``backbones.flop_counter`` counts torch's fused CPU attention kernel (invisible to
+    FlopCounterMode) as its two products, and a grouped convolution's weight gradient once per
+    group (FlopCounterMode counts it ``groups`` times)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ecgexp.bench.backbones import flop_counter
+
+    batch, heads, steps, width = 2, 3, 5, 4
+    q, k, v = (torch.randn(batch, heads, steps, width, requires_grad=True) for _ in range(3))
+    products = 2 * batch * heads * steps * steps * width  # Q K^T, and the weights times V
+    for counter, expected in ((FlopCounterMode(display=False), 0), (flop_counter(), products)):
+        with counter:
+            out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        assert counter.get_total_flops() == 2 * expected
+        with counter:
+            out.sum().backward()  # the scores again, their gradient and V's, Q's and K's
+        assert counter.get_total_flops() == 5 * expected
+
+    channels, samples, kernel, groups = 8, 20, 3, 4
+    conv = torch.nn.Conv1d(channels, 2 * channels, kernel, groups=groups)
+    x = torch.randn(batch, channels, samples, requires_grad=True)
+    forward = 2 * batch * (samples - kernel + 1) * 2 * channels * channels // groups * kernel
+    for counter, weight_gradient in ((FlopCounterMode(display=False), groups * forward),
+                                     (flop_counter(), forward)):
+        with counter:
+            out = conv(x)
+        assert counter.get_total_flops() == forward
+        with counter:
+            out.sum().backward()
+        assert counter.get_total_flops() == forward + weight_gradient  # input, weight gradients
 
 
 # --------------------------------------------------------------------------------------------
