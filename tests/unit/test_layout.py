@@ -41,11 +41,11 @@ KNOWN_GAPS = {
     # The LightningModule: every training run (tests/e2e/test_learning.py, test_resume.py).
     "tasks/module.py",
     # The benchmarks: measured, with their checks, by tests/e2e/test_bench.py.
-    "bench/apart.py", "bench/bootstrap.py", "bench/inference.py", "bench/checks.py",
-    "bench/common.py",
-    "bench/data.py", "bench/dropout.py", "bench/flops.py", "bench/gpu.py", "bench/heatmap.py",
-    "bench/predict.py", "bench/predict_memory.py", "bench/preprocess.py", "bench/report.py",
-    "bench/reports.py", "bench/runner.py", "bench/scaling.py", "bench/training.py",
+    "bench/apart.py", "bench/backbones.py", "bench/bootstrap.py", "bench/inference.py",
+    "bench/checks.py", "bench/common.py", "bench/data.py", "bench/dropout.py", "bench/flops.py",
+    "bench/gpu.py", "bench/heatmap.py", "bench/predict.py", "bench/predict_memory.py",
+    "bench/probe.py", "bench/preprocess.py", "bench/report.py", "bench/reports.py",
+    "bench/runner.py", "bench/scaling.py", "bench/training.py",
     # Console scripts' entry points (a few lines each): run by tests/e2e/test_cli.py and by
     # every test calling helpers.commands.run_in_process.
     "commands/bench.py", "commands/compare.py", "commands/convert_keras.py",
