@@ -6,25 +6,13 @@ nothing is overwritten."""
 import json
 import shutil
 
-import h5py
 import numpy as np
 import onnxruntime
 import pandas as pd
 import torch
 import yaml
 from helpers.commands import run_in_process
-
-
-def exam_tracings(data, exam_ids: np.ndarray) -> np.ndarray:
-    """``(exams, leads, samples)`` float32 tracings of ``exam_ids`` from the synthetic HDF5
-    files under ``data`` (CODE-15% layout: ``exam_id``, ``tracings`` (exams, samples, leads))."""
-    found = {}
-    for path in sorted(data.rglob("exams_part*.hdf5")):
-        with h5py.File(path, "r") as handle:
-            ids = handle["exam_id"][:]
-            for row in np.flatnonzero(np.isin(ids, exam_ids)):
-                found[int(ids[row])] = handle["tracings"][row].T
-    return np.stack([found[int(e)] for e in exam_ids]).astype(np.float32)
+from helpers.records import synthetic_tracings
 
 
 def test_export_writes_checked_networks_and_their_contract(trained_run, tmp_path):
@@ -53,7 +41,7 @@ def test_export_writes_checked_networks_and_their_contract(trained_run, tmp_path
     assert f"largest difference from PyTorch {check['max_abs_difference']:.2g} " \
            f"(tolerance 1e-05)" in exported.stdout
 
-    exams = exam_tracings(trained_run.parent / "data", table.exam_id.to_numpy())
+    exams = synthetic_tracings(trained_run.parent / "data", table.exam_id.to_numpy())
     session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     [logits] = session.run(["outputs"], {"tracings": exams})
     np.testing.assert_allclose(1 / (1 + np.exp(-logits)), table[scores].to_numpy(), rtol=1e-4,

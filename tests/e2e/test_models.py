@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from helpers.configs import SHORT_RUN, compose_config, compose_in
 from helpers.models import NARROW, model_names
+from helpers.records import synthetic_tracings
 
 from ecgexp.api import load_model
 from ecgexp.compare import compare
@@ -26,18 +27,6 @@ from ecgexp.train import train
 BACKBONES = [m for m in model_names()
              if not m.startswith("resnet1d") and m not in ("xresnet1d101", "lstm_bidir")]
 RUNS: dict[str, Path] = {}  # each backbone's run folder, for the comparison of them all
-
-
-def exam_tracings(data: Path, exam_ids: np.ndarray) -> np.ndarray:
-    """``(exams, leads, samples)`` tracings of ``exam_ids`` read from the synthetic HDF5
-    files (CODE-15% layout: ``exam_id`` and ``tracings`` (exams, samples, leads))."""
-    found = {}
-    for path in sorted(data.glob("exams_part*.hdf5")):
-        with h5py.File(path, "r") as handle:
-            ids = handle["exam_id"][:]
-            for row in np.flatnonzero(np.isin(ids, exam_ids)):
-                found[int(ids[row])] = handle["tracings"][row].T
-    return np.stack([found[int(e)] for e in exam_ids]).astype(np.float32)
 
 
 @pytest.mark.parametrize("model", BACKBONES)
@@ -65,7 +54,7 @@ def test_each_backbone_trains_explains_and_predicts(trained_run, tmp_path_factor
         if method == "gradcam":
             assert handle.attrs["layer"] == net.gradcam_layer
 
-    predicted = load_model(folder).predict(exam_tracings(Path(cfg.dataset.directory),
+    predicted = load_model(folder).predict(synthetic_tracings(Path(cfg.dataset.directory),
                                                          table.exam_id.to_numpy()))
     scores = [c for c in table if c.startswith("score_")]
     np.testing.assert_allclose(predicted[scores].to_numpy(), table[scores].to_numpy(),

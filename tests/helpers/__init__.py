@@ -8,7 +8,10 @@ by name lives here, by theme:
 - :mod:`helpers.commands`: console scripts in a new process (``run``) or in this one
   (``run_in_process``, ``call_entry_point``, ``entry_point``);
 - :mod:`helpers.records`: the real records of ``tests/data`` (``FIXTURES``, ``REFERENCE``,
-  ``code15_exams``, ``header_fields``) and damaged copies (``damaged``);
+  ``code15_exams``, ``header_fields``), damaged copies (``damaged``) and synthetic exams read
+  with h5py (``synthetic_tracings``);
+- :mod:`helpers.models`: every ``model=`` at a tiny size (``NARROW``, ``model_names``);
+- :mod:`helpers.ptbxl`: a PTB-XL folder of real and noise records (``write_ptbxl``);
 - :mod:`helpers.runs`: what is built once per session for every worker (``built_once``) and
   the run folders a command wrote (``run_folders``);
 - :mod:`helpers.learning`: the training set-up the learning checks share (tests/e2e);
