@@ -152,3 +152,33 @@ def task_run(tmp_path_factory):
         return into
 
     return get
+
+
+@pytest.fixture(scope="session")
+def two_cli_runs(tmp_path_factory) -> list[dict]:
+    """Two ``ecgexp`` processes of ``SHORT_RUN`` started together, as a user would start them
+    (console script, fresh working directory, its own data folder): the end-to-end proof of the
+    script (tests/e2e/test_cli.py) and of one folder per run (tests/unit/test_run_folder.py),
+    made once per session for every worker. Each process as ``{"args", "returncode", "stdout",
+    "stderr", "cwd"}``; tests only read what they wrote."""
+    import json
+    import sys
+
+    from helpers.configs import SHORT_RUN
+
+    def build(folder: Path) -> Path:
+        folder.mkdir()
+        script = str(Path(sys.executable).parent / "ecgexp")
+        env = {**os.environ, "WANDB_MODE": "offline", "ECGEXP_DATA_DIR": str(folder / "data")}
+        processes = [subprocess.Popen([script, *SHORT_RUN], cwd=folder, env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                     for _ in range(2)]
+        finished = []
+        for process in processes:
+            stdout, stderr = process.communicate(timeout=300)
+            finished.append({"args": process.args, "returncode": process.returncode,
+                             "stdout": stdout, "stderr": stderr, "cwd": str(folder)})
+        (folder / "processes.json").write_text(json.dumps(finished))
+        return folder / "processes.json"
+
+    return json.loads(built_once(tmp_path_factory, "two_cli_runs", build).read_text())

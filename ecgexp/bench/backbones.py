@@ -5,11 +5,21 @@ network's FLOPs per exam and the GFLOP/s it achieves.
 For each name of ``backbones.models`` (``model=<name>``, ``finetune=full``) and of
 ``backbones.linear_probe`` (the same with ``finetune=linear_probe``: the head alone trains on
 the frozen backbone, kept in eval mode, and the plain loop trains the same parameters), the
-training config of benchmark 1 with that model, a batch of ``batch_size`` exams and the
-``overrides`` goes through ``training.compare_loops``: the one-step equality check (batch,
-loss, gradients of the trained parameters, weights after the optimiser step), then
-``rounds`` alternating rounds of ``warmup`` + ``steps`` steps of each loop; each side's
-figure is the batch size over its median step time, against the target ratio.
+training config of benchmark 1 with that model and the ``overrides`` goes through
+``training.compare_loops``: the one-step equality check (batch, loss, gradients of the trained
+parameters, weights after the optimiser step), then ``rounds`` rounds of ``warmup`` + timed
+steps in which the two loops take turns, a plain step before each of ecgexp's
+(``common.InterleavedClock``; batches are read in the trainer's process, ``overrides``), so
+that the load of other processes on a shared machine, which shifts by tens of percent from one
+second to the next, falls on both alike; each side's figure is the batch size over its median
+step time, against the target ratio.
+
+Each backbone is sized first (``sizing``), from plain steps on random exams: the batch is
+``batch_size`` doubled until a step takes ``min_step_s`` (at most ``max_batch_size``), so that
+the few milliseconds a step of any training loop spends beside the network (reading the batch,
+Lightning's hooks) weigh on a small network as little as on a big one; the timed steps per
+round are those that fill ``seconds`` (at least ``steps``, at most ``max_steps``), so that the
+median of a fast network's steps rests on many of them and a slow network still takes one.
 
 FLOPs per exam are counted by ``FlopCounterMode`` (2 per multiply-accumulate of the matrix
 products and convolutions; element-wise work not counted: ``flops.py``) on the plain side's
@@ -35,9 +45,10 @@ import dataclasses
 import math
 import time
 import traceback
+from collections.abc import Callable
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.flop_counter import (
     FlopCounterMode,
     conv_flop_count,
@@ -46,7 +57,7 @@ from torch.utils.flop_counter import (
 )
 
 from ecgexp.bench.checks import Check, none_of
-from ecgexp.bench.common import Context
+from ecgexp.bench.common import Context, PlainLoop, datamodule, initial_weights
 from ecgexp.bench.report import Figure, Result
 from ecgexp.bench.training import compare_loops, training_config
 
@@ -116,29 +127,72 @@ def flop_counter() -> FlopCounterMode:
     return FlopCounterMode(display=False, custom_mapping=FLOP_FORMULAS)
 
 
+@dataclasses.dataclass
+class Sizing:
+    """A backbone's batch and timed steps per round, and the plain step they came from."""
+
+    batch_size: int
+    steps: int
+    step_s: float
+
+
+def plain_step_seconds(train_cfg: DictConfig, device: str) -> float:
+    """Seconds of a plain training step (``PlainLoop``) of ``loader.batch_size`` random exams
+    of the config's shape: the second of two steps (the first allocates)."""
+    dm = datamodule(train_cfg)
+    train, batch_size = dm.datasets["train"], train_cfg.loader.batch_size
+    generator = torch.Generator().manual_seed(train_cfg.seed)
+    tracings = torch.randn(2 * batch_size, len(train.lead_index), dm.source.n_samples,
+                           generator=generator).to(device)
+    targets = torch.zeros(2 * batch_size, train.targets.shape[1], device=device)
+    plain = PlainLoop(train_cfg, initial_weights(train_cfg), device)
+    return plain.timed(tracings, targets, batch_size, warmup=1, steps=1)[0]
+
+
+def sizing(config: Callable[[int, int], DictConfig], settings: DictConfig,
+           device: str) -> Sizing:
+    """The batch (``batch_size`` doubled until a plain step takes ``min_step_s``, at most
+    ``max_batch_size``) and the timed steps that fill ``seconds`` per round (within
+    ``steps`` .. ``max_steps``); ``config(batch_size, steps)`` is the backbone's training
+    config."""
+    batch_size = settings.batch_size
+    while True:
+        step_s = plain_step_seconds(config(batch_size, 2), device)
+        if step_s >= settings.min_step_s or 2 * batch_size > settings.max_batch_size:
+            break
+        batch_size *= 2
+    steps = min(settings.max_steps, max(settings.steps, math.ceil(settings.seconds / step_s)))
+    return Sizing(batch_size, steps, step_s)
+
+
 def measure(context: Context, settings: DictConfig, device: str, model: str,
             finetune: str) -> tuple[Figure, list[Check], dict]:
     """One backbone's figure (samples/s, ecgexp vs plain), its checks and details."""
-    train_cfg = training_config(context, settings.warmup + settings.steps, device,
-                                f"model={model}", f"finetune={finetune}",
-                                f"loader.batch_size={settings.batch_size}",
-                                *settings.overrides, exams=settings.exams)
-    compared = compare_loops(train_cfg, settings, device, "backbones", "backbones.exams",
-                             flop_counter)
+    def config(batch_size: int, steps: int) -> DictConfig:
+        return training_config(context, steps, device, f"model={model}", f"finetune={finetune}",
+                               f"loader.batch_size={batch_size}", *settings.overrides,
+                               exams=settings.exams)
+
+    sized = sizing(config, settings, device)
+    timing = OmegaConf.merge(settings, {"steps": sized.steps})
+    compared = compare_loops(config(sized.batch_size, settings.warmup + sized.steps), timing,
+                             device, "backbones", "backbones.exams", flop_counter,
+                             interleave=True)
     best = compared.samples_per_s()
     first = compared.first_step
     forward = first.pop("plain_forward_flops_per_exam")
     step = forward + first.pop("plain_backward_flops_per_exam")
     gflops = {side: step * rate / 1e9 for side, rate in best.items()}
     label = backbone_label(model, finetune)
-    figure = Figure(f"{label}: samples/s, ecgexp vs plain loop ({forward / 1e9:.3g} GFLOP "
-                    f"forward, {step / 1e9:.3g} per training exam; {gflops['plain']:.3g} GFLOP/s "
-                    f"plain)", best["ecgexp"], best["plain"], "samples/s", "plain PyTorch loop",
-                    settings.target)
+    figure = Figure(f"{label}: samples/s at a batch of {sized.batch_size}, ecgexp vs plain loop "
+                    f"({forward / 1e9:.3g} GFLOP forward, {step / 1e9:.3g} per training exam; "
+                    f"{gflops['plain']:.3g} GFLOP/s plain)", best["ecgexp"], best["plain"],
+                    "samples/s", "plain PyTorch loop", settings.target)
     checks = [dataclasses.replace(check, name=f"{label}: {check.name}")
               for check in compared.checks]
-    details = {"model": model, "finetune": finetune, "samples_per_s": best,
-               "samples_per_s_per_round": compared.rates_per_round(),
+    details = {"model": model, "finetune": finetune, "batch_size": sized.batch_size,
+               "timed_steps": sized.steps, "sizing_step_s": sized.step_s,
+               "samples_per_s": best, "samples_per_s_per_round": compared.rates_per_round(),
                "median_step_s": compared.median_step(), "step_s": compared.seconds,
                "forward_gflop_per_exam": forward / 1e9, "training_gflop_per_exam": step / 1e9,
                "achieved_gflop_per_s": gflops, "first_step": first}
@@ -154,10 +208,9 @@ def run(cfg: DictConfig, context: Context) -> Result:
     device = "cuda" if cfg.device == "cuda" else "cpu"
     runs = ([(model, "full") for model in settings.models]
             + [(model, "linear_probe") for model in settings.linear_probe])
-    result = Result(details={"device": device, "batch_size": settings.batch_size,
-                             "warmup_steps": settings.warmup, "timed_steps": settings.steps,
-                             "rounds": settings.rounds, "check_exams": settings.check_exams,
-                             "overrides": list(settings.overrides), "backbones": {}})
+    result = Result(details={"device": device, **{key: settings[key] for key in (
+        "batch_size", "max_batch_size", "min_step_s", "warmup", "steps", "max_steps", "seconds",
+        "rounds", "check_exams")}, "overrides": list(settings.overrides), "backbones": {}})
     for model, finetune in runs:
         label = backbone_label(model, finetune)
         started = time.perf_counter()

@@ -198,6 +198,42 @@ class StepClock(pl.Callback):
                          zip(self.starts[first:], self.ends[first - 1:])))
 
 
+class InterleavedClock(StepClock):
+    """``StepClock`` that steps the plain loop once at the start of each of ecgexp's training
+    steps (``on_train_batch_start``, on the next batch of in-memory ``tracings``), timed apart
+    and taken out of that ecgexp step's interval: the two loops run turn by turn, within a
+    second of each other, so that load from other processes on a shared machine hits both
+    alike. Exact where nothing runs in the background of the trainer's process (no loader
+    workers, which would prefetch during the plain step)."""
+
+    def __init__(self, plain: PlainLoop, tracings: torch.Tensor, targets: torch.Tensor,
+                 batch_size: int, synchronize: bool = False):
+        super().__init__(synchronize)
+        self.plain, self.tracings, self.targets = plain, tracings, targets
+        self.batch_size = batch_size
+        self.plain_seconds: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        number = len(self.plain_seconds)
+        rows = slice(number * self.batch_size, (number + 1) * self.batch_size)
+        started = time.perf_counter()
+        self.plain.step(self.tracings[rows], self.targets[rows])
+        if self.synchronize:
+            torch.cuda.synchronize()
+        self.plain_seconds.append(time.perf_counter() - started)
+        super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
+
+    def intervals(self, warmup: int) -> list[float]:
+        """ecgexp's seconds per step after ``warmup`` steps, the plain step in each taken out."""
+        first = max(warmup, 1)
+        return [interval - plain for interval, plain in
+                zip(super().intervals(warmup), self.plain_seconds[first:])]
+
+    def plain_intervals(self, warmup: int) -> list[float]:
+        """The plain loop's seconds per step, for the same steps as ``intervals(warmup)``."""
+        return self.plain_seconds[max(warmup, 1):]
+
+
 def interleaved(candidates: dict[str, Callable[[], float]], repeats: int) -> dict[str, list]:
     """Runs each candidate (returning a rate) ``repeats`` times, alternating between them so
     that load from other processes hits all alike; returns every rate per candidate."""

@@ -39,6 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ecgexp.bench.checks import Check, close, exact, longest_reduction, max_abs_difference
 from ecgexp.bench.common import (
     Context,
+    InterleavedClock,
     PlainLoop,
     StepClock,
     config_trainer,
@@ -142,13 +143,15 @@ def _flat(tensors: dict) -> torch.Tensor:
     return torch.cat([tensor.detach().double().flatten() for tensor in tensors.values()])
 
 
-def ecgexp_round(train_cfg: DictConfig, net_state: dict, warmup: int) -> list[float]:
-    """Seconds per training step of one ``trainer.fit`` after ``warmup`` steps."""
+def ecgexp_round(train_cfg: DictConfig, net_state: dict, warmup: int,
+                 clock: StepClock | None = None) -> StepClock:
+    """One ``trainer.fit`` of the config's training steps, timed by ``clock`` (a new
+    ``StepClock`` if none), which it returns."""
     dm = datamodule(train_cfg)
     module = ecg_module(train_cfg, net_state, dm.training_targets())
-    clock = StepClock(synchronize=train_cfg.trainer.accelerator == "gpu")
+    clock = clock or StepClock(synchronize=train_cfg.trainer.accelerator == "gpu")
     config_trainer(train_cfg, clock).fit(module, datamodule=dm)
-    return clock.intervals(warmup)
+    return clock
 
 
 @dataclass
@@ -178,12 +181,15 @@ class LoopComparison:
 
 def compare_loops(train_cfg: DictConfig, settings: DictConfig, device: str,
                   benchmark: str = "training", exams_key: str = "exams",
-                  counter: Callable[[], FlopCounterMode] | None = None) -> LoopComparison:
+                  counter: Callable[[], FlopCounterMode] | None = None,
+                  interleave: bool = False) -> LoopComparison:
     """ecgexp's loop and the plain loop on ``train_cfg`` (``training_config``): the one-step
     check on ``settings.check_exams`` exams (``check_same_step``, ``counter`` passed on), then
-    ``settings.rounds`` alternating rounds of ``settings.warmup`` + ``settings.steps`` steps of
-    each; ``ValueError`` naming ``exams_key`` (the setting of ``benchmark`` that sizes the
-    synthetic dataset) when the training split is too small."""
+    ``settings.rounds`` rounds of ``settings.warmup`` + ``settings.steps`` steps of each: one
+    side after the other, or with ``interleave`` turn by turn within one ``trainer.fit``
+    (``InterleavedClock``: for a config without loader workers); ``ValueError`` naming
+    ``exams_key`` (the setting of ``benchmark`` that sizes the synthetic dataset) when the
+    training split is too small."""
     batch_size = train_cfg.loader.batch_size
     dm = datamodule(train_cfg)
     n_exams = (settings.warmup + settings.steps) * batch_size
@@ -201,12 +207,19 @@ def compare_loops(train_cfg: DictConfig, settings: DictConfig, device: str,
                                          counter)
 
     seconds: dict[str, list[list[float]]] = {"plain": [], "ecgexp": []}
+    synchronize = device == "cuda"
     for _ in range(settings.rounds):
         plain = PlainLoop(train_cfg, net_state, device)
-        seconds["plain"].append(plain.timed(tracings, targets, batch_size, settings.warmup,
-                                            settings.steps))
-        del plain
-        seconds["ecgexp"].append(ecgexp_round(train_cfg, net_state, settings.warmup))
+        if interleave:
+            clock = ecgexp_round(train_cfg, net_state, settings.warmup, InterleavedClock(
+                plain, tracings, targets, batch_size, synchronize))
+            seconds["plain"].append(clock.plain_intervals(settings.warmup))
+        else:
+            seconds["plain"].append(plain.timed(tracings, targets, batch_size,
+                                                settings.warmup, settings.steps))
+            clock = ecgexp_round(train_cfg, net_state, settings.warmup)
+        seconds["ecgexp"].append(clock.intervals(settings.warmup))
+        del plain, clock
         gc.collect()  # the round's trainer, workers and module go before the next round
     return LoopComparison(batch_size, tuple(tracings.shape[1:]), net_state, checks,
                           first_step, seconds)

@@ -51,7 +51,9 @@ TINY = ["exams=240", "training.warmup=1", "training.steps=2", "training.rounds=1
         "heatmap.loop_exams=2", "heatmap.batch_sizes=[2,4]", "scaling.sizes=[60]",
         "reports.sizes=[300,600]", "reports.largest=null",
         "reports.labels=1", "isolate=false", "backbones.models=[resnet1d_small]",
-        "backbones.linear_probe=[resnet1d_small]", "probe.model=resnet1d_small",
+        "backbones.linear_probe=[resnet1d_small]", "backbones.max_batch_size=2",
+        "backbones.seconds=0", "backbones.steps=1", "backbones.rounds=1",
+        "probe.model=resnet1d_small",
         "probe.exams=96", "probe.batch_size=16", "probe.warmup=1"]
 SMALL_TRAINING = ["model=resnet1d_small", "loader.batch_size=8", "loader.num_workers=0"]
 
@@ -194,6 +196,8 @@ def backbone_figures_are_counted(entry: dict) -> None:
         own = [check for check in entry["checks"] if check["name"].startswith(f"{label}: ")]
         assert len(own) == 4, own  # batch, loss, gradients, weights
         assert [len(measured[label]["step_s"][side][0]) for side in ("plain", "ecgexp")] == [1, 1]
+        assert (measured[label]["batch_size"], measured[label]["timed_steps"]) == (2, 1)
+        assert measured[label]["sizing_step_s"] > 0
     small = ResNet1d(n_samples=4096, n_outputs=6, kernel_size=9, dropout=0.2,
                      blocks=[[16, 1024], [32, 256], [48, 64], [64, 16]])
     full, probe = measured["resnet1d_small"], measured["resnet1d_small (linear_probe)"]
@@ -210,6 +214,64 @@ def backbone_figures_are_counted(entry: dict) -> None:
         == pytest.approx(2 * 64 * 16 * 6)
 
 
+def test_interleaved_steps_are_timed_apart(monkeypatch):
+    """``InterleavedClock`` steps the plain loop at the start of each ecgexp step, on the next
+    batch of its exams, and takes that step's time out of ecgexp's interval (a clock here
+    that the plain step moves by 0.3 s, and ecgexp's own work by 0.5 s)."""
+    from ecgexp.bench import common
+
+    now = [0.0]
+    monkeypatch.setattr(common.time, "perf_counter", lambda: now[0])
+    batches = []
+
+    class Plain:
+        def step(self, tracings, targets):
+            batches.append(tracings.tolist())
+            now[0] += 0.3
+
+    clock = common.InterleavedClock(Plain(), torch.arange(8.0), torch.zeros(8), batch_size=2)
+    for step in range(4):
+        clock.on_train_batch_start(None, None, None, step)
+        now[0] += 0.5
+        clock.on_train_batch_end(None, None, None, None, step)
+    assert batches == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0], [6.0, 7.0]]
+    assert clock.intervals(warmup=1) == pytest.approx([0.5, 0.5, 0.5])
+    assert clock.plain_intervals(warmup=1) == pytest.approx([0.3, 0.3, 0.3])
+    assert clock.intervals(warmup=2) == pytest.approx([0.5, 0.5])
+
+
+@pytest.mark.parametrize("per_exam_s, batch_size, steps", [
+    (0.01, 16, 7),  # 0.02 s at 2 exams: doubled to the cap, 0.16 s a step; 1.0 s in 7 steps
+    (0.04, 8, 4),  # 0.32 s at 8 exams, over min_step_s: 4 steps fill 1.0 s
+    (0.3, 2, 2),  # 0.6 s at 2 exams: no doubling; 2 steps
+    (2.0, 2, 1),  # 4 s at 2 exams: at least `steps` (1), though it overfills `seconds`
+])
+def test_a_backbone_is_sized_by_its_plain_step(monkeypatch, per_exam_s, batch_size, steps):
+    """The batch doubles from ``batch_size`` until a plain step takes ``min_step_s`` (at most
+    ``max_batch_size``), and the timed steps fill ``seconds``, within ``steps`` ..
+    ``max_steps``; here a step takes ``per_exam_s`` per exam of its batch."""
+    from omegaconf import OmegaConf
+
+    from ecgexp.bench import backbones
+
+    monkeypatch.setattr(backbones, "plain_step_seconds",
+                        lambda cfg, device: per_exam_s * cfg.loader.batch_size)
+    settings = OmegaConf.create({"batch_size": 2, "max_batch_size": 16, "min_step_s": 0.25,
+                                 "steps": 1, "max_steps": 12, "seconds": 1.0})
+    asked = []
+
+    def config(batch, n_steps):
+        asked.append(batch)
+        return OmegaConf.create({"loader": {"batch_size": batch}})
+
+    sized = backbones.sizing(config, settings, "cpu")
+    assert (sized.batch_size, sized.steps) == (batch_size, steps)
+    assert sized.step_s == pytest.approx(per_exam_s * batch_size)
+    assert asked == [2 * 2 ** k for k in range(asked.index(batch_size) + 1)]
+    many = backbones.sizing(config, OmegaConf.merge(settings, {"seconds": 100.0}), "cpu")
+    assert many.steps == 12  # max_steps
+
+
 def test_a_backbone_that_raises_is_a_failed_check_and_the_others_still_run(monkeypatch,
                                                                            tmp_path):
     from omegaconf import OmegaConf
@@ -224,8 +286,9 @@ def test_a_backbone_that_raises_is_a_failed_check_and_the_others_still_run(monke
 
     monkeypatch.setattr(backbones, "measure", measure)
     cfg = OmegaConf.create({"device": "cpu", "backbones": {
-        "models": ["broken", "fine"], "linear_probe": ["broken"], "batch_size": 2, "warmup": 1,
-        "steps": 1, "rounds": 1, "check_exams": 2, "overrides": []}})
+        "models": ["broken", "fine"], "linear_probe": ["broken"], "batch_size": 2,
+        "max_batch_size": 2, "min_step_s": 0.25, "warmup": 1, "steps": 1, "max_steps": 1,
+        "seconds": 0, "rounds": 1, "check_exams": 2, "overrides": []}})
     entry = run_benchmark("backbones", cfg, Context(cfg, tmp_path))
     assert entry["status"] == "failed" and len(entry["figures"]) == 1
     assert [(check["name"], check["passed"]) for check in entry["checks"]] == [

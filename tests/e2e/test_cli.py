@@ -1,6 +1,7 @@
-"""The console scripts, run as a user would (fresh working directory): one training run in a
-new process, the end-to-end proof of the ``ecgexp`` script; the others call the console
-scripts' entry points in this process (``run_in_process``)."""
+"""The console scripts, run as a user would (fresh working directory): a training run in a
+new process (``two_cli_runs``, tests/conftest.py), the end-to-end proof of the ``ecgexp``
+script; the others call the console scripts' entry points in this process
+(``run_in_process``)."""
 
 import hashlib
 import json
@@ -11,7 +12,7 @@ from pathlib import Path
 import h5py
 import pandas as pd
 import pytest
-from helpers.commands import run, run_in_process
+from helpers.commands import run_in_process
 from helpers.configs import SHORT_RUN
 from helpers.runs import run_folders
 
@@ -34,13 +35,15 @@ def test_synth_writes_a_code15_dataset(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_writes_the_run_folder(tmp_path):
-    result = run("ecgexp", tmp_path, *SHORT_RUN)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (folder,) = run_folders(tmp_path / "outputs")
+def test_train_writes_the_run_folder(two_cli_runs):
+    """One of two processes started together (the other: tests/unit/test_run_folder.py)."""
+    result = two_cli_runs[0]
+    tmp_path = Path(result["cwd"])
+    assert result["returncode"] == 0, result["stderr"][-3000:]
+    folder = next(folder for folder in run_folders(tmp_path / "outputs")
+                  if f"Run folder: {folder}" in result["stdout"])
     assert folder.is_relative_to(tmp_path / "outputs" / "abnormality" / "runs")
-    assert f"Run folder: {folder}" in result.stdout
-    output = result.stdout + result.stderr  # a readable console (the run's real output)
+    output = result["stdout"] + result["stderr"]  # a readable console (the run's real output)
     for noise in ("Tip:", "litlogger", "litmodels", "_pytree", "LeafSpec"):
         assert noise not in output
     assert "total flops" not in output.lower()
@@ -74,7 +77,7 @@ def test_train_writes_the_run_folder(tmp_path):
     assert set(metrics["test"]) == {*LABELS, "macro"}
     assert set(metrics["test"]["AF"]) == {"auroc", "ap", "threshold", "precision", "recall",
                                           "specificity", "f1"}
-    assert "macro" in result.stdout and "auroc" in result.stdout  # the printed table
+    assert "macro" in result["stdout"] and "auroc" in result["stdout"]  # the printed table
 
 
 def test_cfg_job_prints_resolved_overrides(tmp_path):

@@ -15,6 +15,8 @@ by name lives here, by theme:
 - :mod:`helpers.runs`: what is built once per session for every worker (``built_once``) and
   the run folders a command wrote (``run_folders``);
 - :mod:`helpers.learning`: the training set-up the learning checks share (tests/e2e);
+- :mod:`helpers.source`: the modules a source file imports, read with ``ast``
+  (``imported_modules``);
 - :mod:`helpers.wandb_log`: the records of an offline W&B run, read without wandb's reader;
 - :mod:`helpers.hydra_cache`: the per-process caches of Hydra's config parsing and option
   listing, installed by ``tests/conftest.py``.

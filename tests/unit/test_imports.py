@@ -3,8 +3,9 @@ inside functions too; the metrics layer imports nothing of ecgexp but itself and
 the console commands (``ecgexp/commands``) import no other command, and nothing imports
 them; what converts records or reports on predictions starts without Lightning."""
 
-import ast
 from pathlib import Path
+
+from helpers.source import imported_modules
 
 import ecgexp
 
@@ -14,26 +15,6 @@ PACKAGE = Path(ecgexp.__file__).parent
 def module_name(path: Path) -> str:
     return ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(
         ".__init__")
-
-
-def imported_modules(path: Path, prefix: str = "ecgexp", on_import: bool = False) -> set[str]:
-    """The modules of ``prefix`` that ``path`` imports (``from ecgexp.a import b`` counts
-    ``ecgexp.a.b`` when that is a module); with ``on_import``, only the imports that run when
-    the module is imported (those of its top level, not inside a function or class)."""
-    tree = ast.parse(path.read_text())
-    nodes = ast.walk(tree)
-    if on_import:
-        nodes = [node for statement in tree.body if not isinstance(
-            statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-            for node in ast.walk(statement)]
-    found = set()
-    for node in nodes:
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(prefix):
-            found.add(node.module)
-            found |= {f"{node.module}.{alias.name}" for alias in node.names}
-        elif isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names if alias.name.startswith(prefix)}
-    return found
 
 
 def import_graph() -> dict[str, set[str]]:

@@ -5,7 +5,6 @@ import csv
 import hashlib
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -166,21 +165,17 @@ def test_a_folder_in_use_or_holding_a_run_is_refused(trained_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_runs_started_together_get_their_own_folders(trained_run, tmp_path):
-    """Same command, same second: two folders named after the experiment, each with its own
-    config, provenance and metrics."""
-    data = trained_run.parent / "data"
-    # one training batch: the folders are the point, not the training
-    arguments = [*SHORT_RUN, "trainer.limit_train_batches=1", f"paths.data_dir={data}",
-                 "logger=none"]
-    script = str(Path(sys.executable).parent / "ecgexp")
-    processes = [subprocess.Popen([script, *arguments], cwd=tmp_path, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                 for _ in range(2)]
-    for process in processes:
-        assert process.wait(timeout=300) == 0, process.stderr.read()[-3000:]
-    folders = sorted((tmp_path / "outputs" / "abnormality" / "runs").iterdir())
+def test_two_runs_started_together_get_their_own_folders(two_cli_runs):
+    """Same command, same second, same working directory (``two_cli_runs``): two folders
+    named after the experiment, each with its own config, provenance and metrics, each named
+    by its own process."""
+    cwd = Path(two_cli_runs[0]["cwd"])
+    for process in two_cli_runs:
+        assert process["returncode"] == 0, process["stderr"][-3000:]
+    folders = sorted((cwd / "outputs" / "abnormality" / "runs").iterdir())
     assert len(folders) == 2 and all("_demo_" in f.name for f in folders)
+    printed = [[f for f in folders if f"Run folder: {f}" in p["stdout"]] for p in two_cli_runs]
+    assert sorted(printed) == [[folder] for folder in folders]
     for folder in folders:
         config = yaml.safe_load((folder / "config.yaml").read_text())
         assert config["paths"]["output_dir"] == str(folder.resolve())
