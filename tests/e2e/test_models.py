@@ -2,7 +2,8 @@
 benchmark's, the transformer and the pretrained encoders. A short run of each (narrowed to a
 tiny size: tests/helpers/models.py), its heatmaps with the network's own Grad-CAM layer
 (saliency where it has none), the run's best checkpoint loaded through the API predicting the
-run's own test exams as the run did, and one ecgexp-compare of every backbone's run against
+run's own test exams as the run did, ecgexp-evaluate's report of the run, and one
+ecgexp-compare of every backbone's run against
 the best (each run's report computed from its predictions, as ecgexp-evaluate does)."""
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from helpers.configs import SHORT_RUN, compose_config, compose_in
+from helpers.configs import SHORT_RUN, compose_config, compose_evaluate, compose_in
 from helpers.models import NARROW, model_names
 from helpers.records import synthetic_tracings
 
 from ecgexp.api import load_model
 from ecgexp.compare import compare
+from ecgexp.evaluate import evaluate
 from ecgexp.interpret.heatmaps import extract_heatmaps
 from ecgexp.train import train
 
@@ -59,6 +61,10 @@ def test_each_backbone_trains_explains_and_predicts(trained_run, tmp_path_factor
     scores = [c for c in table if c.startswith("score_")]
     np.testing.assert_allclose(predicted[scores].to_numpy(), table[scores].to_numpy(),
                                rtol=1e-4, atol=1e-5)
+
+    report = evaluate(compose_evaluate(f"run={folder}", "bootstrap.n_resamples=10"))
+    assert report["test/AF/auroc"] == pytest.approx(metrics["test/AF/auroc"], abs=1e-6)
+    assert (folder / "report" / "metrics.json").is_file()
     RUNS[model] = folder
 
 
