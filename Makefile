@@ -31,7 +31,7 @@ test: $(STAMP)
 	WANDB_MODE=offline $(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 # The benchmark suite (ecgexp/conf/bench.yaml): a table of figures against their baselines,
-# saved to benchmarks/results/<date>-<host>.json. About 20 to 24 minutes on 2 cores (the suite of 2026-12-07 took 967 s and 1117 s; backbones and probe, added on 2026-12-08, about 4 minutes more).
+# saved to benchmarks/results/<date>-<host>.json. About 27 to 32 minutes on 2 cores (the suite of 2026-12-07 took 967 s and 1117 s; backbones and probe, added on 2026-12-08, take 10 to 11 minutes and 20 s more).
 bench: $(STAMP)
 	$(BIN)/ecgexp-bench
 

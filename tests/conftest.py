@@ -76,18 +76,22 @@ def tmpfs(tmp_path):
 # --durations=0), by their paths under tests/, run first: `make test` hands whole files to the
 # two xdist workers in collection order (--dist loadfile --no-loadscope-reorder), so that the
 # long ones do not start last and leave one worker idle at the end (tests/unit/test_layout.py
-# checks that each is there).
+# checks that each is there). test_cli.py comes well after test_run_folder.py, which starts the
+# two processes both read (``two_cli_runs``), so that its worker seldom waits for them.
 LONGEST_FIRST = ("e2e/test_learning.py", "e2e/test_survival_learning.py",
                  "unit/interpret/test_heatmaps.py", "unit/data/test_convert.py",
-                 "e2e/test_distributed.py", "e2e/test_evaluate.py", "e2e/test_loggers.py",
+                 "e2e/test_distributed.py", "e2e/test_evaluate.py", "e2e/test_models.py",
+                 "e2e/test_loggers.py",
                  "unit/interpret/test_attribution.py", "unit/test_registry.py",
                  "e2e/test_predict.py", "unit/test_run_folder.py", "e2e/test_compare.py",
                  "e2e/test_resume.py", "e2e/test_bench.py", "e2e/test_memory.py",
-                 "e2e/test_cli.py", "unit/test_console.py", "unit/test_challenge.py",
-                 "unit/data/test_synthetic.py", "unit/test_config_checks.py",
+                 "unit/test_console.py", "unit/test_challenge.py",
+                 "unit/data/test_synthetic.py", "e2e/test_ptbxl_benchmark.py",
+                 "unit/test_config_checks.py",
                  "e2e/test_public_datasets.py", "e2e/test_tasks.py", "e2e/test_experiments.py",
+                 "unit/inference/test_export.py", "unit/models/test_heads.py",
                  "e2e/test_sweeps.py", "unit/signal/test_quality.py", "e2e/test_no_overwrite.py",
-                 "unit/test_evaluate.py", "unit/test_train.py")
+                 "unit/test_evaluate.py", "unit/test_train.py", "e2e/test_cli.py")
 
 TESTS = Path(__file__).resolve().parent
 
