@@ -7,6 +7,9 @@ file. A file that pickles other objects is refused with one line naming the file
 object and the key that opts in for that one file (``model.weights_trusted=true`` for
 ``model.weights``, ``ckpt_trusted=true`` for ``ckpt``/``resume``/``ckpt_path``), which loads it
 with ``weights_only=False``: only for files you trust, since that can run code from the file.
+A safetensors file (Hugging Face's format: a JSON header and raw tensor bytes, which cannot hold
+code) is read by the ``safetensors`` package (the ``encoders`` extra), its tensors as one flat
+dict.
 
 Lightning reads and writes checkpoints through :class:`ecgexp.tasks.checkpoint_io.CheckpointFiles`
 (the trainer's ``CheckpointIO`` plugin, beside the training code so that reading a file here
@@ -47,6 +50,8 @@ def read_checkpoint(path: str | Path, key: str, trusted: bool = False,
     if path.stat().st_size == 0:
         raise UserError(f"{key}: '{path}' is empty (an interrupted or failed write?); give "
                         f"another checkpoint")
+    if is_safetensors(path):
+        return _read_safetensors(path, key)
     try:
         return torch.load(path, map_location="cpu", weights_only=not trusted)
     except pickle.UnpicklingError as error:
@@ -60,6 +65,32 @@ def read_checkpoint(path: str | Path, key: str, trusted: bool = False,
             f"alone") from error
     except (RuntimeError, EOFError, KeyError, ValueError, OSError) as error:
         raise _incomplete(key, path, _first_line(error) or type(error).__name__) from error
+
+
+def is_safetensors(path: Path) -> bool:
+    """Whether ``path`` is a safetensors file: named ``*.safetensors``, or starting as one does
+    (an 8-byte little-endian header length, far below 2**48, then the JSON header's ``{``;
+    torch.save writes a zip archive, ``PK``, or a pickle with its magic number)."""
+    if path.suffix == ".safetensors":
+        return True
+    with open(path, "rb") as handle:
+        start = handle.read(9)
+    return len(start) == 9 and start[6:8] == b"\0\0" and start[8:9] == b"{"
+
+
+def _read_safetensors(path: Path, key: str) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, by name, on the CPU."""
+    try:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+    except ImportError as error:
+        raise UserError(f"{key}: '{path}' is a safetensors file, which needs the safetensors "
+                        f"package: pip install 'ecgexp[encoders]'") from error
+    try:
+        return load_file(path, device="cpu")
+    except (SafetensorError, OSError, ValueError) as error:
+        raise UserError(f"{key}: '{path}' is not a complete safetensors file (truncated or "
+                        f"corrupt: {_first_line(error) or type(error).__name__})") from error
 
 
 def _incomplete(key: str, path: Path, detail: str) -> UserError:

@@ -120,6 +120,33 @@ def tiny_file_system(tmpfs):
     return tmpfs("small", "size=2m")
 
 
+def test_safetensors_files_are_read_by_their_bytes_whatever_their_name(tmp_path):
+    """A safetensors file (Hugging Face's weights format) is told from torch.save's files by
+    its first bytes, so a renamed one still reads; its tensors come back as they were
+    written (safetensors' own writer), and torch.save's zip and legacy pickle files are not
+    taken for one."""
+    from safetensors.torch import save_file
+
+    tensors = {"encoder.weight": torch.arange(6.0).reshape(2, 3),
+               "encoder.steps": torch.tensor([1, 2], dtype=torch.int64)}
+    save_file(tensors, tmp_path / "model.safetensors")
+    renamed = tmp_path / "weights.bin"
+    shutil.copy(tmp_path / "model.safetensors", renamed)
+    for path in (tmp_path / "model.safetensors", renamed):
+        read = read_checkpoint(path, "model.weights")
+        assert read.keys() == tensors.keys()
+        for name, tensor in tensors.items():
+            assert torch.equal(read[name], tensor) and read[name].dtype == tensor.dtype
+    renamed.write_bytes(renamed.read_bytes()[:40])
+    with pytest.raises(UserError, match=r"^model.weights: '.*weights.bin' is not a complete "
+                                        r"safetensors file \(truncated or corrupt"):
+        read_checkpoint(renamed, "model.weights")
+    for legacy in (False, True):
+        path = tmp_path / f"state_{legacy}.pt"
+        torch.save(tensors, path, _use_new_zipfile_serialization=not legacy)
+        assert read_checkpoint(path, "model.weights").keys() == tensors.keys()
+
+
 def test_a_full_disk_leaves_the_previous_checkpoint(tiny_file_system):
     path = tiny_file_system / "last.ckpt"
     save_atomic({"weights": torch.ones(1000)}, path)  # 4 kB: fits

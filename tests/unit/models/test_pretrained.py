@@ -77,6 +77,44 @@ def test_ecgfounders_state_dict_file_loads_though_it_looks_like_a_lightning_chec
         assert torch.equal(net.state_dict()[f"encoder.{key}"], value), key
 
 
+def test_hubert_ecgs_model_safetensors_loads_through_the_weights_only_reader(compose_train,
+                                                                             tmp_path):
+    """HuBERT-ECG is published as a Hugging Face ``model.safetensors``: here transformers'
+    own ``HubertModel.save_pretrained`` writes one at the tiny size, and ``model.weights``
+    loads each of its tensors into the encoder (read back here with ``safetensors``) but the
+    pretraining-only mask embedding, the head left random, the file's SHA-256 in the model
+    card; a truncated file is named in one line."""
+    from safetensors.torch import load_file
+    from transformers import HubertConfig, HubertModel
+
+    config = HubertConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                          intermediate_size=24, conv_dim=(8, 8), conv_kernel=(10, 3),
+                          conv_stride=(5, 2), num_conv_pos_embeddings=4,
+                          num_conv_pos_embedding_groups=2)
+    torch.manual_seed(3)
+    HubertModel(config).save_pretrained(tmp_path / "hubert-ecg-tiny")
+    path = tmp_path / "hubert-ecg-tiny" / "model.safetensors"
+    cfg = compose_train("experiment=demo", "model=hubert_ecg", *NARROW["hubert_ecg"],
+                        f"model.weights={path}")
+    net = build_network(cfg)
+    published = load_file(path)
+    encoder = {key.removeprefix("encoder."): value for key, value in net.state_dict().items()
+               if key.startswith("encoder.")}
+    assert set(published) - set(encoder) == {"masked_spec_embed"}  # used in pretraining only
+    assert set(encoder) <= set(published)
+    for key, value in encoder.items():
+        assert torch.equal(value, published[key]), key
+    assert set(net.state_dict()) - {f"encoder.{key}" for key in encoder} == {"lin.weight",
+                                                                            "lin.bias"}
+    assert starting_weights(cfg)["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(UserError, match=r"^model.weights: '.*broken.safetensors' is not a "
+                                        r"complete safetensors file \(truncated or corrupt"):
+        build_network(compose_train("experiment=demo", "model=hubert_ecg",
+                                    *NARROW["hubert_ecg"], f"model.weights={broken}"))
+
+
 def test_a_checkpoint_that_does_not_fit_is_named_in_one_line(compose_train, tmp_path):
     path = tmp_path / "resnet18_ckpt.pth"
     published_merl(path, **{"ecg_encoder.layer9.weight": torch.zeros(1)})
