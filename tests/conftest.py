@@ -3,9 +3,11 @@ per session, the order of the test files. What tests import by name (helpers, co
 the ``helpers`` package (tests/helpers)."""
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -165,10 +167,6 @@ def two_cli_runs(tmp_path_factory) -> list[dict]:
     script (tests/e2e/test_cli.py) and of one folder per run (tests/unit/test_run_folder.py),
     made once per session for every worker. Each process as ``{"args", "returncode", "stdout",
     "stderr", "cwd"}``; tests only read what they wrote."""
-    import json
-    import sys
-
-    from helpers.configs import SHORT_RUN
 
     def build(folder: Path) -> Path:
         folder.mkdir()
